@@ -1,0 +1,30 @@
+# `make test` sets up .venv and runs the tests; `make install` only sets up.
+PYTHON ?= python3
+VENV ?= .venv
+# The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
+# Override for other hardware, e.g. `make install TORCH="torch torchvision"`.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.metaf2n-installed
+
+.PHONY: install test bench clean
+
+install: $(STAMP)
+
+# Re-runs only when the install recipe, the package metadata or the start-up hook change. basicsr's setup.py imports
+# torch, so basicsr is built without isolation, against the torch installed first.
+$(STAMP): setup.py Makefile metaf2n_autoload.py metaf2n_autoload.pth
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet --no-build-isolation 'basicsr>=1.4.2'
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python bench/startup.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,4 @@
+"""Imports every ``*_arch.py`` here so that what it defines lands in BasicSR's ARCH_REGISTRY."""
+from metaf2n_plugin.registration import import_modules
+
+import_modules(__name__, '_arch')

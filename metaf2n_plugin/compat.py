@@ -1,0 +1,97 @@
+"""Every workaround for BasicSR 1.4.2 on today's PyTorch and torchvision, in one place.
+
+Each fix names the upstream report it answers and acts only where it is needed, so that it can be
+deleted the day BasicSR releases a fix. :func:`apply` runs them; ``metaf2n_plugin/__init__.py`` calls
+it before anything else touches ``basicsr``.
+
+1. ``import basicsr`` fails on torchvision >= 0.17, which removed
+   ``torchvision.transforms.functional_tensor`` (BasicSR #663; fixed on master, never released).
+   Fix: alias the module to its new private name, only when the old name is missing.
+2. ``python -m basicsr.train|test`` root every output (experiments/, results/, tb_logger/,
+   visualization) at the parent folder of the ``basicsr`` package, i.e. inside site-packages for a
+   pip-installed BasicSR, while ``--auto_resume`` looks in ``./experiments`` (upstream PR #595 made the
+   roots configurable on master, never released). Fix: ``python -m basicsr.train|test`` call
+   BasicSR's own pipeline with the working directory as root, as Real-ESRGAN's ``train.py`` does with
+   its project folder. Started from a BasicSR source tree, the result is the same as before.
+3. ``--auto_resume`` (and ``path.resume_state``) map the training state onto CUDA unconditionally
+   (``basicsr/train.py: load_resume_state``), so resuming fails on a machine without CUDA even with
+   ``num_gpu: 0`` (no upstream report found). Fix: :func:`load_resume_state` loads onto the model's
+   device. It passes ``weights_only=True`` explicitly, which torch >= 2.6 also defaults to: BasicSR's
+   training states (optimizer and scheduler state dicts, the milestones in a ``collections.Counter``)
+   and network checkpoints (tensors only) load that way since torch allow-listed ``Counter``
+   (pytorch #98921), so BasicSR's ``load_network`` needs no fix (``tests/test_compat.py`` checks both).
+"""
+import importlib
+import importlib.util
+import os
+import sys
+
+import torch
+
+RUNNERS = {'basicsr.train': 'train_pipeline', 'basicsr.test': 'test_pipeline'}
+
+
+def apply():
+    """Apply every fix; call before the first ``import basicsr`` of the process."""
+    _alias_functional_tensor()
+    import basicsr.test
+    import basicsr.train
+    for module_name, pipeline in RUNNERS.items():
+        spec = sys.modules[module_name].__spec__
+        if not isinstance(spec.loader, RunInWorkingDirectory):
+            spec.loader = RunInWorkingDirectory(spec.loader, pipeline)
+    basicsr.train.load_resume_state = load_resume_state
+
+
+def _alias_functional_tensor():
+    """Fix 1 (BasicSR #663)."""
+    old_name = 'torchvision.transforms.functional_tensor'
+    if old_name not in sys.modules and importlib.util.find_spec(old_name) is None:
+        sys.modules[old_name] = importlib.import_module('torchvision.transforms._functional_tensor')
+
+
+class RunInWorkingDirectory:
+    """Fix 2 (BasicSR PR #595): the loader ``python -m basicsr.train|test`` gets its code from.
+
+    Everything but :meth:`get_code` is BasicSR's own loader, so importing ``basicsr.train`` as a
+    module is unchanged; only the script that ``runpy`` executes as ``__main__`` becomes
+    ``<pipeline>(os.getcwd())``.
+    """
+
+    def __init__(self, loader, pipeline):
+        self._loader = loader
+        self._pipeline = pipeline
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def get_code(self, fullname):
+        source = f'import os\nfrom {fullname} import {self._pipeline}\n{self._pipeline}(os.getcwd())\n'
+        return compile(source, f'<{fullname} rooted at the working directory (metaf2n_plugin.compat)>', 'exec')
+
+
+def load_resume_state(opt):
+    """Fix 3: ``basicsr.train.load_resume_state`` that also works without CUDA.
+
+    Args:
+        opt (dict): parsed BasicSR options; reads ``auto_resume``, ``num_gpu`` and ``path``.
+
+    Returns:
+        dict | None: the training state (``epoch``, ``iter``, ``optimizers``, ``schedulers``), or None
+        for a fresh start. Sets ``opt['path']['resume_state']`` like BasicSR does.
+    """
+    from basicsr.utils import check_resume, scandir
+
+    path = opt['path'].get('resume_state')
+    if opt['auto_resume']:
+        state_dir = opt['path']['training_states']
+        states = sorted(int(name[:-len('.state')]) for name in (
+            scandir(state_dir, suffix='.state', recursive=False) if os.path.isdir(state_dir) else ()))
+        path = os.path.join(state_dir, f'{states[-1]}.state') if states else None
+        opt['path']['resume_state'] = path
+    if path is None:
+        return None
+    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
+    state = torch.load(path, map_location=device, weights_only=True)
+    check_resume(opt, state['iter'])
+    return state

@@ -1,0 +1,17 @@
+"""Folder scan that makes BasicSR's registry decorators run for the plugin's modules."""
+import importlib
+import pkgutil
+
+
+def import_modules(package, suffix):
+    """Import every ``*<suffix>.py`` module of ``package`` (e.g. all ``*_arch.py`` of ``archs``).
+
+    Args:
+        package (str): dotted name of an already imported package, usually ``__name__``.
+        suffix (str): module-name suffix, one of BasicSR's ``_arch``, ``_dataset``, ``_loss``,
+            ``_metric``, ``_model``.
+    """
+    path = importlib.import_module(package).__path__
+    for module in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if module.name.endswith(suffix):
+            importlib.import_module(f'{package}.{module.name}')

@@ -1,0 +1,67 @@
+"""metaf2n-plugin: MetaF2N blind super-resolution as a BasicSR plugin.
+
+Besides the package, this installs ``metaf2n_autoload.pth`` into site-packages: a start-up hook that
+imports ``metaf2n_plugin`` whenever ``basicsr`` is imported, so that ``python -m basicsr.train`` sees the
+plugin's classes. setuptools has no option for a top-level ``.pth`` file, hence the two commands below.
+"""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
+
+HERE = Path(__file__).resolve().parent
+HOOK = 'metaf2n_autoload.pth'
+HOOK_MODULE = 'metaf2n_autoload.py'
+VERSION = re.search(r"^__version__ = '(.+)'$", (HERE / 'metaf2n_plugin' / '__init__.py').read_text(), re.M)[1]
+
+
+class BuildPyWithHook(build_py):
+    """``pip install .``: put the hook at the wheel's root, which is site-packages."""
+
+    def run(self):
+        super().run()
+        self.copy_file(str(HERE / HOOK), str(Path(self.build_lib) / HOOK), preserve_mode=False)
+
+
+class EditableWheelWithHook(editable_wheel):
+    """``pip install -e .``: the package stays in the source tree, but the hook is copied to site-packages.
+
+    A copy there is byte-compiled by pip, so the hook costs nothing at start-up; loaded from the source
+    tree instead it is found last and compiled in every process where bytecode is not written.
+    """
+
+    def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
+        for name in (HOOK, HOOK_MODULE):
+            self.copy_file(str(HERE / name), str(Path(unpacked_wheel) / name), preserve_mode=False)
+        return super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
+
+
+setup(
+    name='metaf2n-plugin',
+    version=VERSION,
+    description='MetaF2N (ICCV 2023) blind face-guided super-resolution, with a self-similarity-graph '
+    'loss, as a BasicSR plugin',
+    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['metaf2n_plugin', 'metaf2n_plugin.*']),
+    py_modules=['metaf2n_autoload'],
+    install_requires=[
+        # basicsr is an sdist whose setup.py imports torch: install torch first and build it with
+        # `pip install --no-build-isolation basicsr` (the Makefile does).
+        'basicsr>=1.4.2',
+        'torch>=2.4',  # torch.serialization.safe_globals, torch.func
+        'torchvision>=0.19',
+        'facexlib>=0.3.0',
+        'lpips>=0.1.4',
+        'pyyaml>=5.4',
+        'tb-nightly',  # what BasicSR's tensorboard logger uses; it publishes pre-releases only
+        'numpy>=1.21',
+        'opencv-python>=4.5',
+    ],
+    extras_require={'test': ['pytest>=7']},
+    cmdclass={'build_py': BuildPyWithHook, 'editable_wheel': EditableWheelWithHook},
+)
