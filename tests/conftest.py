@@ -1,0 +1,39 @@
+"""Shared helpers: run Python the way a user would, and make tiny image folders."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(*args, cwd, env=None, timeout=600, python=sys.executable):
+    """Run ``python *args`` in a fresh process (this interpreter by default); fail the test on error.
+
+    The child gets no PYTHONPATH: whatever it sees of the plugin comes from the installation.
+    """
+    child_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'METAF2N_NO_AUTOLOAD')}
+    child_env.update(env or {})
+    proc = subprocess.run([str(python), *args], cwd=cwd, env=child_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f'python {" ".join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}'
+                    f'\n--- stderr\n{proc.stderr[-6000:]}')
+    return proc
+
+
+def write_image_pairs(folder, count, size, seed=0):
+    """``folder/gt`` and ``folder/lq`` with ``count`` PNGs of ``size``x``size``: smooth GT, noisy LQ (scale 1)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for sub in ('gt', 'lq'):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for i in range(count):
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        gt = np.stack([0.5 + 0.4 * np.sin(6 * xx + 4 * yy + p) for p in phase], axis=-1)
+        lq = np.clip(gt + rng.normal(0, 0.05, gt.shape), 0, 1)
+        cv2.imwrite(os.path.join(folder, 'gt', f'{i:03d}.png'), (gt * 255).round().astype(np.uint8))
+        cv2.imwrite(os.path.join(folder, 'lq', f'{i:03d}.png'), (lq * 255).round().astype(np.uint8))
