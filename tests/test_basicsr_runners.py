@@ -66,10 +66,10 @@ def workdir(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('runner')
     write_image_pairs(cwd / 'data', count=3, size=64)
     run_python('-m', 'basicsr.train', '-opt', write_yaml(cwd / 'train2.yml', train_options('data', 2)), cwd=cwd)
-    resumed = run_python('-m', 'basicsr.train', '-opt', write_yaml(cwd / 'train4.yml', train_options('data', 4)),
-                         '--auto_resume', cwd=cwd)
+    run_python('-m', 'basicsr.train', '-opt', write_yaml(cwd / 'train4.yml', train_options('data', 4)),
+               '--auto_resume', cwd=cwd)
     run_python('-m', 'basicsr.test', '-opt', write_yaml(cwd / 'test.yml', eval_options('data')), cwd=cwd)
-    return cwd, resumed.stdout + resumed.stderr
+    return cwd
 
 
 def read_log(folder, prefix):
@@ -79,7 +79,7 @@ def read_log(folder, prefix):
 
 
 def test_train_writes_checkpoints_and_tensorboard_under_working_directory(workdir):
-    cwd, _ = workdir
+    cwd = workdir
     exp = cwd / 'experiments' / NAME
     assert (exp / 'models' / 'net_g_2.pth').is_file()
     assert (exp / 'models' / 'net_g_latest.pth').is_file()
@@ -88,9 +88,9 @@ def test_train_writes_checkpoints_and_tensorboard_under_working_directory(workdi
 
 
 def test_auto_resume_on_cpu_continues_from_iteration_2(workdir):
-    cwd, _ = workdir
+    cwd = workdir
     log = read_log(cwd / 'experiments' / NAME, f'train_{NAME}')
-    assert 'Resuming training from epoch: 0, iter: 2.' in log
+    assert re.search(r'Resuming training from epoch: \d+, iter: 2\.', log)
     assert re.search(r'iter:\s+3,', log) and re.search(r'iter:\s+4,', log)
     assert not re.search(r'iter:\s+1,', log), 'the resumed run started again from iteration 1'
     assert (cwd / 'experiments' / NAME / 'training_states' / '4.state').is_file()
@@ -98,7 +98,7 @@ def test_auto_resume_on_cpu_continues_from_iteration_2(workdir):
 
 
 def test_test_runner_reports_psnr_and_saves_images_under_working_directory(workdir):
-    cwd, _ = workdir
+    cwd = workdir
     results = cwd / 'results' / f'{NAME}_test'
     psnr = re.search(r'psnr: ([0-9.]+)', read_log(results, f'test_{NAME}_test'))
     assert psnr and 5 < float(psnr[1]) < 100
