@@ -53,8 +53,8 @@ setup(
         # basicsr is an sdist whose setup.py imports torch: install torch first and build it with
         # `pip install --no-build-isolation basicsr` (the Makefile does).
         'basicsr>=1.4.2',
-        'torch>=2.4',  # torch.serialization.safe_globals, torch.func
-        'torchvision>=0.19',
+        'torch>=2.0',  # torch.func, torch.device as a context manager
+        'torchvision>=0.15',  # has transforms._functional_tensor, which compat aliases
         'facexlib>=0.3.0',
         'lpips>=0.1.4',
         'pyyaml>=5.4',

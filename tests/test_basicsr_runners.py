@@ -11,48 +11,20 @@ import basicsr
 import pytest
 import yaml
 
-from conftest import run_python, write_image_pairs
+from conftest import REPO, run_python, write_image_pairs
 
+OPTIONS = os.path.join(REPO, 'options')
 NAME = 'tiny_gpen_sr'
 OUTPUT_DIRS = ('experiments', 'results', 'tb_logger')
 BASICSR_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)))
-GPEN_TINY = {'type': 'GPEN', 'size': 64, 'style_dim': 32, 'n_mlp': 2, 'channel_multiplier': 1, 'narrow': 0.125}
 
 
-def paired_set(name, root, phase):
-    opt = {'name': name, 'type': 'PairedImageDataset', 'dataroot_gt': f'{root}/gt', 'dataroot_lq': f'{root}/lq',
-           'io_backend': {'type': 'disk'}}
-    if phase == 'train':
-        opt.update(gt_size=64, use_hflip=True, use_rot=False, num_worker_per_gpu=0, batch_size_per_gpu=2,
-                   dataset_enlarge_ratio=1, prefetch_mode=None)
-    return opt
-
-
-def train_options(data, total_iter):
-    return {
-        'name': NAME, 'model_type': 'SRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
-        'datasets': {'train': paired_set('tiny_train', data, 'train')},
-        'network_g': GPEN_TINY,
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-4},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
-                  'total_iter': total_iter, 'warmup_iter': -1,
-                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
-    }
-
-
-def eval_options(data):
-    return {
-        'name': f'{NAME}_test', 'model_type': 'SRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
-        'datasets': {'test_1': paired_set('tiny_test', data, 'test')},
-        'network_g': GPEN_TINY,
-        'path': {'pretrain_network_g': f'experiments/{NAME}/models/net_g_latest.pth', 'strict_load_g': True},
-        'val': {'save_img': True, 'suffix': None, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}},
-    }
-
-
-def write_yaml(path, opt):
+def options_file(cwd, name, **train_changes):
+    """Copy ``options/<name>`` into ``cwd``, changing keys of its ``train`` section."""
+    with open(os.path.join(OPTIONS, name)) as f:
+        opt = yaml.safe_load(f)
+    opt.get('train', {}).update(train_changes)
+    path = cwd / name.replace('.yml', ''.join(f'_{key}{value}' for key, value in train_changes.items()) + '.yml')
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f)
     return str(path)
@@ -60,15 +32,15 @@ def write_yaml(path, opt):
 
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
-    """Train 2 iterations, auto-resume to 4, then test; every run in one fresh working directory."""
+    """Train 2 iterations, auto-resume to 4, then test, with the options in options/; in a fresh working directory."""
     leftovers = [d for d in OUTPUT_DIRS if os.path.exists(os.path.join(BASICSR_ROOT, d))]
     assert not leftovers, f'remove {leftovers} from {BASICSR_ROOT} first (left by an unpatched BasicSR run)'
     cwd = tmp_path_factory.mktemp('runner')
-    write_image_pairs(cwd / 'data', count=3, size=64)
-    run_python('-m', 'basicsr.train', '-opt', write_yaml(cwd / 'train2.yml', train_options('data', 2)), cwd=cwd)
-    run_python('-m', 'basicsr.train', '-opt', write_yaml(cwd / 'train4.yml', train_options('data', 4)),
-               '--auto_resume', cwd=cwd)
-    run_python('-m', 'basicsr.test', '-opt', write_yaml(cwd / 'test.yml', eval_options('data')), cwd=cwd)
+    write_image_pairs(cwd / 'datasets' / 'tiny_pairs', count=3, size=64)
+    train = 'train_gpen_srmodel_tiny.yml'
+    run_python('-m', 'basicsr.train', '-opt', options_file(cwd, train), cwd=cwd)  # 2 iterations
+    run_python('-m', 'basicsr.train', '-opt', options_file(cwd, train, total_iter=4), '--auto_resume', cwd=cwd)
+    run_python('-m', 'basicsr.test', '-opt', options_file(cwd, 'test_gpen_srmodel_tiny.yml'), cwd=cwd)
     return cwd
 
 
