@@ -6,8 +6,20 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def copy_options(cwd, name, **train_changes):
+    """Copy ``options/<name>`` into ``cwd``, changing keys of its ``train`` section; returns the copy's path."""
+    with open(os.path.join(REPO, 'options', name)) as f:
+        opt = yaml.safe_load(f)
+    opt.get('train', {}).update(train_changes)
+    path = os.path.join(cwd, name.replace('.yml', ''.join(f'_{k}{v}' for k, v in train_changes.items()) + '.yml'))
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f)
+    return path
 
 
 def run_python(*args, cwd, env=None, timeout=600, python=sys.executable):

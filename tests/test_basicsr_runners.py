@@ -9,25 +9,12 @@ import re
 
 import basicsr
 import pytest
-import yaml
 
-from conftest import REPO, run_python, write_image_pairs
+from conftest import copy_options, run_python, write_image_pairs
 
-OPTIONS = os.path.join(REPO, 'options')
 NAME = 'tiny_gpen_sr'
 OUTPUT_DIRS = ('experiments', 'results', 'tb_logger')
 BASICSR_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)))
-
-
-def options_file(cwd, name, **train_changes):
-    """Copy ``options/<name>`` into ``cwd``, changing keys of its ``train`` section."""
-    with open(os.path.join(OPTIONS, name)) as f:
-        opt = yaml.safe_load(f)
-    opt.get('train', {}).update(train_changes)
-    path = cwd / name.replace('.yml', ''.join(f'_{key}{value}' for key, value in train_changes.items()) + '.yml')
-    with open(path, 'w') as f:
-        yaml.safe_dump(opt, f)
-    return str(path)
 
 
 @pytest.fixture(scope='module')
@@ -38,9 +25,9 @@ def workdir(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('runner')
     write_image_pairs(cwd / 'datasets' / 'tiny_pairs', count=3, size=64)
     train = 'train_gpen_srmodel_tiny.yml'
-    run_python('-m', 'basicsr.train', '-opt', options_file(cwd, train), cwd=cwd)  # 2 iterations
-    run_python('-m', 'basicsr.train', '-opt', options_file(cwd, train, total_iter=4), '--auto_resume', cwd=cwd)
-    run_python('-m', 'basicsr.test', '-opt', options_file(cwd, 'test_gpen_srmodel_tiny.yml'), cwd=cwd)
+    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, train), cwd=cwd)  # 2 iterations
+    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, train, total_iter=4), '--auto_resume', cwd=cwd)
+    run_python('-m', 'basicsr.test', '-opt', copy_options(cwd, 'test_gpen_srmodel_tiny.yml'), cwd=cwd)
     return cwd
 
 
