@@ -1,0 +1,273 @@
+"""Self-similarity graph (SSG) loss: compare how SR and HR images each resemble themselves.
+
+A pixel-wise loss compares SR with HR pixel by pixel. The SSG loss (after SSL, Chen et al., ACM MM
+2024) compares their *structure*: for edge and texture pixels p of the HR image (a Laplacian mask),
+it builds the row ``S̄(p, ·)`` of normalised similarities between the patch around p and every patch in
+a search window around p, for SR and for HR alike, and penalises the difference of the two graphs:
+
+    d(p, q) = sum over the patch of (P_p - P_q)^2 / (C * patch_size^2)      images in [0, 1]
+    S(p, q) = exp(-d(p, q) / h),   S̄(p, q) = S(p, q) / sum_q S(p, q)  (= softmax_q(-d(p, q) / h))
+    loss    = mean |S̄_SR - S̄_HR| + kl_weight * mean_p KL(S̄_HR(p, ·) || S̄_SR(p, ·))
+
+Cost. SSL's code unfolds a search window and then every patch in it for each masked pixel
+(≈ 608 KB per pixel in fp32 at 25×25 windows of 9×9×3 patches, tens of GB for a 256² batch). Here the
+distances of all masked pixels to one window offset ``o`` come from one squared-difference image
+``E_o = sum_c (x - shift_o(x))^2`` and a box filter (two running sums), then only masked pixels are
+kept: O(search_size² · C · H · W) work and O(masked · search_size²) memory. The offsets are processed in
+chunks under activation checkpointing, so backward recomputes a chunk's planes instead of storing
+search_size² full-size planes. ``bench/ssg.py`` measures both formulations.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from basicsr.utils.registry import LOSS_REGISTRY
+
+_LAPLACIAN = torch.tensor([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, on RGB
+ROW_BLOCK = 4096  # graph rows compared at a time
+
+
+@torch.no_grad()
+def laplacian_mask(img, threshold=20, stride=1):
+    """Edge/texture pixels of an image, where the SSG loss compares graphs.
+
+    The 8-bit luma ``round(255 * (0.299 R + 0.587 G + 0.114 B))`` is filtered with the 3×3 Laplacian
+    ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]`` (reflect-101 borders, i.e. OpenCV's default), the response is
+    saturated to [0, 255] like an 8-bit OpenCV result, and pixels with response > ``threshold`` are
+    kept. With ``stride`` > 1 only pixels with ``y % stride == 0 and x % stride == 0`` can be kept.
+
+    Args:
+        img (Tensor): (N, 3, H, W) RGB in [0, 1], or (N, 1, H, W) gray in [0, 1]; H, W >= 2.
+        threshold (float): response threshold on the 0–255 scale.
+        stride (int): subsampling step of the mask grid.
+
+    Returns:
+        Tensor: (N, 1, H, W) bool.
+    """
+    img = img.detach().double()
+    if img.size(1) == 3:
+        img = sum(w * img[:, c:c + 1] for c, w in enumerate(_LUMA))
+    elif img.size(1) != 1:
+        raise ValueError(f'laplacian_mask needs 1 or 3 channels, got {img.size(1)}')
+    luma = torch.round(255 * img)
+    response = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode='reflect'), _LAPLACIAN.to(luma).view(1, 1, 3, 3))
+    mask = response.clamp(0, 255) > threshold
+    if stride > 1:
+        grid = torch.zeros_like(mask)
+        grid[..., ::stride, ::stride] = True
+        mask &= grid
+    return mask
+
+
+def self_similarity_graph(img, mask, patch_size=9, search_size=25, h=0.004):
+    """Rows of the self-similarity graph of ``img`` at the masked pixels.
+
+    Patches are the full ``patch_size``² neighbourhoods of the image extended by reflection
+    (``F.pad(mode='reflect')``), for the centre pixel and for every pixel of the window alike. This
+    differs from the SSL reference, which cuts the search window first and then zeroes patch pixels
+    that fall outside it, so that its patches near the window's edge are partly black.
+
+    Args:
+        img (Tensor): (N, C, H, W) in [0, 1]; H, W > search_size // 2 + patch_size // 2.
+        mask (Tensor): (N, 1, H, W) bool, the pixels p whose rows are wanted.
+        patch_size (int): odd side of the compared patches.
+        search_size (int): odd side of the search window around p.
+        h (float): bandwidth of ``exp(-d / h)``.
+
+    Returns:
+        Tensor: (M, search_size²), M = mask.sum(); row m belongs to the m-th masked pixel in row-major
+        (n, y, x) order, column ``(dy + r) * search_size + (dx + r)`` (r = search_size // 2) to window
+        offset (dy, dx); every row sums to 1. fp32 (fp64 for fp64 input), also under autocast.
+    """
+    return torch.softmax(patch_distances(img, mask, patch_size, search_size, scale=-1 / h), dim=1)
+
+
+def patch_distances(img, mask, patch_size=9, search_size=25, scale=1.0, step_bytes=8 << 20):
+    """``scale * d(p, q)`` for the masked pixels p and their window positions q: (M, search_size²).
+
+    Arguments and layout as in :func:`self_similarity_graph`. Window offsets are processed in blocks
+    whose temporary planes take about ``step_bytes`` each; backward recomputes them block by block.
+    """
+    if patch_size % 2 == 0 or search_size % 2 == 0:
+        raise ValueError(f'patch_size and search_size must be odd, got {patch_size} and {search_size}')
+    if mask.shape != (img.size(0), 1, *img.shape[2:]):
+        raise ValueError(f'mask must be (N, 1, H, W) = {(img.size(0), 1, *img.shape[2:])}, got {tuple(mask.shape)}')
+    height, width = img.shape[2:]
+    reach = search_size // 2 + patch_size // 2
+    if min(height, width) <= reach:
+        raise ValueError(f'the SSG needs images larger than {reach} px on each side, got {height}x{width}')
+    with torch.autocast(img.device.type, enabled=False):
+        img = img.double() if img.dtype == torch.float64 else img.float()
+        padded = F.pad(img, (reach, ) * 4, mode='reflect')
+        plane_bytes = padded.element_size() * img.size(0) * (height + patch_size) * (width + patch_size)
+        blocks = _offset_blocks(search_size, max(1, step_bytes // plane_bytes))
+        where = mask[:, 0].nonzero(as_tuple=True)  # (n, y, x), row-major
+        return _PatchDistances.apply(padded, where, blocks, patch_size, search_size,
+                                     scale / (img.size(1) * patch_size**2))
+
+
+def _offset_blocks(search_size, per_block):
+    """Window offsets in blocks (dy0, dy1, dx0, dx1) of whole window rows, or of parts of one row,
+    so that every block is a contiguous range of graph columns."""
+    if per_block >= search_size:
+        rows = per_block // search_size
+        return [(dy, min(dy + rows, search_size), 0, search_size) for dy in range(0, search_size, rows)]
+    return [(dy, dy + 1, dx, min(dx + per_block, search_size)) for dy in range(search_size)
+            for dx in range(0, search_size, per_block)]
+
+
+class _PatchDistances(torch.autograd.Function):
+    """Scaled patch distances of masked pixels; backward recomputes each offset block's planes.
+
+    For an offset o, ``E_o = sum_c (x - shift_o(x))^2`` over the patch-padded domain
+    (Hp = H + patch_size - 1), box-summed along x on the whole plane and along y by a running sum that
+    is read at the masked pixels only. Backward is the adjoint of exactly these steps.
+    """
+
+    @staticmethod
+    def forward(ctx, padded, where, blocks, patch_size, search_size, scale):
+        ctx.save_for_backward(padded, *where)
+        ctx.blocks, ctx.patch_size, ctx.search_size, ctx.scale = blocks, patch_size, search_size, scale
+        n, y, x = where
+        out = []
+        for block in blocks:
+            centre, others = _block_views(padded, block, patch_size, search_size)
+            sq_diff = sum((centre[:, c] - others[:, c]).square() for c in range(padded.size(1)))
+            running_y = F.pad(_box_sum_last(sq_diff, patch_size).cumsum(-2), (0, 0, 1, 0))  # (N, Ky, Kx, Hp+1, W)
+            dist = running_y[n, :, :, y + patch_size, x] - running_y[n, :, :, y, x]  # (M, Ky, Kx)
+            out.append(dist.flatten(1) * scale)
+        return torch.cat(out, dim=1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        padded, n, y, x = ctx.saved_tensors
+        with torch.autocast(padded.device.type, enabled=False):
+            return _PatchDistances._backward(ctx, padded, (n, y, x), grad_out), None, None, None, None, None
+
+    @staticmethod
+    def _backward(ctx, padded, where, grad_out):
+        n, y, x = where
+        patch_size, r_search = ctx.patch_size, ctx.search_size // 2
+        grad = torch.zeros_like(padded)
+        first = 0
+        for block in ctx.blocks:
+            centre, others = _block_views(padded, block, patch_size, ctx.search_size)
+            k_y, k_x, hp, wp = others.shape[2:]
+            g = grad_out[:, first:first + k_y * k_x].reshape(-1, k_y, k_x) * ctx.scale
+            first += k_y * k_x
+            grad_running = padded.new_zeros(padded.size(0), k_y, k_x, hp + 1, wp - patch_size + 1)
+            grad_running[n, :, :, y + patch_size, x] = g
+            grad_running[n, :, :, y, x] -= g
+            # Each column of grad_running sums to zero, so the suffix sums are minus the prefix sums.
+            grad_box = -grad_running.cumsum(-2)[..., :-1, :]  # (N, Ky, Kx, Hp, W)
+            grad_sq = _box_sum_last(F.pad(grad_box, (patch_size - 1, patch_size - 1)), patch_size)  # (..., Hp, Wp)
+            top, left = block[0], block[2]
+            for c in range(padded.size(1)):
+                pull = 2 * grad_sq * (centre[:, c] - others[:, c])  # d loss / d centre, per offset
+                grad[:, c, r_search:r_search + hp, r_search:r_search + wp] += pull.sum(dim=(1, 2))
+                for i in range(k_y):
+                    for j in range(k_x):
+                        grad[:, c, top + i:top + i + hp, left + j:left + j + wp] -= pull[:, i, j]
+        return grad
+
+
+def _block_views(padded, block, patch_size, search_size):
+    """Views of one offset block: the centre (N, C, 1, 1, Hp, Wp) and its shifts (N, C, Ky, Kx, Hp, Wp)."""
+    r_search = search_size // 2
+    hp, wp = padded.size(2) - 2 * r_search, padded.size(3) - 2 * r_search
+    dy0, dy1, dx0, dx1 = block
+    centre = padded[:, :, r_search:r_search + hp, r_search:r_search + wp][:, :, None, None]
+    others = padded[:, :, dy0:dy1 - 1 + hp, dx0:dx1 - 1 + wp].unfold(2, hp, 1).unfold(3, wp, 1)
+    return centre, others
+
+
+def _box_sum_last(x, size):
+    """Sums of ``size`` consecutive entries along the last dim (length L -> L - size + 1), by a running sum."""
+    running = F.pad(x.cumsum(-1), (1, 0))
+    return running[..., size:] - running[..., :-size]
+
+
+def _checkpointed(fn, *args):
+    """``fn(*args)``; under autograd, checkpointed so that backward recomputes its intermediates."""
+    if any(torch.is_tensor(a) and a.requires_grad for a in args):
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
+def _graph_difference(logits_pred, logits_target, kl_weight):
+    """Per-row loss between graphs given as logits (rows of ``-d / h``): (M, Q), (M, Q) -> (M,)."""
+    rows = (torch.softmax(logits_pred, dim=1) - torch.softmax(logits_target, dim=1)).abs().mean(dim=1)
+    if kl_weight:
+        kl = F.kl_div(torch.log_softmax(logits_pred, dim=1), torch.log_softmax(logits_target, dim=1),
+                      reduction='none', log_target=True).sum(dim=1)
+        rows = rows + kl_weight * kl
+    return rows
+
+
+@LOSS_REGISTRY.register()
+class SSGLoss(nn.Module):
+    """Self-similarity graph loss between a prediction and its target (BasicSR loss conventions).
+
+    Args:
+        loss_weight (float): multiplier of the whole loss.
+        reduction (str): 'mean' (over masked pixels; weighted by ``weight`` when given), 'sum', or
+            'none' for an (N, 1, H, W) map holding each masked pixel's row loss (0 elsewhere).
+        patch_size (int): odd side of the compared patches (SSL: 9).
+        search_size (int): odd side of the search window (SSL: 25).
+        h (float): similarity bandwidth (SSL: 0.004, for images in [0, 1]).
+        threshold (float): Laplacian response threshold of the mask, 0–255 scale (SSL: 20).
+        mask_stride (int): keep only every ``mask_stride``-th masked pixel in y and x (cheaper).
+        kl_weight (float): weight of ``KL(S̄_target || S̄_pred)`` next to the L1 of the graphs.
+    """
+
+    def __init__(self, loss_weight=1.0, reduction='mean', patch_size=9, search_size=25, h=0.004, threshold=20,
+                 mask_stride=1, kl_weight=0.0):
+        super().__init__()
+        if reduction not in ('none', 'mean', 'sum'):
+            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        self.loss_weight, self.reduction = loss_weight, reduction
+        self.patch_size, self.search_size, self.h = patch_size, search_size, h
+        self.threshold, self.mask_stride, self.kl_weight = threshold, mask_stride, kl_weight
+
+    def forward(self, pred, target, weight=None, mask=None):
+        """Loss between the graphs of ``pred`` and ``target``.
+
+        Args:
+            pred (Tensor): (N, C, H, W) in [0, 1].
+            target (Tensor): (N, C, H, W) in [0, 1].
+            weight (Tensor | None): (N, 1, H, W) per-pixel weights of the graph rows.
+            mask (Tensor | None): (N, 1, H, W) bool rows to compare; None: ``laplacian_mask(target)``.
+
+        Returns:
+            Tensor: scalar, or (N, 1, H, W) for reduction 'none'. Zero (still differentiable) when no
+            pixel is masked.
+        """
+        if pred.shape != target.shape:
+            raise ValueError(f'SSGLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ')
+        if mask is None:
+            mask = laplacian_mask(target, self.threshold, self.mask_stride)
+        logits_pred = patch_distances(pred, mask, self.patch_size, self.search_size, scale=-1 / self.h)
+        logits_target = patch_distances(target, mask, self.patch_size, self.search_size, scale=-1 / self.h)
+        # Rows are independent: in blocks, checkpointed, so that no graph-sized temporaries pile up.
+        rows = torch.cat([
+            _checkpointed(_graph_difference, logits_pred[start:start + ROW_BLOCK],
+                          logits_target[start:start + ROW_BLOCK], self.kl_weight)
+            for start in range(0, logits_pred.size(0), ROW_BLOCK)
+        ]) if logits_pred.size(0) else logits_pred.sum(dim=1)  # (M,)
+        if weight is not None:
+            if weight.shape != mask.shape:
+                raise ValueError(f'SSGLoss: weight must be (N, 1, H, W) = {tuple(mask.shape)}, got {tuple(weight.shape)}')
+            row_weight = weight[mask]
+        if self.reduction == 'none':
+            per_pixel = pred.new_zeros(mask.shape, dtype=rows.dtype).masked_scatter(mask, rows)
+            loss = per_pixel if weight is None else per_pixel * weight
+        elif weight is None:
+            loss = rows.sum() if self.reduction == 'sum' else rows.sum() / max(rows.numel(), 1)
+        else:
+            loss = (rows * row_weight).sum()
+            if self.reduction == 'mean':
+                loss = loss / row_weight.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+        return self.loss_weight * loss
