@@ -49,6 +49,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['metaf2n_plugin', 'metaf2n_plugin.*']),
     py_modules=['metaf2n_autoload'],
+    package_data={'metaf2n_plugin.faces': ['builtin_faces.json']},
     install_requires=[
         # basicsr is an sdist whose setup.py imports torch: install torch first and build it with
         # `pip install --no-build-isolation basicsr` (the Makefile does).
@@ -62,6 +63,7 @@ setup(
         'numpy>=1.21',
         'opencv-python>=4.5',
     ],
-    extras_require={'test': ['pytest>=7']},
+    # The test photos ship inside scikit-image and matplotlib (both also arrive with basicsr / facexlib).
+    extras_require={'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3']},
     cmdclass={'build_py': BuildPyWithHook, 'editable_wheel': EditableWheelWithHook},
 )

@@ -1,0 +1,77 @@
+"""Face source ``retinaface``: facexlib's RetinaFace detector, weights loaded from a path you choose."""
+import warnings
+
+import cv2
+import numpy as np
+import torch
+from facexlib.detection.retinaface import RetinaFace
+
+from metaf2n_plugin.faces.annotations import Face
+from metaf2n_plugin.faces.weights import DEFAULT_WEIGHTS_DIR, locate_weights
+
+FACEXLIB_RELEASE = 'https://github.com/xinntao/facexlib/releases/download/v0.1.0/'
+# model name -> (facexlib's network name, official weight file)
+RETINAFACE_MODELS = {
+    'retinaface_resnet50': ('resnet50', 'detection_Resnet50_Final.pth'),
+    'retinaface_mobile0.25': ('mobile0.25', 'detection_mobilenet0.25_Final.pth'),
+}
+
+
+def build_retinaface(model, device):
+    """facexlib's ``RetinaFace`` network for ``model`` on ``device``, randomly initialised and in eval mode."""
+    if model not in RETINAFACE_MODELS:
+        raise ValueError(f'unknown RetinaFace model {model!r}; choose one of {sorted(RETINAFACE_MODELS)}')
+    with warnings.catch_warnings():  # facexlib builds its ResNet-50 with torchvision's deprecated `pretrained`
+        warnings.filterwarnings('ignore', category=UserWarning, module='torchvision.models._utils')
+        return RetinaFace(network_name=RETINAFACE_MODELS[model][0], half=False, device=torch.device(device))
+
+
+class RetinaFaceDetector:
+    """Detect faces and their five landmarks with RetinaFace (MetaF2N's step 1).
+
+    Args:
+        model: ``'retinaface_resnet50'`` (MetaF2N's) or ``'retinaface_mobile0.25'``.
+        weights: the weight file, or the folder holding it under its official name
+            (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``).
+        download: fetch missing weights from facexlib's release page into that folder.
+        score_threshold: keep faces whose score is above this (facexlib compares with ``>``).
+        nms_threshold: IoU above which the weaker of two overlapping detections is dropped.
+        resize_above, resize_to: an image whose long side exceeds ``resize_above`` pixels is shrunk to a long
+            side of ``resize_to`` for detection only (MetaF2N: 1500 -> 1000); results are scaled back.
+        device: torch device for the network.
+    """
+
+    def __init__(self, model='retinaface_resnet50', weights=DEFAULT_WEIGHTS_DIR, download=False,
+                 score_threshold=0.9, nms_threshold=0.4, resize_above=1500, resize_to=1000, device='cpu'):
+        self.net = build_retinaface(model, device)
+        file_name = RETINAFACE_MODELS[model][1]
+        path = locate_weights(weights, file_name, FACEXLIB_RELEASE + file_name, download)
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        self.net.load_state_dict({k.removeprefix('module.'): v for k, v in state.items()}, strict=True)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.resize_above = resize_above
+        self.resize_to = resize_to
+
+    @torch.no_grad()
+    def __call__(self, image, image_path=None):
+        """Faces in ``image``, best score first.
+
+        Args:
+            image: ``(H, W, 3)`` float RGB in [0, 1].
+            image_path: unused (the other face sources need it).
+
+        Returns:
+            list of :class:`Face` with landmarks, box and score in ``image``'s pixel coordinates.
+        """
+        bgr = np.ascontiguousarray(image[:, :, ::-1] * 255, dtype=np.float32)  # RetinaFace takes BGR 0..255
+        height, width = bgr.shape[:2]
+        if max(height, width) > self.resize_above:
+            factor = self.resize_to / max(height, width)
+            bgr = cv2.resize(bgr, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+        back = np.array([width / bgr.shape[1], height / bgr.shape[0]])
+        rows = self.net.detect_faces(bgr, conf_threshold=self.score_threshold, nms_threshold=self.nms_threshold)
+        return [
+            Face(landmarks=row[5:15].reshape(5, 2).astype(np.float64) * back,
+                 box=row[:4].astype(np.float64) * np.tile(back, 2), score=float(row[4])) for row in rows
+        ]

@@ -1,0 +1,136 @@
+"""(LQ face, pseudo-HQ face) pairs of a photo: MetaF2N's inference steps 1-3 as one component.
+
+Options (``FacePairExtractor.from_options``), e.g. in a model's YAML::
+
+    face_pairs:
+      scale: 4
+      source: {type: retinaface, model: retinaface_resnet50, weights: weights, score_threshold: 0.9}
+      restorer: {type: gpen, size: 512, channel_multiplier: 2, narrow: 1, weights: weights, batch_size: 4}
+
+``source.type`` is ``retinaface`` (:class:`RetinaFaceDetector`), ``landmarks`` (:class:`LandmarkSource`,
+``json_path``) or ``pairs`` (:class:`PairFolderSource`, ``root``); ``restorer.type`` is ``gpen``
+(:class:`GPENRestorer`), ``oracle`` or ``identity`` (``size``). The other keys are the classes' arguments;
+a bare string stands for ``{type: <string>}``.
+"""
+import math
+
+import numpy as np
+import torch
+
+from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
+from metaf2n_plugin.faces.annotations import LandmarkSource
+from metaf2n_plugin.faces.detection import RetinaFaceDetector
+from metaf2n_plugin.faces.pair_folders import PairFolderSource
+from metaf2n_plugin.faces.pairs import FacePair
+from metaf2n_plugin.faces.paste_back import paste_back
+from metaf2n_plugin.faces.restoration import RESTORERS
+
+FACE_SOURCES = {'retinaface': RetinaFaceDetector, 'landmarks': LandmarkSource, 'pairs': PairFolderSource}
+NEEDS_DEVICE = (RetinaFaceDetector, RESTORERS['gpen'])
+
+
+class FacePairExtractor:
+    """Detect (or look up) the faces of an LQ photo, align, restore, and paste back at ``scale``.
+
+    Args:
+        source: a face source: callable ``(image, image_path) -> list[Face]``, or a
+            :class:`PairFolderSource` (then ``restorer`` is unused and may be None).
+        restorer: a restorer of :mod:`metaf2n_plugin.faces.restoration`; faces are aligned at its ``size``.
+        scale: integer SR factor s.
+    """
+
+    def __init__(self, source, restorer, scale=4):
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f'scale must be a positive integer, got {scale}')
+        self.source, self.restorer, self.scale = source, restorer, int(scale)
+
+    @classmethod
+    def from_options(cls, opt, device='cpu'):
+        """Build from an options dict (module docstring); keys other than source/restorer/scale are ignored."""
+        source = _build(FACE_SOURCES, opt.get('source', 'retinaface'), 'face source', device)
+        restorer = None
+        if not isinstance(source, PairFolderSource):
+            restorer = _build(RESTORERS, opt.get('restorer', 'gpen'), 'restorer', device)
+        return cls(source, restorer, opt.get('scale', 4))
+
+    def __call__(self, lq, gt=None, image_path=None):
+        """Face pairs of one photo.
+
+        Args:
+            lq: ``(H, W, 3)`` float32 RGB in [0, 1], the LQ photo.
+            gt: ``(s*H, s*W, 3)`` float32 RGB in [0, 1], its ground truth; needed by the ``oracle`` restorer.
+            image_path: the photo's file; the ``landmarks`` and ``pairs`` sources look faces up by its name.
+
+        Returns:
+            list of :class:`FacePair`, one per face (a face too small for a patch is kept; see
+            :func:`~metaf2n_plugin.faces.patches.sample_patches`); [] for a photo without faces.
+
+        Raises:
+            ValueError: bad image arrays, a GT of the wrong size, or a face that lies outside the image.
+        """
+        name = repr(image_path) if image_path is not None else 'the LQ image'
+        lq = _checked_image(lq, name)
+        if isinstance(self.source, PairFolderSource):
+            if image_path is None:
+                raise ValueError('the pairs face source needs image_path: pairs are named after the image')
+            return self.source.pairs(image_path, self.scale)
+        height, width = lq.shape[:2]
+        if gt is not None:
+            gt = _checked_image(gt, f'the GT of {name}')
+            if gt.shape[:2] != (self.scale * height, self.scale * width):
+                raise ValueError(f'the GT of {name} is {gt.shape[1]}x{gt.shape[0]}; at scale {self.scale} '
+                                 f'the {width}x{height} LQ image needs a {self.scale * width}x'
+                                 f'{self.scale * height} GT')
+        faces = self.source(lq, image_path)
+        if not faces:
+            return []
+        boxes = [_crop_box(face, width, height, f'{name}, face {i}') for i, face in enumerate(faces)]
+        size = self.restorer.size
+        aligned, matrices = zip(*(align_face(lq, face.landmarks, size) for face in faces))
+        gt_aligned = None
+        if self.restorer.needs_gt and gt is not None:
+            hq_to_lq = invert_affine(upscale_map(self.scale))
+            gt_aligned = _to_tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0] for m in matrices])
+        restored = self.restorer(_to_tensor(aligned), gt_aligned).permute(0, 2, 3, 1).numpy()
+        pairs = []
+        for face, box, matrix, face_hq in zip(faces, boxes, matrices, restored):
+            hq, mask = paste_back(face_hq, matrix, box, self.scale)
+            x0, y0, x1, y1 = box
+            pairs.append(FacePair(lq[y0:y1, x0:x1].copy(), hq, mask, face, box))
+        return pairs
+
+
+def _build(table, opt, what, device):
+    opt = {'type': opt} if isinstance(opt, str) else dict(opt)
+    kind = opt.pop('type', None)
+    if kind not in table:
+        raise ValueError(f'unknown {what} type {kind!r}; choose one of {sorted(table)}')
+    if issubclass(table[kind], NEEDS_DEVICE):
+        opt.setdefault('device', device)
+    return table[kind](**opt)
+
+
+def _checked_image(image, name):
+    """``image`` as float32 after checking that it is an ``(H, W, 3)`` float array."""
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+            and np.issubdtype(image.dtype, np.floating)):
+        got = f'{image.dtype} array of shape {image.shape}' if isinstance(image, np.ndarray) else type(image)
+        raise ValueError(f'{name}: expected an (H, W, 3) float RGB array in [0, 1] (see '
+                         f'metaf2n_plugin.faces.files.read_image), got {got}')
+    return image.astype(np.float32, copy=False)
+
+
+def _crop_box(face, width, height, where):
+    """The integer crop ``(x0, y0, x1, y1)`` (half-open) of a face's box, clipped to the image."""
+    box = face.box if face.box is not None else landmark_box(face.landmarks)
+    x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+    x1, y1 = min(width, math.floor(box[2]) + 1), min(height, math.floor(box[3]) + 1)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f'{where}: box {np.round(box, 1).tolist()} (landmarks {np.round(face.landmarks, 1).tolist()}) '
+                         f'lies outside the {width}x{height} image; landmarks and boxes are in LQ pixel coordinates')
+    return x0, y0, x1, y1
+
+
+def _to_tensor(crops):
+    """List of ``(S, S, 3)`` float32 -> ``(N, 3, S, S)`` tensor."""
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()

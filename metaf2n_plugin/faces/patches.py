@@ -1,0 +1,102 @@
+"""Random LR/HR patch pairs from an image's face pairs: the batch of MetaF2N's inner step (step 4)."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from basicsr.utils import get_root_logger
+
+
+@dataclass
+class PatchBatch:
+    """All patches of one image's faces.
+
+    Attributes:
+        lq: ``(P, 3, p, p)`` float32 RGB in [0, 1], ``p = patch_size // scale``.
+        hq: ``(P, 3, patch_size, patch_size)`` float32 RGB in [0, 1], the pseudo ground truth.
+        mask: ``(P, 1, patch_size, patch_size)`` float32, 1 where ``hq`` is valid, 0 elsewhere (outside the
+            restored face, or padding of a face smaller than a patch).
+        face_index: ``(P,)`` int64, the face pair each patch comes from.
+    """
+    lq: torch.Tensor
+    hq: torch.Tensor
+    mask: torch.Tensor
+    face_index: torch.Tensor
+
+    def __len__(self):
+        return len(self.lq)
+
+
+def sample_patches(pairs, scale, num_patches=16, patch_size=64, rng=None, image_name='image'):
+    """Cut up to ``num_patches`` random, distinct patch pairs from every face pair, all into one batch.
+
+    A patch is a ``p x p`` LR window (``p = patch_size // scale``) at an integer LR position and the
+    ``patch_size`` HR window exactly ``scale`` times further. Positions are drawn, without repetition, among
+    those whose HR window is entirely valid; where none is (a face cut by its mask), among those with the
+    most valid pixels. A face smaller than ``p`` in a dimension is zero-padded there and masked (the padding
+    is invalid), so it is used whole; this, and a face without any valid pixel (skipped), is logged.
+
+    Args:
+        pairs: list of :class:`~metaf2n_plugin.faces.pairs.FacePair` of one image.
+        scale: integer SR factor s; ``patch_size`` must be a multiple of it.
+        num_patches: patches per face (MetaF2N: 16); fewer when a face has fewer distinct positions.
+        patch_size: HR patch side (MetaF2N: 64, so 16 x 16 LR patches at x4).
+        rng: ``numpy.random.Generator``; a fresh unseeded one when None.
+        image_name: names the image in log lines.
+
+    Returns:
+        :class:`PatchBatch`; empty (P = 0) when ``pairs`` is.
+    """
+    if patch_size % scale:
+        raise ValueError(f'patch_size {patch_size} must be a multiple of the scale {scale}')
+    rng = np.random.default_rng() if rng is None else rng
+    lr_size = patch_size // scale
+    lqs, hqs, masks, owners = [], [], [], []
+    for index, pair in enumerate(pairs):
+        h, w = pair.lq.shape[:2]
+        if pair.hq.shape[:2] != (scale * h, scale * w) or pair.mask.shape != pair.hq.shape[:2]:
+            raise ValueError(f'{image_name}, face {index}: LQ {w}x{h} needs HQ and mask of '
+                             f'{scale * w}x{scale * h}, got {pair.hq.shape[1]}x{pair.hq.shape[0]} and '
+                             f'{pair.mask.shape[1::-1]}')
+        lq, hq, mask = _pad_to_patch(pair, lr_size, scale)
+        if lq.shape[:2] != (h, w):
+            get_root_logger().info(f'{image_name}, face {index}: {w}x{h} LR pixels, smaller than a '
+                                   f'{lr_size}x{lr_size} patch; used whole, zero-padded and masked.')
+        counts = _valid_counts(mask, lr_size, scale)
+        if counts.max() == 0:
+            get_root_logger().warning(f'{image_name}, face {index}: no valid HQ pixel; face skipped.')
+            continue
+        candidates = np.argwhere(counts == counts.max())
+        for i, j in candidates[rng.choice(len(candidates), min(num_patches, len(candidates)), replace=False)]:
+            lqs.append(lq[i:i + lr_size, j:j + lr_size])
+            hqs.append(hq[scale * i:scale * i + patch_size, scale * j:scale * j + patch_size])
+            masks.append(mask[scale * i:scale * i + patch_size, scale * j:scale * j + patch_size, None])
+            owners.append(index)
+    return PatchBatch(
+        lq=_to_tensor(lqs, lr_size, 3), hq=_to_tensor(hqs, patch_size, 3),
+        mask=_to_tensor(masks, patch_size, 1), face_index=torch.tensor(owners, dtype=torch.int64))
+
+
+def _pad_to_patch(pair, lr_size, scale):
+    """Zero-pad LQ, HQ and mask at the bottom/right to at least one LR patch; the padding is invalid."""
+    h, w = pair.lq.shape[:2]
+    pad_h, pad_w = max(lr_size - h, 0), max(lr_size - w, 0)
+    lq = np.pad(pair.lq, ((0, pad_h), (0, pad_w), (0, 0)))
+    hq = np.pad(pair.hq, ((0, scale * pad_h), (0, scale * pad_w), (0, 0)))
+    mask = np.pad(pair.mask.astype(np.float32), ((0, scale * pad_h), (0, scale * pad_w)))
+    return lq, hq, mask
+
+
+def _valid_counts(mask, lr_size, scale):
+    """Valid HR pixels of the patch at every LR top-left position: ``(H - p + 1, W - p + 1)``."""
+    table = np.pad((mask > 0).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    rows = scale * np.arange(mask.shape[0] // scale - lr_size + 1)
+    cols = scale * np.arange(mask.shape[1] // scale - lr_size + 1)
+    top, bottom = rows[:, None], rows[:, None] + scale * lr_size
+    left, right = cols[None, :], cols[None, :] + scale * lr_size
+    return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
+
+
+def _to_tensor(patches, side, channels):
+    if not patches:
+        return torch.zeros(0, channels, side, side)
+    return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float().contiguous()

@@ -1,0 +1,117 @@
+"""Precompute MetaF2N's face pairs for a folder of LQ photos.
+
+Writes, under --out, the original MetaF2N layout plus masks and a record of the faces:
+
+    Face_LQ/<stem>_<i>.png    LQ face crops
+    Face_HQ/<stem>_<i>.png    pseudo ground truth at --scale, restored by --restorer
+    Face_Mask/<stem>_<i>.png  where Face_HQ is covered by the restored face (255)
+    faces.json                per image: size, scale, and every face's landmarks, box, score and crop
+
+faces.json can be given back as --landmarks (source `landmarks`) to redo pairs without the detector. An image
+that cannot be read (or whose faces cannot be used) is reported and skipped; the others are still done, and the
+exit status is then 1.
+
+Examples:
+    python scripts/extract_face_pairs.py --lq datasets/RealFaces/LQ --out datasets/RealFaces --weights weights
+    python scripts/extract_face_pairs.py --lq LQ --gt GT --out pairs --restorer oracle --source landmarks \
+        --landmarks LQ/faces.json
+"""
+import argparse
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from metaf2n_plugin.faces import FacePairExtractor, read_image, write_json, write_pairs
+from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
+from metaf2n_plugin.faces.restoration import GPEN_RELEASES
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument('--lq', required=True, help='folder of LQ photos')
+    parser.add_argument('--gt', help='folder of GT photos with the same file names (needed by --restorer oracle)')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--scale', type=int, default=4, help='SR factor (default 4)')
+    parser.add_argument('--source', choices=['retinaface', 'landmarks'], default='retinaface')
+    parser.add_argument('--landmarks', help='source landmarks: one JSON for the folder (default: a sidecar '
+                        '<stem>.json next to every image)')
+    parser.add_argument('--detector', choices=sorted(RETINAFACE_MODELS), default='retinaface_resnet50')
+    parser.add_argument('--score_threshold', type=float, default=0.9)
+    parser.add_argument('--restorer', choices=['gpen', 'oracle', 'identity'], default='gpen')
+    parser.add_argument('--gpen_size', type=int, choices=sorted(GPEN_RELEASES), default=512,
+                        help='GPEN-BFR-512 (default, test time) or GPEN-BFR-256 (training)')
+    parser.add_argument('--batch_size', type=int, default=4, help='faces per GPEN forward pass')
+    parser.add_argument('--weights', default='weights', help='folder holding the official weight files')
+    parser.add_argument('--detector_weights', help='RetinaFace weight file (default: in --weights)')
+    parser.add_argument('--gpen_weights', help='GPEN weight file (default: in --weights)')
+    parser.add_argument('--download', action='store_true', help='download missing official weights')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    return parser.parse_args(argv)
+
+
+def build_extractor(args):
+    if args.source == 'retinaface':
+        source = {'type': 'retinaface', 'model': args.detector, 'weights': args.detector_weights or args.weights,
+                  'download': args.download, 'score_threshold': args.score_threshold}
+    else:
+        source = {'type': 'landmarks', 'json_path': args.landmarks}
+    if args.restorer == 'gpen':
+        restorer = {'type': 'gpen', 'size': args.gpen_size, **GPEN_RELEASES[args.gpen_size],
+                    'weights': args.gpen_weights or args.weights, 'download': args.download,
+                    'batch_size': args.batch_size}
+    else:
+        restorer = {'type': args.restorer, 'size': args.gpen_size}
+    return FacePairExtractor.from_options({'scale': args.scale, 'source': source, 'restorer': restorer},
+                                          device=args.device)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = sorted(n for n in os.listdir(args.lq) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
+    stems = [os.path.splitext(n)[0] for n in names]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if not names or clashes:
+        problem = f'no images ({", ".join(IMAGE_EXTENSIONS)})' if not names else f'images sharing a stem: {clashes}'
+        print(f'{args.lq}: {problem}; pairs are named after the file stem', file=sys.stderr)
+        return 2
+    if args.restorer == 'oracle' and not args.gt:
+        print('--restorer oracle needs --gt (the GT photos)', file=sys.stderr)
+        return 2
+    try:
+        extractor = build_extractor(args)
+    except (OSError, ValueError) as err:  # missing weights or landmark file, bad options
+        print(err, file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+
+    record, failed, without_faces, num_faces = {}, [], [], 0
+    for name, stem in zip(tqdm(names, desc='face pairs', unit='image'), stems):
+        path = os.path.join(args.lq, name)
+        try:
+            lq = read_image(path)
+            gt = read_image(os.path.join(args.gt, name)) if args.gt else None
+            pairs = extractor(lq, gt, image_path=path)
+        except (OSError, ValueError) as err:
+            tqdm.write(f'skipped {name}: {err}', file=sys.stderr)
+            failed.append(name)
+            continue
+        write_pairs(args.out, stem, pairs)
+        record[name] = {'size': [lq.shape[1], lq.shape[0]], 'scale': args.scale,
+                        'faces': [{**pair.face.to_json(), 'crop': list(pair.box)} for pair in pairs]}
+        num_faces += len(pairs)
+        if not pairs:
+            without_faces.append(name)
+    write_json(os.path.join(args.out, 'faces.json'), record)
+
+    print(f'{len(names)} images, {num_faces} faces, {len(without_faces)} images without faces, '
+          f'{len(failed)} failed' + (f': {", ".join(failed)}' if failed else '') + f' -> {args.out}')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Restorers: GPEN (tiny random network, weights loaded by path), oracle and identity."""
+import pytest
+import torch
+from torch import nn
+
+from metaf2n_plugin.archs.gpen_arch import GPEN
+from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, IdentityRestorer, OracleRestorer
+
+TINY = {'size': 32, 'channel_multiplier': 1, 'narrow': 1 / 16, 'style_dim': 32, 'n_mlp': 1}
+
+
+@pytest.fixture(scope='module')
+def tiny_gpen_file(tmp_path_factory):
+    torch.manual_seed(0)
+    arch = {k: v for k, v in TINY.items() if k != 'size'}
+    path = tmp_path_factory.mktemp('weights') / 'tiny_gpen.pth'
+    torch.save(GPEN(TINY['size'], **arch).state_dict(), path)
+    return path
+
+
+def test_gpen_batched_equals_one_by_one(tiny_gpen_file):
+    faces = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    restorer = GPENRestorer(**TINY, weights=tiny_gpen_file, batch_size=2, device='cpu')
+    batched = restorer(faces)
+    restorer.batch_size = 1
+    single = restorer(faces)
+    assert batched.shape == (3, 3, 32, 32) and batched.dtype == torch.float32
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    assert 0 <= batched.min() and batched.max() <= 1 and not batched.requires_grad
+    assert batched.std() > 0.01  # a real output, not a constant
+
+
+def test_gpen_sees_minus_one_to_one_and_its_output_is_clamped(tiny_gpen_file):
+    restorer = GPENRestorer(**TINY, weights=tiny_gpen_file, device='cpu')
+    assert all(not p.requires_grad for p in restorer.net.parameters()) and not restorer.net.training
+    faces = torch.rand(2, 3, 32, 32)
+    restorer.net = nn.Identity()
+    torch.testing.assert_close(restorer(faces), faces)  # (2x - 1 + 1) / 2 = x
+    restorer.net = lambda x: x * 3  # out of range -> clamped to [-1, 1] before mapping back
+    torch.testing.assert_close(restorer(faces), ((faces * 2 - 1) * 3).clamp(-1, 1).add(1).div(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_gpen_runs_on_the_device_from_options(tiny_gpen_file):
+    faces = torch.rand(3, 3, 32, 32)
+    on_gpu = GPENRestorer(**TINY, weights=tiny_gpen_file, device='cuda')
+    assert next(on_gpu.net.parameters()).is_cuda
+    on_cpu = GPENRestorer(**TINY, weights=tiny_gpen_file, device='cpu')
+    torch.testing.assert_close(on_gpu(faces), on_cpu(faces), atol=1e-4, rtol=0)
+
+
+def test_missing_gpen_weights_name_file_url_and_place(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        FacePairExtractor.from_options({'source': 'landmarks', 'restorer': {'type': 'gpen', 'weights': str(tmp_path)}})
+    message = str(err.value)
+    assert 'GPEN-BFR-512.pth not found' in message
+    assert 'https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/GPEN-BFR-512.pth' in message
+    assert str(tmp_path / 'GPEN-BFR-512.pth') in message
+
+
+def test_identity_and_oracle():
+    faces, gt_faces = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert IdentityRestorer(8)(faces) is faces
+    assert OracleRestorer(8)(faces, gt_faces) is gt_faces
+    with pytest.raises(ValueError, match='oracle restorer needs the GT image'):
+        OracleRestorer(8)(faces)
