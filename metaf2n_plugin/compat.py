@@ -20,6 +20,11 @@ it before anything else touches ``basicsr``.
    training states (optimizer and scheduler state dicts, the milestones in a ``collections.Counter``)
    and network checkpoints (tensors only) load that way since torch allow-listed ``Counter``
    (pytorch #98921), so BasicSR's ``load_network`` needs no fix (``tests/test_compat.py`` checks both).
+4. BasicSR's FID Inception (``basicsr/archs/inception.py: fid_inception_v3``) takes no weights path: it
+   reads ``./experiments/pretrained_models/pt_inception-2015-12-05-6726825d.pth`` with ``torch.load``'s
+   default unpickling, or else downloads the file (no upstream report found). Fix:
+   :func:`build_fid_inception` builds BasicSR's ``InceptionV3`` around a state dict that the caller
+   found and loaded with ``weights_only=True``; applied per call, nothing else changes.
 """
 import importlib
 import importlib.util
@@ -95,3 +100,15 @@ def load_resume_state(opt):
     state = torch.load(path, map_location=device, weights_only=True)
     check_resume(opt, state['iter'])
     return state
+
+
+def build_fid_inception(output_block, state_dict):
+    """Fix 4: BasicSR's ``InceptionV3([output_block])`` (FID variant, RGB in [0, 1]) with ``state_dict``."""
+    from basicsr.archs import inception
+
+    saved = inception.LOCAL_FID_WEIGHTS, inception.load_url
+    inception.LOCAL_FID_WEIGHTS, inception.load_url = '', lambda *args, **kwargs: state_dict
+    try:
+        return inception.InceptionV3([output_block], resize_input=True, normalize_input=True)
+    finally:
+        inception.LOCAL_FID_WEIGHTS, inception.load_url = saved

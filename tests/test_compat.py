@@ -91,3 +91,15 @@ def test_auto_resume_without_states_starts_fresh(tmp_path):
 def test_explicit_resume_state_is_loaded(tmp_path):
     save_training_state(tmp_path, 7)
     assert compat.load_resume_state(resume_options(tmp_path, False, str(tmp_path / '7.state')))['iter'] == 7
+
+
+def test_fid_inception_takes_the_given_state_dict_and_leaves_basicsr_unchanged(monkeypatch, tmp_path):
+    from basicsr.archs import inception
+    from torchvision import models
+
+    monkeypatch.chdir(tmp_path)  # BasicSR would read ./experiments/pretrained_models here, or download
+    before = inception.LOCAL_FID_WEIGHTS, inception.load_url
+    state = models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False).state_dict()
+    network = compat.build_fid_inception(3, state)
+    assert (inception.LOCAL_FID_WEIGHTS, inception.load_url) == before
+    torch.testing.assert_close(network.blocks[0][0].conv.weight, state['Conv2d_1a_3x3.conv.weight'])
