@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/ssg.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
