@@ -1,0 +1,108 @@
+"""Side-by-side images of a test run: LQ | unadapted | adapted | GT, with the face boxes.
+
+    python scripts/side_by_side.py results/<name>/visualization/<dataset> --lq <LQ folder>
+        [--gt <GT folder>] [--faces <faces.json>] [--out <folder>]
+
+For every LQ image ``<stem>.<ext>``, the run's outputs are found in the visualization folder as BasicSR
+saves them, ``<stem>_<suffix>.png``: ``<stem>_*_unadapted.png`` is the unadapted network's output (when
+the model saves one), any other ``<stem>_*.png`` the (adapted) output. The panels are shown at the
+output's size (the LQ enlarged with nearest neighbour, so that its pixels stay visible), labelled, and,
+given a landmarks JSON (the format ``scripts/extract_face_pairs.py`` writes; LQ coordinates), with
+every face's box on every panel. Panels missing for an image (no GT, no unadapted output) are left out.
+
+Results are written atomically to ``--out`` (default: ``<run>/side_by_side/<dataset>``, next to the
+visualization folder). An image that cannot be read is reported and skipped; the exit status is then 1.
+"""
+import argparse
+import glob
+import os
+import sys
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from metaf2n_plugin.faces import LandmarkSource, landmark_box, read_image, write_image
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+LABEL_HEIGHT = 24
+BOX_COLOUR = (0, 255, 0)  # RGB
+
+
+def panels_of(lq_path, visualization, gt_folder):
+    """``[(label, path)]`` of one image's panels, in display order; ValueError when it has no output."""
+    stem = os.path.splitext(os.path.basename(lq_path))[0]
+    outputs = sorted(glob.glob(os.path.join(glob.escape(visualization), f'{glob.escape(stem)}_*.png')))
+    unadapted = [path for path in outputs if path.endswith('_unadapted.png')]
+    adapted = [path for path in outputs if not path.endswith('_unadapted.png')]
+    if not adapted:
+        raise ValueError(f'no output {stem}_*.png in {visualization} for {lq_path}; was it in the test set?')
+    panels = [('LQ', lq_path)] + [('unadapted', path) for path in unadapted[:1]] + [('adapted', adapted[0])]
+    if gt_folder is not None:
+        gts = [path for path in glob.glob(os.path.join(glob.escape(gt_folder), glob.escape(stem) + '.*'))
+               if path.lower().endswith(IMAGE_EXTENSIONS)]
+        panels += [('GT', gts[0])] if gts else []
+    return panels
+
+
+def compose(panels, boxes):
+    """One (H + LABEL_HEIGHT, k * W, 3) float32 RGB image in [0, 1] from k labelled panels at the output's size.
+
+    Args:
+        panels: ``[(label, (h, w, 3) float RGB in [0, 1])]``, the LQ first.
+        boxes: face boxes ``(x0, y0, x1, y1)`` in LQ pixel coordinates.
+    """
+    height, width = panels[1][1].shape[:2]
+    scale_x, scale_y = width / panels[0][1].shape[1], height / panels[0][1].shape[0]
+    tiles = []
+    for label, image in panels:
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+        tile = np.zeros((height + LABEL_HEIGHT, width, 3), np.uint8)  # OpenCV draws text on 8 bits only
+        tile[LABEL_HEIGHT:] = np.clip(image * 255, 0, 255).round()
+        for x0, y0, x1, y1 in boxes:
+            corner0 = (round(x0 * scale_x), LABEL_HEIGHT + round(y0 * scale_y))
+            corner1 = (round(x1 * scale_x), LABEL_HEIGHT + round(y1 * scale_y))
+            cv2.rectangle(tile, corner0, corner1, BOX_COLOUR, 2)
+        cv2.putText(tile, label, (4, LABEL_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        tiles.append(tile)
+    return np.concatenate(tiles, axis=1).astype(np.float32) / 255
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument('visualization', help='results/<name>/visualization/<dataset> of a basicsr.test run')
+    parser.add_argument('--lq', required=True, help='the dataset\'s LQ folder')
+    parser.add_argument('--gt', help='the dataset\'s GT folder')
+    parser.add_argument('--faces', help='landmarks JSON of the LQ images (boxes drawn when given)')
+    parser.add_argument('--out', help='output folder (default: <run>/side_by_side/<dataset>)')
+    args = parser.parse_args(argv)
+    visualization = os.path.normpath(args.visualization)
+    out = args.out or os.path.join(os.path.dirname(os.path.dirname(visualization)), 'side_by_side',
+                                   os.path.basename(visualization))
+    lq_paths = sorted(path for path in glob.glob(os.path.join(glob.escape(args.lq), '*'))
+                      if path.lower().endswith(IMAGE_EXTENSIONS))
+    if not lq_paths:
+        parser.error(f'no images in {args.lq}')
+    os.makedirs(out, exist_ok=True)
+    faces = LandmarkSource(args.faces) if args.faces else None
+    failed = []
+    for lq_path in tqdm(lq_paths, desc='side by side', unit='image'):
+        try:
+            panels = [(label, read_image(path)) for label, path in panels_of(lq_path, visualization, args.gt)]
+            found = faces(panels[0][1], lq_path) if faces else []
+            boxes = [face.box if face.box is not None else landmark_box(face.landmarks) for face in found]
+            stem = os.path.splitext(os.path.basename(lq_path))[0]
+            write_image(os.path.join(out, f'{stem}.png'), compose(panels, boxes))
+        except (OSError, ValueError) as error:
+            tqdm.write(f'skipped {lq_path}: {error}', file=sys.stderr)
+            failed.append(os.path.basename(lq_path))
+    print(f'{len(lq_paths) - len(failed)} side-by-side images in {out}'
+          + (f'; {len(failed)} failed: {", ".join(failed)}' if failed else ''))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
