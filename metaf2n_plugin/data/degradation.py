@@ -1,0 +1,233 @@
+"""Real-ESRGAN's second-order degradation, drawn once and applied to many images: MetaF2N's task degradation.
+
+A *draw* is one sample of every random choice of the pipeline, made on the CPU (in a dataset worker) with
+BasicSR's kernel functions; :func:`apply_degradation` then runs the pipeline with BasicSR's ``filter2D``,
+noise functions and ``DiffJPEG`` on whatever device the images are on. Every image of a draw gets the same
+kernels, resize scales and modes, noise type (Gaussian or Poisson, colour or gray), JPEG qualities and final
+order; only the noise magnitudes are per image.
+
+BasicSR's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` draw the noise type's gray/colour
+choice and the magnitude per image inside the call, so they cannot share the one and vary the other. The draw
+therefore holds the shared choices plus one magnitude per image, and :func:`apply_degradation` calls the
+non-random ``add_gaussian_noise_pt`` / ``add_poisson_noise_pt`` with the per-image magnitudes as a tensor.
+Which of the two is called is the shared noise type; whether the noise is gray (one field for the three
+channels) is shared too. Inherited from BasicSR: its gray Gaussian noise is one random field for the whole
+batch, scaled per image, while its colour noise and its Poisson noise are drawn per image.
+
+A draw (:func:`sample_degradation`) is a dict; after BasicSR's data loader has collated T tasks, every value
+gains a leading task dimension (tensors ``(T, ...)``, strings a list of T); :func:`task_draw` takes task t back::
+
+    kernel1, kernel2, sinc_kernel   (K, K) float32 tensors, K = kernel_size_range[1]; the first- and second-stage
+                                    blur kernels (zero-padded to K) and the final sinc filter (a unit pulse
+                                    when no sinc filter was drawn)
+    resize1, resize2                float, the stages' resize factors
+    resize_mode1, resize_mode2      'area' | 'bilinear' | 'bicubic'
+    noise1, noise2                  'gaussian' | 'poisson'
+    gray_noise1, gray_noise2        bool: one gray noise field for the three channels
+    noise_level1, noise_level2      (N,) float32 tensor, per image: Gaussian sigma (on 0-255) or Poisson scale
+    jpeg_quality1, jpeg_quality2    float in [1, 100]
+    blur2                           bool: the second-stage blur is applied
+    final_resize_mode               'area' | 'bilinear' | 'bicubic'
+    final_order                     'resize_sinc_jpeg' | 'jpeg_resize_sinc'
+"""
+import math
+import random
+
+import numpy as np
+import torch
+from basicsr.data.degradations import (add_gaussian_noise_pt, add_poisson_noise_pt, circular_lowpass_kernel,
+                                       random_mixed_kernels)
+from basicsr.utils.img_process_util import filter2D
+from torch.nn import functional as F
+
+KERNEL_TYPES = ['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso']
+RESIZE_MODES = ('area', 'bilinear', 'bicubic')
+FINAL_ORDERS = ('resize_sinc_jpeg', 'jpeg_resize_sinc')
+
+# The original's settings (reference table; Real-ESRGAN's option names, a trailing 2 for the second stage).
+DEGRADATION_DEFAULTS = {
+    'kernel_size_range': [7, 21],  # odd sizes, for both stages and the final sinc filter
+    'kernel_list': KERNEL_TYPES,
+    'kernel_prob': [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+    'blur_sigma': [0.2, 3.0],
+    'betag_range': [0.5, 4.0],
+    'betap_range': [1.0, 2.0],
+    'sinc_prob': 0.1,
+    'resize_prob': [0.2, 0.7, 0.1],  # up, down, keep
+    'resize_range': [0.15, 1.5],
+    'gaussian_noise_prob': 0.5,
+    'noise_range': [1.0, 30.0],
+    'poisson_scale_range': [0.05, 3.0],
+    'gray_noise_prob': 0.4,
+    'jpeg_range': [30.0, 95.0],
+    'second_blur_prob': 0.8,
+    'kernel_list2': KERNEL_TYPES,
+    'kernel_prob2': [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+    'blur_sigma2': [0.2, 1.5],
+    'betag_range2': [0.5, 4.0],
+    'betap_range2': [1.0, 2.0],
+    'sinc_prob2': 0.1,
+    'resize_prob2': [0.3, 0.4, 0.3],
+    'resize_range2': [0.3, 1.2],
+    'gaussian_noise_prob2': 0.5,
+    'noise_range2': [1.0, 25.0],
+    'poisson_scale_range2': [0.05, 2.5],
+    'gray_noise_prob2': 0.4,
+    'jpeg_range2': [30.0, 95.0],
+    'final_sinc_prob': 0.8,
+    'final_jpeg_first_prob': 0.5,  # probability of JPEG before [resize back + sinc]
+}
+
+
+def degradation_options(opt):
+    """The degradation settings of an options dict: :data:`DEGRADATION_DEFAULTS` updated by ``opt``'s keys.
+
+    Keys of ``opt`` that are not degradation settings are ignored (a dataset's options hold both).
+
+    Raises:
+        ValueError: an even or too small kernel size, or a JPEG quality outside [1, 100].
+    """
+    o = {key: opt.get(key, default) for key, default in DEGRADATION_DEFAULTS.items()}
+    low, high = o['kernel_size_range']
+    if low % 2 == 0 or high % 2 == 0 or not 3 <= low <= high:
+        raise ValueError(f'kernel_size_range must be two odd sizes 3 <= low <= high, got {o["kernel_size_range"]}')
+    for key in ('jpeg_range', 'jpeg_range2'):
+        if not 1 <= o[key][0] <= o[key][1] <= 100:
+            raise ValueError(f'{key} must lie in [1, 100] (JPEG quality; DiffJPEG divides by it), got {o[key]}')
+    return o
+
+
+def sample_degradation(opt, num_images):
+    """Draw one degradation for ``num_images`` images, with ``random`` and ``numpy.random`` (as BasicSR does).
+
+    Args:
+        opt: settings as returned by :func:`degradation_options` (or any dict, completed by it).
+        num_images: N, the number of images that will share the draw (one noise magnitude each).
+
+    Returns:
+        the draw, a dict (see the module docstring).
+    """
+    o = degradation_options(opt)
+    draw = {'kernel1': _blur_kernel(o, ''), 'kernel2': _blur_kernel(o, '2'), 'sinc_kernel': _final_sinc(o)}
+    for stage, suffix in ((1, ''), (2, '2')):
+        if stage == 2:
+            draw['blur2'] = bool(np.random.uniform() < o['second_blur_prob'])
+        direction = random.choices(['up', 'down', 'keep'], o[f'resize_prob{suffix}'])[0]
+        low, high = o[f'resize_range{suffix}']
+        if direction == 'up':
+            draw[f'resize{stage}'] = float(np.random.uniform(1, high))
+        elif direction == 'down':
+            draw[f'resize{stage}'] = float(np.random.uniform(low, 1))
+        else:
+            draw[f'resize{stage}'] = 1.0
+        draw[f'resize_mode{stage}'] = random.choice(RESIZE_MODES)
+        gaussian = np.random.uniform() < o[f'gaussian_noise_prob{suffix}']
+        draw[f'noise{stage}'] = 'gaussian' if gaussian else 'poisson'
+        draw[f'gray_noise{stage}'] = bool(np.random.uniform() < o[f'gray_noise_prob{suffix}'])
+        low, high = o[f'noise_range{suffix}'] if gaussian else o[f'poisson_scale_range{suffix}']
+        draw[f'noise_level{stage}'] = torch.from_numpy(np.random.uniform(low, high, num_images)).float()
+        draw[f'jpeg_quality{stage}'] = float(np.random.uniform(*o[f'jpeg_range{suffix}']))
+    draw['final_resize_mode'] = random.choice(RESIZE_MODES)
+    draw['final_order'] = FINAL_ORDERS[int(np.random.uniform() < o['final_jpeg_first_prob'])]
+    return draw
+
+
+def _blur_kernel(o, suffix):
+    """A first- (suffix '') or second-stage (suffix '2') blur kernel as RealESRGANDataset draws it."""
+    size = random.choice(range(o['kernel_size_range'][0], o['kernel_size_range'][1] + 1, 2))
+    if np.random.uniform() < o[f'sinc_prob{suffix}']:
+        cutoff = np.random.uniform(np.pi / 3 if size < 13 else np.pi / 5, np.pi)
+        kernel = circular_lowpass_kernel(cutoff, size)
+    else:
+        sigma = o[f'blur_sigma{suffix}']
+        kernel = random_mixed_kernels(o[f'kernel_list{suffix}'], o[f'kernel_prob{suffix}'], size, sigma, sigma,
+                                      [-math.pi, math.pi], o[f'betag_range{suffix}'], o[f'betap_range{suffix}'],
+                                      noise_range=None)
+    return _padded(kernel, o['kernel_size_range'][1])
+
+
+def _final_sinc(o):
+    """The final sinc filter, or a unit pulse (no filtering)."""
+    if np.random.uniform() < o['final_sinc_prob']:
+        size = random.choice(range(o['kernel_size_range'][0], o['kernel_size_range'][1] + 1, 2))
+        return _padded(circular_lowpass_kernel(np.random.uniform(np.pi / 3, np.pi), size), o['kernel_size_range'][1])
+    return _padded(np.ones((1, 1)), o['kernel_size_range'][1])
+
+
+def _padded(kernel, size):
+    pad = (size - kernel.shape[0]) // 2
+    return torch.from_numpy(np.pad(kernel, pad)).float()
+
+
+def task_draw(draws, t):
+    """Task ``t``'s draw out of a collated batch of draws (leading task dimension on every value)."""
+    return {key: value[t] for key, value in draws.items()}
+
+
+def select_images(draw, index):
+    """The draw restricted to some of its images: per-image noise levels indexed by ``index`` (slice or indices)."""
+    return {key: value[index] if key.startswith('noise_level') else value for key, value in draw.items()}
+
+
+@torch.no_grad()
+def apply_degradation(gt, draw, scale, jpeger):
+    """Degrade a batch of same-size images with one draw, on the images' device.
+
+    Args:
+        gt: ``(N, 3, H, W)`` float32 RGB in [0, 1]; H and W multiples of ``scale``.
+        draw: one draw (:func:`sample_degradation`, or :func:`task_draw` of a collated batch) whose noise levels
+            have N entries; its tensors may live on any device.
+        scale: integer SR factor s.
+        jpeger: a ``basicsr.utils.DiffJPEG`` on the images' device.
+
+    Returns:
+        ``(N, 3, H / s, W / s)`` float32 RGB in [0, 1], quantised to multiples of 1/255 like an 8-bit image.
+    """
+    n, _, h, w = gt.shape
+    if h % scale or w % scale:
+        raise ValueError(f'image size {w}x{h} is not a multiple of the scale {scale}')
+    for stage in (1, 2):
+        if len(draw[f'noise_level{stage}']) != n:
+            raise ValueError(f'the draw has {len(draw[f"noise_level{stage}"])} noise levels for {n} images')
+
+    def blur(image, name):
+        return filter2D(image, draw[name].to(image).unsqueeze(0))  # (1, K, K): one kernel for the whole batch
+
+    def resize_back_and_sinc(image):
+        image = F.interpolate(image, size=(h // scale, w // scale), mode=draw['final_resize_mode'])
+        return blur(image, 'sinc_kernel')
+
+    out = blur(gt, 'kernel1')
+    out = F.interpolate(out, scale_factor=float(draw['resize1']), mode=draw['resize_mode1'])
+    out = _add_noise(out, draw, 1)
+    out = _jpeg(out, draw['jpeg_quality1'], jpeger)
+    if draw['blur2']:
+        out = blur(out, 'kernel2')
+    resize2 = float(draw['resize2'])
+    out = F.interpolate(out, size=(int(h / scale * resize2), int(w / scale * resize2)), mode=draw['resize_mode2'])
+    out = _add_noise(out, draw, 2)
+    if draw['final_order'] == 'jpeg_resize_sinc':
+        out = resize_back_and_sinc(_jpeg(out, draw['jpeg_quality2'], jpeger))
+    else:
+        out = _jpeg(resize_back_and_sinc(out), draw['jpeg_quality2'], jpeger)
+    return torch.clamp((out * 255.0).round(), 0, 255) / 255.0
+
+
+def _add_noise(image, draw, stage):
+    level = draw[f'noise_level{stage}'].to(image)
+    gray = float(draw[f'gray_noise{stage}'])
+    if draw[f'noise{stage}'] == 'gaussian':
+        return add_gaussian_noise_pt(image, sigma=level, gray_noise=gray, clip=True, rounds=False)
+    return add_poisson_noise_pt(image, scale=level, gray_noise=gray, clip=True, rounds=False)
+
+
+def _jpeg(image, quality, jpeger):
+    """JPEG at one quality for the whole batch.
+
+    BasicSR 1.4.2's ``DiffJPEG`` takes a quality in [1, 100] (not [0, 1]) either as a Python number, shared by
+    the batch, or as an ``(N,)`` tensor that it overwrites in place with quantisation factors. The number is
+    passed: the quality is shared by construction and nothing of the draw is overwritten. Its output is a
+    non-contiguous view when H or W is not a multiple of 16, which ``filter2D``'s ``view`` rejects: hence
+    ``contiguous()``.
+    """
+    return jpeger(torch.clamp(image, 0, 1), quality=float(quality)).contiguous()

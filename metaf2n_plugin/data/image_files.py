@@ -1,0 +1,55 @@
+"""Listing and decoding the images of a dataset folder: a plain folder, a meta_info list, or an lmdb.
+
+Decoding follows :mod:`metaf2n_plugin.faces.files` (BasicSR's ``imfrombytes(..., flag='color')``): grayscale
+is replicated to three channels, an alpha channel is dropped, 16-bit images are reduced to 8 bits. Arrays are
+``(H, W, 3)`` float32 **RGB** in [0, 1].
+"""
+import os
+
+import cv2
+import numpy as np
+from basicsr.data.data_util import paths_from_lmdb
+
+from metaf2n_plugin.faces.files import bgr_to_rgb_float
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(folder, meta_info=None, backend='disk', what='image'):
+    """The image paths (or lmdb keys) of a dataset folder, sorted.
+
+    Args:
+        folder: a folder of images; for ``backend='lmdb'`` an lmdb folder ``*.lmdb`` with ``meta_info.txt``.
+        meta_info: optional text file listing image paths relative to ``folder``, one per line (first
+            space-separated field), like BasicSR's meta_info files.
+        backend: ``'disk'`` or ``'lmdb'``.
+        what: names the folder in errors, e.g. ``'face'``.
+
+    Raises:
+        FileNotFoundError: the folder or meta_info file does not exist.
+        ValueError: no image was found; the message names the folder.
+    """
+    folder = os.fspath(folder)
+    if backend == 'lmdb':
+        if not folder.endswith('.lmdb'):
+            raise ValueError(f'{what} lmdb {folder!r} must end with .lmdb')
+        paths = paths_from_lmdb(folder)
+    elif not os.path.isdir(folder):
+        raise FileNotFoundError(f'{what} folder {folder!r} does not exist; check the path')
+    elif meta_info is not None:
+        with open(meta_info) as f:
+            paths = [os.path.join(folder, line.split(' ')[0]) for line in map(str.strip, f) if line]
+    else:
+        paths = [os.path.join(folder, name) for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES)]
+    if not paths:
+        raise ValueError(f'{what} folder {folder!r} holds no images ({", ".join(IMAGE_SUFFIXES)}); fill it or '
+                         'fix the path')
+    return sorted(paths)
+
+
+def decode_image(data, where):
+    """Bytes of an image file -> ``(H, W, 3)`` float32 RGB in [0, 1]; ``where`` names it in the error."""
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+    if bgr is None:
+        raise ValueError(f'cannot read image {where!r}: empty, truncated or not an image; replace or remove it')
+    return bgr_to_rgb_float(bgr)

@@ -1,0 +1,138 @@
+"""MetaF2N's meta-training tasks: HQ faces and HQ natural crops that will share one random degradation."""
+import cv2
+import numpy as np
+import torch
+from basicsr.utils import FileClient
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
+from metaf2n_plugin.data.image_files import decode_image, list_images
+from metaf2n_plugin.data.task_degradation import choose_crop
+
+
+@DATASET_REGISTRY.register()
+class MetaF2NTaskDataset(data.Dataset):
+    """Each item is one task: ``faces_per_task`` faces, ``patches_per_task`` background crops, one degradation draw.
+
+    The images stay HQ; :class:`~metaf2n_plugin.data.task_degradation.TaskDegrader` degrades them on the device.
+    Item ``i`` starts with face ``i`` and adds ``faces_per_task - 1`` other random faces and
+    ``patches_per_task`` random backgrounds, so an epoch (``len`` = number of faces) uses every face at least once.
+
+    Options (YAML keys; defaults are the original's)::
+
+        dataroot_face: aligned HQ faces (e.g. FFHQ at 256); meta_info_face: optional list file
+        dataroot_background: HQ natural images (e.g. DF2K cut to 400 x 400); meta_info_background: optional
+        io_backend: {type: disk} or {type: lmdb} (both roots then end with .lmdb)
+        scale: 4                      set by BasicSR from the options' top-level scale
+        faces_per_task: 4, patches_per_task: 4
+        face_size: 256                faces of another size are resized to it (cv2.INTER_AREA / INTER_CUBIC)
+        face_patch_size: 128          HQ side of a face patch (32 LQ pixels at x4)
+        face_patch_tries: 6, face_patch_min_log_gradient: -6.0
+        background_size: 400          a random crop of this side from each background (smaller ones: error)
+        background_patch_size: 256    HQ side of a background patch (64 LQ pixels at x4)
+        use_hflip: true               one horizontal flip, drawn per task, for all of its images
+        + every key of metaf2n_plugin.data.degradation.DEGRADATION_DEFAULTS (kernel_list, noise_range2, ...)
+
+    Item (one task; BasicSR's loader adds a leading task dimension T)::
+
+        face_gt:          (F, 3, face_size, face_size) float32 RGB in [0, 1]
+        background_gt:    (P, 3, background_size, background_size) float32 RGB in [0, 1]
+        face_crops:       (F, 3) int64 (y, x, p) in LQ pixels, p = face_patch_size / scale
+        background_crops: (P, 3) int64 (y, x, p) in LQ pixels, p = background_patch_size / scale
+        degradation:      the draw for the F + P images (metaf2n_plugin.data.degradation); faces first
+        face_paths, background_paths: the files, joined by newlines (a string collates into a list of T)
+
+    Images are read as BasicSR reads them: grayscale is replicated, alpha dropped, 16-bit reduced to 8-bit.
+    An unreadable image, a non-square face or a background smaller than ``background_size`` raises an error
+    naming the file.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.scale = opt.get('scale', 4)
+        self.faces_per_task = opt.get('faces_per_task', 4)
+        self.patches_per_task = opt.get('patches_per_task', 4)
+        self.face_size = opt.get('face_size', 256)
+        self.face_patch_size = opt.get('face_patch_size', 128)
+        self.background_size = opt.get('background_size', 400)
+        self.background_patch_size = opt.get('background_patch_size', 256)
+        self.degradation = degradation_options(opt)
+        for key in ('face_size', 'face_patch_size', 'background_size', 'background_patch_size'):
+            if getattr(self, key) % self.scale:
+                raise ValueError(f'{key} ({getattr(self, key)}) must be a multiple of the scale {self.scale}')
+        if self.face_patch_size > self.face_size or self.background_patch_size > self.background_size:
+            raise ValueError('face_patch_size and background_patch_size may not exceed face_size and '
+                             'background_size')
+        self.io_backend_opt = dict(opt.get('io_backend', {'type': 'disk'}))
+        backend = self.io_backend_opt['type']
+        self.face_paths = list_images(opt['dataroot_face'], opt.get('meta_info_face'), backend, 'face')
+        self.background_paths = list_images(opt['dataroot_background'], opt.get('meta_info_background'), backend,
+                                            'background')
+        if len(self.face_paths) < self.faces_per_task:
+            raise ValueError(f'face folder {opt["dataroot_face"]!r} has {len(self.face_paths)} images, fewer '
+                             f'than faces_per_task ({self.faces_per_task})')
+        if backend == 'lmdb':
+            self.io_backend_opt['db_paths'] = [opt['dataroot_face'], opt['dataroot_background']]
+            self.io_backend_opt['client_keys'] = ['face', 'background']
+        self.file_client = None
+
+    def __len__(self):
+        return len(self.face_paths)
+
+    def __getitem__(self, index):
+        if self.file_client is None:
+            opt = dict(self.io_backend_opt)
+            self.file_client = FileClient(opt.pop('type'), **opt)
+        others = np.random.choice(np.delete(np.arange(len(self.face_paths)), index), self.faces_per_task - 1,
+                                  replace=False)
+        face_paths = [self.face_paths[i] for i in [index, *others]]
+        background_paths = [self.background_paths[i]
+                            for i in np.random.randint(0, len(self.background_paths), self.patches_per_task)]
+        faces = np.stack([self._face(path) for path in face_paths])
+        backgrounds = np.stack([self._background(path) for path in background_paths])
+        if self.opt.get('use_hflip', True) and np.random.uniform() < 0.5:
+            faces, backgrounds = faces[..., ::-1], backgrounds[..., ::-1]
+        faces, backgrounds = np.ascontiguousarray(faces), np.ascontiguousarray(backgrounds)
+        face_crops = [
+            choose_crop(face, self.face_patch_size // self.scale, self.scale, self.opt.get('face_patch_tries', 6),
+                        self.opt.get('face_patch_min_log_gradient', -6.0)) for face in faces
+        ]
+        background_crops = [choose_crop(bg, self.background_patch_size // self.scale, self.scale) for bg in backgrounds]
+        return {
+            'face_gt': torch.from_numpy(faces),
+            'background_gt': torch.from_numpy(backgrounds),
+            'face_crops': torch.tensor(face_crops, dtype=torch.int64),
+            'background_crops': torch.tensor(background_crops, dtype=torch.int64),
+            'degradation': sample_degradation(self.degradation, len(faces) + len(backgrounds)),
+            'face_paths': '\n'.join(face_paths),
+            'background_paths': '\n'.join(background_paths),
+        }
+
+    def _read(self, path, key):
+        return decode_image(self.file_client.get(path, key), path)
+
+    def _face(self, path):
+        """``(3, face_size, face_size)`` float32 RGB in [0, 1]."""
+        image = self._read(path, 'face')
+        height, width = image.shape[:2]
+        if height != width:
+            raise ValueError(f'face image {path!r} is {width}x{height}; faces must be square aligned crops '
+                             f'(e.g. FFHQ), resized to face_size {self.face_size}')
+        if height != self.face_size:
+            shrink = height > self.face_size
+            image = cv2.resize(image, (self.face_size, self.face_size),
+                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC).clip(0, 1)
+        return image.transpose(2, 0, 1)
+
+    def _background(self, path):
+        """A random ``(3, background_size, background_size)`` crop, float32 RGB in [0, 1]."""
+        image = self._read(path, 'background')
+        height, width = image.shape[:2]
+        size = self.background_size
+        if height < size or width < size:
+            raise ValueError(f'background image {path!r} is {width}x{height}, smaller than background_size '
+                             f'{size}; remove it or lower background_size')
+        top, left = np.random.randint(0, height - size + 1), np.random.randint(0, width - size + 1)
+        return image[top:top + size, left:left + size].transpose(2, 0, 1)

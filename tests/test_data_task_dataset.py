@@ -1,0 +1,236 @@
+"""Meta-training tasks: what the dataset hands over, and what the device-side degrader makes of it."""
+import os
+import random
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.data import build_dataset
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+from torch.utils.data import DataLoader
+
+from metaf2n_plugin.data.degradation import sample_degradation
+from metaf2n_plugin.data.task_degradation import TaskDegrader, choose_crop, cut_patches, log_mean_squared_gradient
+
+FACE, BACKGROUND = 128, 160
+
+
+def write_rgb(path, rgb):
+    cv2.imwrite(str(path), (np.clip(rgb, 0, 1)[:, :, ::-1] * 255).round().astype(np.uint8))
+
+
+def smooth(rng, size):
+    coarse = rng.uniform(0, 1, (size // 16, size // 16, 3)).astype(np.float32)
+    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / 'faces').mkdir()
+    (tmp_path / 'backgrounds').mkdir()
+    for i in range(4):
+        write_rgb(tmp_path / 'faces' / f'f{i}.png', smooth(rng, FACE))
+    write_rgb(tmp_path / 'faces' / 'f4_large.png', smooth(rng, 2 * FACE))  # resized to face_size
+    for i in range(3):
+        write_rgb(tmp_path / 'backgrounds' / f'b{i}.png', smooth(rng, BACKGROUND))
+    (tmp_path / 'faces' / 'notes.json').write_text('{}')  # not an image: ignored
+    return tmp_path
+
+
+def options(root, **changes):
+    opt = {'name': 'tasks', 'type': 'MetaF2NTaskDataset', 'phase': 'train', 'scale': 4,
+           'dataroot_face': str(root / 'faces'), 'dataroot_background': str(root / 'backgrounds'),
+           'io_backend': {'type': 'disk'}, 'faces_per_task': 2, 'patches_per_task': 2, 'face_size': FACE,
+           'face_patch_size': 64, 'background_size': BACKGROUND, 'background_patch_size': 96}
+    opt.update(changes)
+    return opt
+
+
+def seed_all(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def test_item_is_one_task_of_hq_images_crops_and_one_draw(folders):
+    seed_all(0)
+    dataset = build_dataset(options(folders))
+    assert len(dataset) == 5
+    item = dataset[3]
+    assert item['face_gt'].shape == (2, 3, FACE, FACE) and item['background_gt'].shape == (2, 3, BACKGROUND, BACKGROUND)
+    assert item['face_gt'].dtype == torch.float32 and 0 <= item['face_gt'].min() and item['face_gt'].max() <= 1
+    assert item['face_paths'].split('\n')[0].endswith('f3.png')
+    assert item['face_crops'][:, 2].tolist() == [16, 16] and item['background_crops'][:, 2].tolist() == [24, 24]
+    assert (item['face_crops'][:, :2] <= FACE // 4 - 16).all() and (item['background_crops'][:, :2] <= 40 - 24).all()
+    assert item['degradation']['noise_level1'].shape == (4, )  # faces and backgrounds: one magnitude each
+    assert item['degradation']['kernel1'].shape == (21, 21)
+
+
+def test_a_larger_face_is_resized_to_face_size(folders):
+    seed_all(1)
+    dataset = build_dataset(options(folders))
+    assert dataset[4]['face_gt'].shape == (2, 3, FACE, FACE)
+
+
+def test_one_flip_is_drawn_per_task_for_all_its_images(folders):
+    (folders / 'faces' / 'f4_large.png').unlink()
+    dataset = build_dataset(options(folders, faces_per_task=4, patches_per_task=3))
+    originals = {path: cv2.imread(path)[:, :, ::-1].astype(np.float32) / 255 for path in
+                 dataset.face_paths + dataset.background_paths}
+    seen = set()
+    for seed in range(8):
+        seed_all(seed)
+        item = dataset[0]
+        images = [*item['face_gt'], *item['background_gt']]
+        paths = item['face_paths'].split('\n') + item['background_paths'].split('\n')
+        flipped = {np.allclose(image.permute(1, 2, 0).numpy(), originals[path][:, ::-1]) for image, path in
+                   zip(images, paths)}
+        assert len(flipped) == 1, 'some images of a task were flipped, others not'
+        seen |= flipped
+    assert seen == {True, False}
+
+
+def test_face_patch_retry_prefers_patches_with_detail():
+    face = np.zeros((3, 128, 128), np.float32)
+    face[:, :, 96:] = np.random.default_rng(0).uniform(0, 1, (3, 128, 32))  # only the right quarter has detail
+    assert log_mean_squared_gradient(face[:, :, :96]) == -np.inf and log_mean_squared_gradient(face[:, :, 96:]) > -6
+    np.random.seed(0)
+    # 25 LQ positions x = 0..24 for an 8-pixel LQ patch (32 HQ); it reaches the detail for x >= 17: 8 of 25
+    once = [choose_crop(face, 8, 4)[1] >= 17 for _ in range(300)]
+    with_retry = [choose_crop(face, 8, 4, tries=6, min_log_gradient=-6)[1] >= 17 for _ in range(300)]
+    assert 0.22 < np.mean(once) < 0.42
+    assert np.mean(with_retry) > 0.83  # 1 - (17/25)^6 = 0.90
+
+
+def collated_batch(folders, tasks=2, **changes):
+    seed_all(2)
+    dataset = build_dataset(options(folders, **changes))
+    return next(iter(DataLoader(dataset, batch_size=tasks, shuffle=False)))
+
+
+def test_degrader_returns_the_documented_shapes_and_cuts_gt_at_the_crops(folders):
+    batch = collated_batch(folders)
+    tasks = TaskDegrader(scale=4)(batch)
+    assert tasks.face_lq.shape == (2, 2, 3, 32, 32)
+    assert tasks.face_lq_patches.shape == (2, 2, 3, 16, 16) and tasks.face_gt_patches.shape == (2, 2, 3, 64, 64)
+    assert tasks.background_lq.shape == (2, 2, 3, 24, 24)
+    assert tasks.background_gt.shape == tasks.background_gt_usm.shape == (2, 2, 3, 96, 96)
+    y, x, p = batch['face_crops'][1, 0].tolist()
+    assert torch.equal(tasks.face_gt_patches[1, 0], batch['face_gt'][1, 0, :, 4 * y:4 * (y + p), 4 * x:4 * (x + p)])
+    assert torch.equal(tasks.face_lq_patches[1, 0], tasks.face_lq[1, 0, :, y:y + p, x:x + p])
+    assert torch.equal(cut_patches(batch['face_gt'][1], tasks.face_crops[1], 4), tasks.face_gt_patches[1])
+    y, x, p = batch['background_crops'][0, 1].tolist()
+    assert torch.equal(tasks.background_gt[0, 1], batch['background_gt'][0, 1, :, 4 * y:4 * (y + p), 4 * x:4 * (x + p)])
+    sharpened = tasks.background_gt_usm - tasks.background_gt
+    assert sharpened.abs().max() > 0.01 and 0 <= tasks.background_gt_usm.min() and tasks.background_gt_usm.max() <= 1
+
+
+def test_faces_and_backgrounds_of_a_task_share_its_degradation(folders):
+    """Same picture as a face and as a background, no noise: identical LQ; other tasks' draws differ."""
+    batch = collated_batch(folders, background_size=FACE, background_patch_size=64)
+    batch['background_gt'][:, 0] = batch['face_gt'][:, 0]
+    batch['background_crops'][:, 0] = batch['face_crops'][:, 0]
+    for stage in (1, 2):
+        batch['degradation'][f'noise_level{stage}'].zero_()
+    tasks = TaskDegrader(scale=4)(batch)
+    for t in range(2):
+        assert torch.equal(tasks.background_lq[t, 0], tasks.face_lq_patches[t, 0])
+    batch['degradation'] = {k: v[::-1] if isinstance(v, list) else v.flip(0) for k, v in batch['degradation'].items()}
+    swapped = TaskDegrader(scale=4)(batch)
+    assert not torch.equal(swapped.face_lq[0], tasks.face_lq[0])
+
+
+class RecordingJPEG(torch.nn.Module):
+    """Wraps DiffJPEG and records the quality of every call."""
+
+    def __init__(self, jpeger):
+        super().__init__()
+        self.jpeger, self.qualities = jpeger, []
+
+    def forward(self, x, quality):
+        self.qualities.append((x.shape[0], quality))
+        return self.jpeger(x, quality)
+
+
+def test_every_image_of_a_task_gets_the_drawn_jpeg_qualities(folders):
+    batch = collated_batch(folders)
+    drawn = [(batch['degradation']['jpeg_quality1'][t].item(), batch['degradation']['jpeg_quality2'][t].item())
+             for t in range(2)]
+    degrader = TaskDegrader(scale=4)
+    degrader.jpeger = RecordingJPEG(degrader.jpeger)
+    degrader(batch)
+    calls = degrader.jpeger.qualities
+    # per task: faces (2 images) stage 1 and 2, backgrounds (2 images) stage 1 and 2; one quality per call
+    expected = [(2, q) for q1, q2 in drawn for q in (q1, q2, q1, q2)]
+    assert calls == expected
+    assert [batch['degradation']['jpeg_quality1'][t].item() for t in range(2)] == [q for q, _ in drawn]
+
+
+def test_draw_and_degradation_are_reproducible_from_the_seeds():
+    seed_all(9)
+    first = sample_degradation({}, 3)
+    seed_all(9)
+    second = sample_degradation({}, 3)
+    assert all(torch.equal(first[k], second[k]) if isinstance(first[k], torch.Tensor) else first[k] == second[k]
+               for k in first)
+
+
+def test_lmdb_and_meta_info_sources_read_the_same_images(folders):
+    names = sorted(n for n in os.listdir(folders / 'faces') if n.endswith('.png'))
+    make_lmdb_from_imgs(str(folders / 'faces'), str(folders / 'faces.lmdb'), names, [n[:-4] for n in names])
+    shutil.copytree(folders / 'faces.lmdb', folders / 'backgrounds.lmdb')  # any images will do as backgrounds
+    lmdb = build_dataset(options(folders, dataroot_face=str(folders / 'faces.lmdb'), background_size=FACE,
+                                 background_patch_size=64, dataroot_background=str(folders / 'backgrounds.lmdb'),
+                                 io_backend={'type': 'lmdb'}, use_hflip=False))
+    (folders / 'list.txt').write_text('f2.png (128,128,3)\nf0.png (128,128,3)\n')
+    listed = build_dataset(options(folders, meta_info_face=str(folders / 'list.txt'), use_hflip=False))
+    assert lmdb.face_paths[:2] == ['f0', 'f1']
+    assert [os.path.basename(p) for p in listed.face_paths] == ['f0.png', 'f2.png']
+    np.random.seed(0)
+    from_lmdb = lmdb[2]['face_gt'][0]
+    np.random.seed(0)
+    from_list = listed[1]['face_gt'][0]
+    assert torch.equal(from_lmdb, from_list)  # f2 both times
+
+
+def test_empty_face_folder_is_named(folders, tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match=r"face folder '.*empty' holds no images"):
+        build_dataset(options(folders, dataroot_face=str(tmp_path / 'empty')))
+
+
+def test_missing_background_folder_is_named(folders):
+    with pytest.raises(FileNotFoundError, match=r"background folder '.*nowhere' does not exist"):
+        build_dataset(options(folders, dataroot_background=str(folders / 'nowhere')))
+
+
+def test_unreadable_face_is_named(folders):
+    (folders / 'faces' / 'f0.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
+    dataset = build_dataset(options(folders))
+    with pytest.raises(ValueError, match=r"cannot read image '.*f0\.png'"):
+        dataset[0]
+
+
+def test_background_smaller_than_background_size_is_named(folders):
+    write_rgb(folders / 'backgrounds' / 'b0.png', np.zeros((100, 300, 3)))
+    dataset = build_dataset(options(folders, patches_per_task=30))
+    with pytest.raises(ValueError, match=r"background image '.*b0\.png' is 300x100, smaller than background_size"):
+        dataset[0]
+
+
+def test_non_square_face_is_refused(folders):
+    write_rgb(folders / 'faces' / 'f1.png', np.zeros((FACE, FACE + 8, 3)))
+    with pytest.raises(ValueError, match=r"face image '.*f1\.png' is 136x128; faces must be square"):
+        build_dataset(options(folders))[1]
+
+
+def test_grayscale_rgba_and_16_bit_faces_are_read_as_rgb(folders):
+    cv2.imwrite(str(folders / 'faces' / 'f0.png'), np.full((FACE, FACE), 51, np.uint8))
+    cv2.imwrite(str(folders / 'faces' / 'f1.png'), np.full((FACE, FACE, 4), (0, 102, 0, 0), np.uint8))
+    cv2.imwrite(str(folders / 'faces' / 'f2.png'), np.full((FACE, FACE, 3), 51 * 257, np.uint16))
+    dataset = build_dataset(options(folders, use_hflip=False))
+    for index, rgb in ((0, [0.2, 0.2, 0.2]), (1, [0, 0.4, 0]), (2, [0.2, 0.2, 0.2])):
+        assert dataset[index]['face_gt'][0, :, 5, 5].tolist() == pytest.approx(rgb)
