@@ -54,8 +54,10 @@ setup(
         # basicsr is an sdist whose setup.py imports torch: install torch first and build it with
         # `pip install --no-build-isolation basicsr` (the Makefile does).
         'basicsr>=1.4.2',
-        'torch>=2.0',  # torch.func, torch.device as a context manager
-        'torchvision>=0.15',  # has transforms._functional_tensor, which compat aliases
+        # torch >= 2.6: torch.load defaults to weights_only=True, which BasicSR's load_network and lpips's
+        # head loader rely on for files the user hands in (they pass no weights_only themselves)
+        'torch>=2.6',
+        'torchvision>=0.21',
         'facexlib>=0.3.0',
         'lpips>=0.1.4',
         'pyyaml>=5.4',

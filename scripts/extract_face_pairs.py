@@ -24,10 +24,10 @@ import torch
 from tqdm import tqdm
 
 from metaf2n_plugin.faces import FacePairExtractor, read_image, write_json, write_pairs
+from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def parse_args(argv):
@@ -61,7 +61,7 @@ def build_extractor(args):
     else:
         source = {'type': 'landmarks', 'json_path': args.landmarks}
     if args.restorer == 'gpen':
-        restorer = {'type': 'gpen', 'size': args.gpen_size, **GPEN_RELEASES[args.gpen_size],
+        restorer = {'type': 'gpen', 'size': args.gpen_size,
                     'weights': args.gpen_weights or args.weights, 'download': args.download,
                     'batch_size': args.batch_size}
     else:

@@ -1,11 +1,12 @@
 """Side-by-side images of a test run: LQ | unadapted | adapted | GT, with the face boxes.
 
     python scripts/side_by_side.py results/<name>/visualization/<dataset> --lq <LQ folder>
-        [--gt <GT folder>] [--faces <faces.json>] [--out <folder>]
+        [--gt <GT folder>] [--faces <faces.json>] [--suffix <suffix>] [--out <folder>]
 
 For every LQ image ``<stem>.<ext>``, the run's outputs are found in the visualization folder as BasicSR
-saves them, ``<stem>_<suffix>.png``: ``<stem>_*_unadapted.png`` is the unadapted network's output (when
-the model saves one), any other ``<stem>_*.png`` the (adapted) output. The panels are shown at the
+saves them: ``<stem>_<suffix>.png``, the (adapted) output, and, when the model saves one,
+``<stem>_<suffix>_unadapted.png``, the unadapted network's output. ``<suffix>`` is ``val.suffix`` of the
+test options, or else the run's name (BasicSR's default), which ``--suffix`` defaults to. The panels are shown at the
 output's size (the LQ enlarged with nearest neighbour, so that its pixels stay visible), labelled, and,
 given a landmarks JSON (the format ``scripts/extract_face_pairs.py`` writes; LQ coordinates), with
 every face's box on every panel. Panels missing for an image (no GT, no unadapted output) are left out.
@@ -23,21 +24,20 @@ import numpy as np
 from tqdm import tqdm
 
 from metaf2n_plugin.faces import LandmarkSource, landmark_box, read_image, write_image
+from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 LABEL_HEIGHT = 24
 BOX_COLOUR = (0, 255, 0)  # RGB
 
 
-def panels_of(lq_path, visualization, gt_folder):
+def panels_of(lq_path, visualization, suffix, gt_folder):
     """``[(label, path)]`` of one image's panels, in display order; ValueError when it has no output."""
     stem = os.path.splitext(os.path.basename(lq_path))[0]
-    outputs = sorted(glob.glob(os.path.join(glob.escape(visualization), f'{glob.escape(stem)}_*.png')))
-    unadapted = [path for path in outputs if path.endswith('_unadapted.png')]
-    adapted = [path for path in outputs if not path.endswith('_unadapted.png')]
-    if not adapted:
-        raise ValueError(f'no output {stem}_*.png in {visualization} for {lq_path}; was it in the test set?')
-    panels = [('LQ', lq_path)] + [('unadapted', path) for path in unadapted[:1]] + [('adapted', adapted[0])]
+    adapted = os.path.join(visualization, f'{stem}_{suffix}.png')
+    unadapted = os.path.join(visualization, f'{stem}_{suffix}_unadapted.png')
+    if not os.path.isfile(adapted):
+        raise ValueError(f'no output {adapted} for {lq_path}; was it in the test set, and is --suffix right?')
+    panels = [('LQ', lq_path)] + [('unadapted', unadapted)] * os.path.isfile(unadapted) + [('adapted', adapted)]
     if gt_folder is not None:
         gts = [path for path in glob.glob(os.path.join(glob.escape(gt_folder), glob.escape(stem) + '.*'))
                if path.lower().endswith(IMAGE_EXTENSIONS)]
@@ -77,11 +77,13 @@ def main(argv=None):
     parser.add_argument('--lq', required=True, help='the dataset\'s LQ folder')
     parser.add_argument('--gt', help='the dataset\'s GT folder')
     parser.add_argument('--faces', help='landmarks JSON of the LQ images (boxes drawn when given)')
+    parser.add_argument('--suffix', help="the outputs' suffix: val.suffix, or the run's name (the default)")
     parser.add_argument('--out', help='output folder (default: <run>/side_by_side/<dataset>)')
     args = parser.parse_args(argv)
     visualization = os.path.normpath(args.visualization)
-    out = args.out or os.path.join(os.path.dirname(os.path.dirname(visualization)), 'side_by_side',
-                                   os.path.basename(visualization))
+    run = os.path.dirname(os.path.dirname(visualization))
+    suffix = args.suffix or os.path.basename(run)
+    out = args.out or os.path.join(run, 'side_by_side', os.path.basename(visualization))
     lq_paths = sorted(path for path in glob.glob(os.path.join(glob.escape(args.lq), '*'))
                       if path.lower().endswith(IMAGE_EXTENSIONS))
     if not lq_paths:
@@ -91,7 +93,7 @@ def main(argv=None):
     failed = []
     for lq_path in tqdm(lq_paths, desc='side by side', unit='image'):
         try:
-            panels = [(label, read_image(path)) for label, path in panels_of(lq_path, visualization, args.gt)]
+            panels = [(label, read_image(path)) for label, path in panels_of(lq_path, visualization, suffix, args.gt)]
             found = faces(panels[0][1], lq_path) if faces else []
             boxes = [face.box if face.box is not None else landmark_box(face.landmarks) for face in found]
             stem = os.path.splitext(os.path.basename(lq_path))[0]

@@ -169,7 +169,7 @@ def test_every_image_of_a_task_gets_the_drawn_jpeg_qualities(folders):
     assert [batch['degradation']['jpeg_quality1'][t].item() for t in range(2)] == [q for q, _ in drawn]
 
 
-def test_draw_and_degradation_are_reproducible_from_the_seeds():
+def test_the_draw_is_reproducible_from_the_seeds():
     seed_all(9)
     first = sample_degradation({}, 3)
     seed_all(9)

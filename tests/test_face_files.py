@@ -54,3 +54,10 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
     with pytest.raises(ValueError, match='cannot encode'):
         write_image(tmp_path / 'a.unknown', image)
     assert sorted(os.listdir(tmp_path)) == ['a.json', 'a.png', 'm.png']
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    from metaf2n_plugin.faces import write_json
+    write_json(tmp_path / 'a.json', {'k': 1})
+    (tmp_path / 'plain').write_text('x')
+    assert (tmp_path / 'a.json').stat().st_mode & 0o777 == (tmp_path / 'plain').stat().st_mode & 0o777

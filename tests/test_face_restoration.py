@@ -64,3 +64,20 @@ def test_identity_and_oracle():
     assert OracleRestorer(8)(faces, gt_faces) is gt_faces
     with pytest.raises(ValueError, match='oracle restorer needs the GT image'):
         OracleRestorer(8)(faces)
+
+
+def test_gpen_restorer_defaults_to_the_released_architecture_of_its_size(tmp_path):
+    from metaf2n_plugin.faces.restoration import GPEN_RELEASES
+    with torch.device('meta'):
+        state = GPEN(256, **GPEN_RELEASES[256]).state_dict()
+    torch.save({k: torch.zeros(v.shape) for k, v in state.items()}, tmp_path / 'GPEN-BFR-256.pth')
+    restorer = GPENRestorer(size=256, weights=str(tmp_path))  # would not load with the 512 model's widths
+    assert restorer.net.generator.to_rgbs[0].conv.weight.shape == state['generator.to_rgbs.0.conv.weight'].shape
+
+
+def test_weights_may_be_any_existing_file(tmp_path):
+    from metaf2n_plugin.faces.weights import locate_weights
+    path = tmp_path / 'my_gpen.pt'
+    path.write_bytes(b'x')
+    assert locate_weights(str(path), 'GPEN-BFR-512.pth', 'https://example.invalid/x') == str(path)
+    assert locate_weights(str(tmp_path), 'my_gpen.pt', 'https://example.invalid/x') == str(path)

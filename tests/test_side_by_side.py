@@ -23,6 +23,7 @@ def test_panels_in_order_with_boxes_and_bad_images_skipped(tmp_path):
     cv2.imwrite(str(gt / 'a.png'), flat(200, 64))
     cv2.imwrite(str(vis / 'a_run.png'), flat(150, 64))
     cv2.imwrite(str(vis / 'a_run_unadapted.png'), flat(90, 64))
+    cv2.imwrite(str(vis / 'a_b_run.png'), flat(30, 64))  # another image whose stem starts with 'a_'
     (lq / 'broken.png').write_bytes(b'')  # a zero-byte LQ image whose output exists
     cv2.imwrite(str(vis / 'broken_run.png'), flat(150, 64))
     (tmp_path / 'faces.json').write_text(json.dumps({'a.png': {'faces': [{

@@ -1,18 +1,13 @@
-"""Listing and decoding the images of a dataset folder: a plain folder, a meta_info list, or an lmdb.
+"""Listing the images of a dataset folder: a plain folder, a meta_info list, or an lmdb.
 
-Decoding follows :mod:`metaf2n_plugin.faces.files` (BasicSR's ``imfrombytes(..., flag='color')``): grayscale
-is replicated to three channels, an alpha channel is dropped, 16-bit images are reduced to 8 bits. Arrays are
-``(H, W, 3)`` float32 **RGB** in [0, 1].
+They are decoded by :func:`metaf2n_plugin.faces.files.decode_image` (as BasicSR's ``imfrombytes(...,
+flag='color')``: grayscale replicated to three channels, alpha dropped, 16-bit reduced to 8 bits).
 """
 import os
 
-import cv2
-import numpy as np
 from basicsr.data.data_util import paths_from_lmdb
 
-from metaf2n_plugin.faces.files import bgr_to_rgb_float
-
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
 
 
 def list_images(folder, meta_info=None, backend='disk', what='image'):
@@ -40,16 +35,9 @@ def list_images(folder, meta_info=None, backend='disk', what='image'):
         with open(meta_info) as f:
             paths = [os.path.join(folder, line.split(' ')[0]) for line in map(str.strip, f) if line]
     else:
-        paths = [os.path.join(folder, name) for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES)]
+        paths = [os.path.join(folder, name) for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS)]
     if not paths:
-        raise ValueError(f'{what} folder {folder!r} holds no images ({", ".join(IMAGE_SUFFIXES)}); fill it or '
+        raise ValueError(f'{what} folder {folder!r} holds no images ({", ".join(IMAGE_EXTENSIONS)}); fill it or '
                          'fix the path')
     return sorted(paths)
 
-
-def decode_image(data, where):
-    """Bytes of an image file -> ``(H, W, 3)`` float32 RGB in [0, 1]; ``where`` names it in the error."""
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
-    if bgr is None:
-        raise ValueError(f'cannot read image {where!r}: empty, truncated or not an image; replace or remove it')
-    return bgr_to_rgb_float(bgr)

@@ -73,6 +73,8 @@ class MetaF2NPairedFaceDataset(data.Dataset):
         if self.face_source == 'landmarks':
             self.faces = LandmarkSource(source.get('json_path'))
         elif self.face_source == 'pairs':
+            if not source.get('root'):
+                raise ValueError('face_source {type: pairs} needs `root`: the folder that holds Face_LQ/ and Face_HQ/')
             self.faces = PairFolderSource(source['root'])
         elif self.face_source != 'detect':
             raise ValueError(f'unknown face_source type {self.face_source!r}; choose {FACE_SOURCES} or omit '

@@ -7,7 +7,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
-from metaf2n_plugin.data.image_files import decode_image, list_images
+from metaf2n_plugin.data.image_files import list_images
+from metaf2n_plugin.faces.files import decode_image
 from metaf2n_plugin.data.task_degradation import choose_crop
 
 

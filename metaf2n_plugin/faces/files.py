@@ -19,6 +19,12 @@ import tempfile
 import cv2
 import numpy as np
 
+_UMASK = os.umask(0)  # read the process umask (the only way is to set it), then restore it
+os.umask(_UMASK)
+
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
 
 def read_image(path):
     """Read an image file as ``(H, W, 3)`` float32 RGB in [0, 1].
@@ -30,12 +36,16 @@ def read_image(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image {path!r} does not exist')
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError(f'cannot read image {path!r}: the file is empty (0 bytes); replace or remove it')
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return decode_image(np.fromfile(path, dtype=np.uint8), path)
+
+
+def decode_image(data, where):
+    """Bytes of an image file -> ``(H, W, 3)`` float32 RGB in [0, 1]; ``where`` names the file in errors."""
+    if len(data) == 0:
+        raise ValueError(f'cannot read image {where!r}: the file is empty (0 bytes); replace or remove it')
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f'cannot read image {path!r}: OpenCV cannot decode it (truncated, or not an image); '
+        raise ValueError(f'cannot read image {where!r}: OpenCV cannot decode it (truncated, or not an image); '
                          'replace it or convert it to PNG')
     return bgr_to_rgb_float(bgr)
 
@@ -85,6 +95,7 @@ def _write_atomically(path, data):
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

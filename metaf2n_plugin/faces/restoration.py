@@ -54,8 +54,9 @@ class GPENRestorer:
     """Restorer ``gpen``: GPEN face restoration, batched, without gradients, on the device you choose.
 
     Args:
-        size, channel_multiplier, narrow, style_dim, n_mlp: the :class:`GPEN` architecture; the released
-            models are ``GPEN_RELEASES`` (512: 2, 1 at test time; 256: 1, 0.5 in training).
+        size, channel_multiplier, narrow, style_dim, n_mlp: the :class:`GPEN` architecture; left at None,
+            channel_multiplier and narrow are those of the released model of that size, ``GPEN_RELEASES``
+            (512: 2, 1 at test time; 256: 1, 0.5 in training).
         weights: the checkpoint file, or the folder holding it as ``GPEN-BFR-<size>.pth`` (official name).
         download: fetch a missing official checkpoint from GPEN's model page into that folder.
         batch_size: faces per forward pass.
@@ -63,8 +64,11 @@ class GPENRestorer:
     """
     needs_gt = False
 
-    def __init__(self, size=512, channel_multiplier=2, narrow=1, weights=DEFAULT_WEIGHTS_DIR, download=False,
+    def __init__(self, size=512, channel_multiplier=None, narrow=None, weights=DEFAULT_WEIGHTS_DIR, download=False,
                  batch_size=4, style_dim=512, n_mlp=8, device='cpu'):
+        release = GPEN_RELEASES.get(size, {'channel_multiplier': 2, 'narrow': 1})
+        channel_multiplier = release['channel_multiplier'] if channel_multiplier is None else channel_multiplier
+        narrow = release['narrow'] if narrow is None else narrow
         file_name = f'GPEN-BFR-{size}.pth'
         path = locate_weights(weights, file_name, GPEN_URL + file_name, download)
         self.size = size

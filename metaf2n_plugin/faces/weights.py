@@ -19,7 +19,8 @@ def locate_weights(weights, file_name, url, download=False):
             the file, the URL and where to put it.
     """
     weights = os.fspath(weights)
-    path = os.path.join(weights, file_name) if os.path.isdir(weights) or not weights.endswith('.pth') else weights
+    is_file = os.path.isfile(weights) or (not os.path.isdir(weights) and weights.endswith(('.pth', '.pt')))
+    path = weights if is_file else os.path.join(weights, file_name)
     if os.path.isfile(path):
         return path
     advice = (f'{file_name} not found at {path!r}. Download it from {url} and put it at {path!r} '

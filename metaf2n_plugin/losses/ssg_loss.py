@@ -14,8 +14,9 @@ Cost. SSL's code unfolds a search window and then every patch in it for each mas
 distances of all masked pixels to one window offset ``o`` come from one squared-difference image
 ``E_o = sum_c (x - shift_o(x))^2`` and a box filter (two running sums), then only masked pixels are
 kept: O(search_size² · C · H · W) work and O(masked · search_size²) memory. The offsets are processed in
-chunks under activation checkpointing, so backward recomputes a chunk's planes instead of storing
-search_size² full-size planes. ``bench/ssg.py`` measures both formulations.
+blocks, and the hand-written backward recomputes a block's planes instead of storing search_size²
+full-size planes; the graph rows are compared in checkpointed blocks. ``bench/ssg.py`` measures both
+formulations.
 """
 import torch
 from torch import nn
