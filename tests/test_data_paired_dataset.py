@@ -96,9 +96,11 @@ def test_missing_gt_file_and_empty_lq_folder_are_named(test_set, tmp_path):
         paired(tmp_path / 'set', dataroot_lq=str(tmp_path / 'empty'))
 
 
-def test_unknown_face_source_is_refused(test_set):
+def test_unknown_face_source_and_pairs_without_root_are_refused(test_set):
     with pytest.raises(ValueError, match="unknown face_source type 'retina'"):
         paired(test_set, face_source='retina')
+    with pytest.raises(ValueError, match='needs `root`'):
+        paired(test_set, face_source={'type': 'pairs'})
 
 
 def test_task_dataset_and_degrader_work_on_the_tiny_set_with_the_original_sizes(workdir):
