@@ -1,4 +1,5 @@
 """Shared helpers: run Python the way a user would, and make tiny image folders."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,6 +10,14 @@ import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name):
+    """``scripts/<name>.py`` imported as a module (so that a test can call its ``main``)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'scripts', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_options(cwd, name, **train_changes):

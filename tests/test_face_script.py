@@ -1,5 +1,4 @@
 """scripts/extract_face_pairs.py on a folder with good, faceless and broken images."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,19 +7,12 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 
 from metaf2n_plugin.faces import builtin_photo, read_image, write_image
 from metaf2n_plugin.faces.alignment import apply_affine, invert_affine, upscale_map
 
 SCRIPT = os.path.join(REPO, 'scripts', 'extract_face_pairs.py')
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('extract_face_pairs', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +59,7 @@ def test_script_pairs_a_folder_and_reports_the_broken_image(photos, tmp_path):
     again = tmp_path / 'again'
     args[args.index(str(out))] = str(again)
     args[args.index(str(photos / 'landmarks.json'))] = str(out / 'faces.json')
-    assert load_script().main(args) == 1
+    assert load_script('extract_face_pairs').main(args) == 1
     for name in ('astronaut_0.png', 'grace_hopper_0.png'):
         np.testing.assert_allclose(read_image(again / 'Face_HQ' / name), read_image(out / 'Face_HQ' / name),
                                    atol=1.01 / 255)
@@ -76,7 +68,7 @@ def test_script_pairs_a_folder_and_reports_the_broken_image(photos, tmp_path):
 
 
 def test_script_refuses_missing_weights_and_an_oracle_without_gt(photos, tmp_path, capsys):
-    script = load_script()
+    script = load_script('extract_face_pairs')
     assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--weights', str(tmp_path)]) == 2
     assert 'detection_Resnet50_Final.pth not found' in capsys.readouterr().err
     assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--restorer', 'oracle']) == 2

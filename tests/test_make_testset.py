@@ -1,5 +1,4 @@
 """The test-set builder: byte-identical for a seed, its meta.json remakes every LQ, presets, multi-face sets."""
-import importlib.util
 import json
 import os
 import random
@@ -13,19 +12,12 @@ import pytest
 import torch
 from basicsr.utils import DiffJPEG
 
-from conftest import REPO
+from conftest import REPO, load_script
 from metaf2n_plugin.data.degradation import DEGRADATION_DEFAULTS, apply_degradation, sample_degradation
 from metaf2n_plugin.data.testset_builder import PRESETS, build_testset
 from metaf2n_plugin.faces import face_template, read_image
 
 SCRIPT = os.path.join(REPO, 'scripts', 'make_testset.py')
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('make_testset', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_rgb(path, rgb):
@@ -62,7 +54,7 @@ def test_same_seed_gives_byte_identical_sets_and_a_bad_input_is_skipped(inputs, 
     assert proc.returncode == 1, proc.stderr
     assert re.search(r"skipped .*broken\.png: cannot read image", proc.stderr)
     assert '2 images written, 1 skipped' in proc.stdout
-    assert load_script().main([*args, '--out', str(tmp_path / 'second')]) == 1  # in this process this time
+    assert load_script('make_testset').main([*args, '--out', str(tmp_path / 'second')]) == 1  # in this process this time
     first, second = files(tmp_path / 'first'), files(tmp_path / 'second')
     assert sorted(first) == ['GT/a.png', 'GT/b.png', 'LQ/a.png', 'LQ/b.png', 'landmarks.json', 'meta.json']
     assert first == second
@@ -71,7 +63,7 @@ def test_same_seed_gives_byte_identical_sets_and_a_bad_input_is_skipped(inputs, 
 
 def test_empty_input_folder_exits_2_naming_it(tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
-    assert load_script().main(['--input', str(tmp_path / 'empty'), '--out', str(tmp_path / 'out')]) == 2
+    assert load_script('make_testset').main(['--input', str(tmp_path / 'empty'), '--out', str(tmp_path / 'out')]) == 2
     assert re.search(r"input folder '.*empty' holds no images", capsys.readouterr().err)
 
 
