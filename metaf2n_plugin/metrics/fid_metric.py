@@ -176,6 +176,7 @@ class FIDValidationMixin:
     """
     _fid_options = None  # {metric name: FrechetInceptionDistance kwargs} while nondist_validation runs
     _fid_meters = {}  # {metric name + suffix: FrechetInceptionDistance} of the current (or last) dataset
+    _fid_references = {}  # {metric name: GT features}, shared by that entry's meters of every output
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         metrics = self.opt['val'].get('metrics') or {}
@@ -186,7 +187,7 @@ class FIDValidationMixin:
             self.metric_results.pop(name, None)
         self._fid_options = {name: {key: value for key, value in metrics[name].items() if key not in ('type', 'better')}
                              for name in fid_names}
-        self._fid_meters = {}
+        self._fid_meters, self._fid_references = {}, {}
         self.opt['val']['metrics'] = {name: options for name, options in metrics.items() if name not in fid_names}
         try:
             return super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
@@ -196,16 +197,25 @@ class FIDValidationMixin:
 
     def get_current_visuals(self):
         visuals = super().get_current_visuals()
-        if self._fid_options is not None:
-            gt = tensor2img(visuals['gt']) if 'gt' in visuals else None
-            for key in (key for key in visuals if key.startswith('result')):
-                output = tensor2img(visuals[key])
-                for name, options in self._fid_options.items():
-                    metric = name + key[len('result'):]
-                    if metric not in self._fid_meters:
-                        self._fid_meters[metric] = FrechetInceptionDistance(**options)
-                    self._fid_meters[metric].update(output, gt)
+        if self._fid_options is None:
+            return visuals
+        outputs = {key[len('result'):]: tensor2img(visuals[key]) for key in visuals if key.startswith('result')}
+        gt = tensor2img(visuals['gt']) if 'gt' in visuals else None
+        for name, options in self._fid_options.items():
+            meters = [self._fid_meter(name, suffix, options) for suffix in outputs]
+            if gt is not None and meters and meters[0].reference is None:  # once per image, for all outputs
+                meters[0].reference_features.append(inception_features(gt, meters[0].inception))
+            for meter, output in zip(meters, outputs.values()):
+                meter.update(output)
         return visuals
+
+    def _fid_meter(self, name, suffix, options):
+        """The meter of metric ``name + suffix``; all meters of one entry share its GT features."""
+        if name + suffix not in self._fid_meters:
+            meter = FrechetInceptionDistance(**options)
+            meter.reference_features = self._fid_references.setdefault(name, [])
+            self._fid_meters[name + suffix] = meter
+        return self._fid_meters[name + suffix]
 
     def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
         if self._fid_options is not None:
