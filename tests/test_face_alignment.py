@@ -2,7 +2,6 @@
 import cv2
 import numpy as np
 import pytest
-from facexlib.detection.align_trans import get_reference_facial_points
 from skimage.transform import estimate_transform
 
 from metaf2n_plugin.faces import align_face, builtin_photo, face_template, landmark_box, similarity_transform
@@ -21,9 +20,6 @@ def similarity(angle_deg, scale, tx, ty):
 def test_template_is_gpens_ffhq_template(size):
     expected = np.array(TEMPLATE_512) * size / 512
     np.testing.assert_allclose(face_template(size), expected, atol=1e-4)
-    gpen = get_reference_facial_points((size, size), inner_padding_factor=0.25, outer_padding=(0, 0),
-                                       default_square=True)
-    np.testing.assert_allclose(face_template(size), gpen, atol=1e-3)
 
 
 def test_similarity_transform_recovers_an_exact_similarity():

@@ -6,38 +6,27 @@ are ``(2, 3)`` float64 arrays ``M`` that send a point ``p`` to ``M[:, :2] @ p + 
 the image's right, the nose tip, the mouth corner on the image's left, the mouth corner on the image's right
 (RetinaFace's order).
 
-The template (GPEN's ``get_reference_facial_points((S, S), inner_padding_factor=0.25, outer_padding=(0, 0),
-default_square=True)``, which GPEN and MetaF2N use at S = 512) is derived from the 96 x 112 crop reference
-points of SphereFace/ArcFace, ``REFERENCE_POINTS_96x112``:
-
-1. default square: widen the crop to 112 x 112, shifting x by (112 - 96) / 2 = 8;
-2. inner padding 0.25: pad 0.25 * 112 = 28 on every side, a 168 x 168 crop, shifting x and y by 28;
-3. scale the 168 x 168 crop to S x S (outer padding 0), i.e. multiply by S / 168.
-
-So ``template = (REFERENCE_POINTS_96x112 + (36, 28)) * S / 168``. At S = 512::
+The template is facexlib's ``get_reference_facial_points((S, S), inner_padding_factor=0.25,
+outer_padding=(0, 0), default_square=True)``, the call GPEN and MetaF2N make at S = 512. It takes the
+96 x 112 reference points of SphereFace/ArcFace, widens the crop to a 112 x 112 square (x + 8), pads it by
+0.25 * 112 = 28 on every side (a 168 x 168 crop) and scales that to S x S. At S = 512::
 
     [[202.0407, 242.8840], [309.4302, 242.2900], [256.0768, 303.9592], [211.9598, 366.8282], [300.8911, 366.3363]]
 
-and at S = 256 exactly half of that. The 112 x 112 square of step 1 becomes the central two thirds of the
-aligned crop, ``[S/6, 5S/6]`` in x and y: the face proper, used by :func:`landmark_box`.
+and at S = 256 exactly half of that. The 112 x 112 square becomes the central two thirds of the aligned
+crop, ``[S/6, 5S/6]`` in x and y: the face proper, used by :func:`landmark_box`.
 """
 import cv2
 import numpy as np
+from facexlib.detection.align_trans import get_reference_facial_points
 
-REFERENCE_POINTS_96x112 = np.array([
-    [30.29459953, 51.69630051],
-    [65.53179932, 51.50139999],
-    [48.02519989, 71.73660278],
-    [33.54930115, 92.3655014],
-    [62.72990036, 92.20410156],
-])
-TEMPLATE_OFFSET = np.array([8.0 + 28.0, 28.0])  # default square, then inner padding 0.25 * 112
-TEMPLATE_CROP = 168.0  # 112 * (1 + 2 * 0.25)
+TEMPLATE_CROP = 168.0  # the padded crop of the 112 x 112 square: 112 * (1 + 2 * 0.25)
 
 
 def face_template(size):
     """GPEN's five reference points for an aligned ``size`` x ``size`` crop: ``(5, 2)`` float64 ``(x, y)``."""
-    return (REFERENCE_POINTS_96x112 + TEMPLATE_OFFSET) * (size / TEMPLATE_CROP)
+    return get_reference_facial_points((size, size), inner_padding_factor=0.25, outer_padding=(0, 0),
+                                       default_square=True).astype(np.float64)
 
 
 def similarity_transform(src, dst):
