@@ -1,4 +1,4 @@
-"""The task degradation: one draw shared by many images, per-image noise magnitudes, BasicSR's operators."""
+"""The task degradation: one draw shared by many images, per-image noise magnitudes and gray/colour choices."""
 import random
 
 import numpy as np
@@ -28,12 +28,13 @@ def jpeger():
     return DiffJPEG(differentiable=False)
 
 
-def test_draw_shares_every_choice_and_holds_one_noise_level_per_image():
+def test_draw_shares_every_choice_and_holds_noise_level_and_gray_choice_per_image():
     seed_all(0)
     draw = sample_degradation({}, 6)
     for stage, (low, high) in ((1, (1, 30)), (2, (1, 25))):
         levels = draw[f'noise_level{stage}']
         assert levels.shape == (6, ) and len(set(levels.tolist())) == 6
+        assert draw[f'gray_noise{stage}'].shape == (6, ) and set(draw[f'gray_noise{stage}'].tolist()) <= {0.0, 1.0}
         if draw[f'noise{stage}'] == 'poisson':
             low, high = DEGRADATION_DEFAULTS[f'poisson_scale_range{"" if stage == 1 else 2}']
         assert low <= levels.min() and levels.max() <= high
@@ -57,7 +58,9 @@ def test_draws_follow_the_configured_probabilities_and_ranges():
     assert all(d['kernel1'].shape == (9, 9) for d in draws)
     sinc = np.mean([d['sinc_kernel'].count_nonzero().item() > 1 for d in draws])
     blur2 = np.mean([d['blur2'] for d in draws])
-    gray = np.mean([d['gray_noise1'] for d in draws])
+    gray = np.mean([d['gray_noise1'].mean().item() for d in draws])
+    mixed = np.mean([d['gray_noise1'].min() != d['gray_noise1'].max() for d in draws])
+    assert abs(mixed - 2 * 0.4 * 0.6) < 0.08  # two images: gray and colour in one draw
     assert abs(sinc - 0.8) < 0.07 and abs(blur2 - 0.8) < 0.07 and abs(gray - 0.4) < 0.08
 
 
@@ -113,8 +116,20 @@ def test_noise_magnitude_is_per_image(jpeger):
     assert deviation[1] > 4 * deviation[0]
 
 
+def test_gray_or_colour_noise_is_chosen_per_image(jpeger):
+    seed_all(8)
+    draw = sample_degradation({'gaussian_noise_prob': 1.0, 'resize_prob': [0, 0, 1], 'jpeg_range': [95, 95],
+                               'jpeg_range2': [95, 95], 'gaussian_noise_prob2': 1.0}, 2)
+    draw.update(noise_level1=torch.full((2, ), 20.0), noise_level2=torch.zeros(2), gray_noise1=torch.tensor([1.0, 0.0]))
+    image = textured(1, 128, seed=9).repeat(2, 1, 1, 1)
+    clean = apply_degradation(image, {**draw, 'noise_level1': torch.zeros(2)}, 4, jpeger)
+    noise = apply_degradation(image, draw, 4, jpeger) - clean
+    channel_spread = (noise - noise.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+    assert channel_spread[1] > 2 * channel_spread[0]  # image 0: one noise field for R, G and B (1.0 if shared)
+
+
 def test_a_draw_for_other_images_is_refused(jpeger):
-    with pytest.raises(ValueError, match='2 noise levels for 3 images'):
+    with pytest.raises(ValueError, match='2 values of noise_level1 for 3 images'):
         apply_degradation(textured(3, 64), sample_degradation({}, 2), 4, jpeger)
 
 

@@ -11,8 +11,9 @@ from basicsr.data import build_dataset
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from torch.utils.data import DataLoader
 
-from metaf2n_plugin.data.degradation import sample_degradation
-from metaf2n_plugin.data.task_degradation import TaskDegrader, choose_crop, cut_patches, log_mean_squared_gradient
+from metaf2n_plugin.data.degradation import apply_degradation, sample_degradation, select_images, task_draw
+from metaf2n_plugin.data.task_degradation import (TaskDegrader, choose_detailed_crops, cut_patches,
+                                                  log_mean_squared_gradient, random_crops)
 
 FACE, BACKGROUND = 128, 160
 
@@ -63,8 +64,10 @@ def test_item_is_one_task_of_hq_images_crops_and_one_draw(folders):
     assert item['face_gt'].shape == (2, 3, FACE, FACE) and item['background_gt'].shape == (2, 3, BACKGROUND, BACKGROUND)
     assert item['face_gt'].dtype == torch.float32 and 0 <= item['face_gt'].min() and item['face_gt'].max() <= 1
     assert item['face_paths'].split('\n')[0].endswith('f3.png')
-    assert item['face_crops'][:, 2].tolist() == [16, 16] and item['background_crops'][:, 2].tolist() == [24, 24]
-    assert (item['face_crops'][:, :2] <= FACE // 4 - 16).all() and (item['background_crops'][:, :2] <= 40 - 24).all()
+    candidates = item['face_crop_candidates']
+    assert candidates.shape == (2, 6, 3) and item['face_patch_min_log_gradient'] == -6.0
+    assert (candidates[..., 2] == 16).all() and item['background_crops'][:, 2].tolist() == [24, 24]
+    assert (candidates[..., :2] <= FACE // 4 - 16).all() and (item['background_crops'][:, :2] <= 40 - 24).all()
     assert item['degradation']['noise_level1'].shape == (4, )  # faces and backgrounds: one magnitude each
     assert item['degradation']['kernel1'].shape == (21, 21)
 
@@ -93,16 +96,29 @@ def test_one_flip_is_drawn_per_task_for_all_its_images(folders):
     assert seen == {True, False}
 
 
-def test_face_patch_retry_prefers_patches_with_detail():
-    face = np.zeros((3, 128, 128), np.float32)
-    face[:, :, 96:] = np.random.default_rng(0).uniform(0, 1, (3, 128, 32))  # only the right quarter has detail
+def detailed_right_quarter(size=128):
+    face = torch.zeros(3, size, size)
+    face[:, :, 3 * size // 4:] = torch.rand(3, size, size // 4, generator=torch.Generator().manual_seed(0))
+    return face
+
+
+def test_face_patch_retry_keeps_the_first_candidate_with_detail_else_the_last():
+    face = detailed_right_quarter()
     assert log_mean_squared_gradient(face[:, :, :96]) == -np.inf and log_mean_squared_gradient(face[:, :, 96:]) > -6
+    candidates = torch.tensor([[[0, 0, 8], [0, 20, 8], [4, 24, 8]], [[0, 0, 8], [8, 1, 8], [9, 2, 8]]])
+    chosen = choose_detailed_crops(face.expand(2, -1, -1, -1), candidates, 4, -6.0)
+    assert chosen.tolist() == [[0, 20, 8], [9, 2, 8]]
+
+
+def test_face_patch_retry_prefers_patches_with_detail():
+    face = detailed_right_quarter()
     np.random.seed(0)
     # 25 LQ positions x = 0..24 for an 8-pixel LQ patch (32 HQ); it reaches the detail for x >= 17: 8 of 25
-    once = [choose_crop(face, 8, 4)[1] >= 17 for _ in range(300)]
-    with_retry = [choose_crop(face, 8, 4, tries=6, min_log_gradient=-6)[1] >= 17 for _ in range(300)]
-    assert 0.22 < np.mean(once) < 0.42
-    assert np.mean(with_retry) > 0.83  # 1 - (17/25)^6 = 0.90
+    once = random_crops(face, 8, 4, 300)[:, 1] >= 17
+    candidates = torch.stack([random_crops(face, 8, 4, 6) for _ in range(300)])
+    with_retry = choose_detailed_crops(face.expand(300, -1, -1, -1), candidates, 4, -6.0)[:, 1] >= 17
+    assert 0.22 < once.float().mean() < 0.42
+    assert with_retry.float().mean() > 0.83  # 1 - (17/25)^6 = 0.90
 
 
 def collated_batch(folders, tasks=2, **changes):
@@ -118,8 +134,12 @@ def test_degrader_returns_the_documented_shapes_and_cuts_gt_at_the_crops(folders
     assert tasks.face_lq_patches.shape == (2, 2, 3, 16, 16) and tasks.face_gt_patches.shape == (2, 2, 3, 64, 64)
     assert tasks.background_lq.shape == (2, 2, 3, 24, 24)
     assert tasks.background_gt.shape == tasks.background_gt_usm.shape == (2, 2, 3, 96, 96)
-    y, x, p = batch['face_crops'][1, 0].tolist()
+    assert tasks.face_crops.shape == (2, 2, 3)
+    assert all(crop in candidates.tolist() for crop, candidates in zip(tasks.face_crops.flatten(0, 1).tolist(),
+                                                                       batch['face_crop_candidates'].flatten(0, 1)))
+    y, x, p = tasks.face_crops[1, 0].tolist()
     assert torch.equal(tasks.face_gt_patches[1, 0], batch['face_gt'][1, 0, :, 4 * y:4 * (y + p), 4 * x:4 * (x + p)])
+    assert torch.equal(tasks.face_hq_patches, tasks.face_gt_patches)  # no restorer: the GT is the pseudo-GT
     assert torch.equal(tasks.face_lq_patches[1, 0], tasks.face_lq[1, 0, :, y:y + p, x:x + p])
     assert torch.equal(cut_patches(batch['face_gt'][1], tasks.face_crops[1], 4), tasks.face_gt_patches[1])
     y, x, p = batch['background_crops'][0, 1].tolist()
@@ -128,19 +148,53 @@ def test_degrader_returns_the_documented_shapes_and_cuts_gt_at_the_crops(folders
     assert sharpened.abs().max() > 0.01 and 0 <= tasks.background_gt_usm.min() and tasks.background_gt_usm.max() <= 1
 
 
-def test_faces_and_backgrounds_of_a_task_share_its_degradation(folders):
-    """Same picture as a face and as a background, no noise: identical LQ; other tasks' draws differ."""
-    batch = collated_batch(folders, background_size=FACE, background_patch_size=64)
-    batch['background_gt'][:, 0] = batch['face_gt'][:, 0]
-    batch['background_crops'][:, 0] = batch['face_crops'][:, 0]
+def without_noise(batch):
     for stage in (1, 2):
         batch['degradation'][f'noise_level{stage}'].zero_()
-    tasks = TaskDegrader(scale=4)(batch)
+    return batch
+
+
+def test_faces_and_backgrounds_of_a_task_share_its_degradation(folders):
+    """Same picture as a face and as a background, no noise, no sharpening: identical LQ; other draws differ."""
+    batch = without_noise(collated_batch(folders, background_size=FACE, background_patch_size=64, face_patch_tries=1))
+    batch['background_gt'][:, 0] = batch['face_gt'][:, 0]
+    batch['background_crops'][:, 0] = batch['face_crop_candidates'][:, 0, 0]
+    degrader = TaskDegrader(scale=4)
+    degrader.usm_sharpener = torch.nn.Identity()
+    tasks = degrader(batch)
     for t in range(2):
         assert torch.equal(tasks.background_lq[t, 0], tasks.face_lq_patches[t, 0])
     batch['degradation'] = {k: v[::-1] if isinstance(v, list) else v.flip(0) for k, v in batch['degradation'].items()}
-    swapped = TaskDegrader(scale=4)(batch)
+    swapped = degrader(batch)
     assert not torch.equal(swapped.face_lq[0], tasks.face_lq[0])
+
+
+def test_backgrounds_are_degraded_from_the_sharpened_gt_and_faces_from_the_plain_gt(folders):
+    batch = without_noise(collated_batch(folders, background_size=FACE, background_patch_size=FACE,
+                                         face_patch_size=FACE))
+    degrader = TaskDegrader(scale=4)
+    tasks = degrader(batch)
+    draw = task_draw(batch['degradation'], 0)
+    faces = apply_degradation(batch['face_gt'][0], select_images(draw, slice(0, 2)), 4, degrader.jpeger)
+    sharpened = degrader.usm_sharpener(batch['background_gt'][0])
+    backgrounds = apply_degradation(sharpened, select_images(draw, slice(2, None)), 4, degrader.jpeger)
+    assert torch.equal(tasks.face_lq[0], faces)
+    assert torch.equal(tasks.background_lq[0], backgrounds)
+    plain = apply_degradation(batch['background_gt'][0], select_images(draw, slice(2, None)), 4, degrader.jpeger)
+    assert (plain - backgrounds).abs().max() > 0.02
+    assert torch.equal(tasks.background_gt_usm[0], sharpened) and torch.equal(tasks.background_gt[0],
+                                                                               batch['background_gt'][0])
+
+
+def test_face_patch_retry_scores_the_restored_face_and_cuts_the_pseudo_gt_there(folders):
+    """A restorer whose output has detail only in the right quarter: the chosen patches lie there."""
+    batch = collated_batch(folders, face_patch_tries=12)
+    detail = detailed_right_quarter(FACE)
+    tasks = TaskDegrader(scale=4)(batch, restorer=lambda lq: detail.expand(len(lq), -1, -1, -1))
+    assert (tasks.face_crops[..., 1] >= 9).all()  # a 16-pixel LQ patch at x >= 9 reaches the right quarter (x >= 24)
+    for t in range(2):
+        assert torch.equal(tasks.face_hq_patches[t], cut_patches(detail.expand(2, -1, -1, -1), tasks.face_crops[t], 4))
+        assert torch.equal(tasks.face_gt_patches[t], cut_patches(batch['face_gt'][t], tasks.face_crops[t], 4))
 
 
 class RecordingJPEG(torch.nn.Module):

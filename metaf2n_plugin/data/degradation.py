@@ -2,17 +2,15 @@
 
 A *draw* is one sample of every random choice of the pipeline, made on the CPU (in a dataset worker) with
 BasicSR's kernel functions; :func:`apply_degradation` then runs the pipeline with BasicSR's ``filter2D``,
-noise functions and ``DiffJPEG`` on whatever device the images are on. Every image of a draw gets the same
-kernels, resize scales and modes, noise type (Gaussian or Poisson, colour or gray), JPEG qualities and final
-order; only the noise magnitudes are per image.
+noise functions and ``DiffJPEG`` on whatever device the images are on. As in the original MetaF2N's data
+generator, every image of a draw gets the same kernels, resize scales and modes, noise type (Gaussian or
+Poisson), JPEG qualities and final order; the noise magnitude and the gray-or-colour choice are per image.
 
-BasicSR's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` draw the noise type's gray/colour
-choice and the magnitude per image inside the call, so they cannot share the one and vary the other. The draw
-therefore holds the shared choices plus one magnitude per image, and :func:`apply_degradation` calls the
-non-random ``add_gaussian_noise_pt`` / ``add_poisson_noise_pt`` with the per-image magnitudes as a tensor.
-Which of the two is called is the shared noise type; whether the noise is gray (one field for the three
-channels) is shared too. Inherited from BasicSR: its gray Gaussian noise is one random field for the whole
-batch, scaled per image, while its colour noise and its Poisson noise are drawn per image.
+BasicSR's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` would also draw the noise type
+per image, so the draw holds the shared choices plus the per-image ones, and :func:`apply_degradation` calls
+the non-random ``add_gaussian_noise_pt`` / ``add_poisson_noise_pt`` with the per-image values as tensors.
+Inherited from BasicSR: its gray Gaussian noise is one random field for the whole batch, scaled per image,
+while its colour noise and its Poisson noise are drawn per image.
 
 A draw (:func:`sample_degradation`) is a dict; after BasicSR's data loader has collated T tasks, every value
 gains a leading task dimension (tensors ``(T, ...)``, strings a list of T); :func:`task_draw` takes task t back::
@@ -23,7 +21,8 @@ gains a leading task dimension (tensors ``(T, ...)``, strings a list of T); :fun
     resize1, resize2                float, the stages' resize factors
     resize_mode1, resize_mode2      'area' | 'bilinear' | 'bicubic'
     noise1, noise2                  'gaussian' | 'poisson'
-    gray_noise1, gray_noise2        bool: one gray noise field for the three channels
+    gray_noise1, gray_noise2        (N,) float32 tensor of 0/1, per image: 1 = one gray noise field for the
+                                    three channels
     noise_level1, noise_level2      (N,) float32 tensor, per image: Gaussian sigma (on 0-255) or Poisson scale
     jpeg_quality1, jpeg_quality2    float in [1, 100]
     blur2                           bool: the second-stage blur is applied
@@ -123,9 +122,10 @@ def sample_degradation(opt, num_images):
         draw[f'resize_mode{stage}'] = random.choice(RESIZE_MODES)
         gaussian = np.random.uniform() < o[f'gaussian_noise_prob{suffix}']
         draw[f'noise{stage}'] = 'gaussian' if gaussian else 'poisson'
-        draw[f'gray_noise{stage}'] = bool(np.random.uniform() < o[f'gray_noise_prob{suffix}'])
         low, high = o[f'noise_range{suffix}'] if gaussian else o[f'poisson_scale_range{suffix}']
         draw[f'noise_level{stage}'] = torch.from_numpy(np.random.uniform(low, high, num_images)).float()
+        gray = np.random.uniform(size=num_images) < o[f'gray_noise_prob{suffix}']
+        draw[f'gray_noise{stage}'] = torch.from_numpy(gray).float()
         draw[f'jpeg_quality{stage}'] = float(np.random.uniform(*o[f'jpeg_range{suffix}']))
     draw['final_resize_mode'] = random.choice(RESIZE_MODES)
     draw['final_order'] = FINAL_ORDERS[int(np.random.uniform() < o['final_jpeg_first_prob'])]
@@ -164,9 +164,12 @@ def task_draw(draws, t):
     return {key: value[t] for key, value in draws.items()}
 
 
+PER_IMAGE = ('noise_level1', 'noise_level2', 'gray_noise1', 'gray_noise2')
+
+
 def select_images(draw, index):
-    """The draw restricted to some of its images: per-image noise levels indexed by ``index`` (slice or indices)."""
-    return {key: value[index] if key.startswith('noise_level') else value for key, value in draw.items()}
+    """The draw restricted to some of its images: the per-image values indexed by ``index`` (slice or indices)."""
+    return {key: value[index] if key in PER_IMAGE else value for key, value in draw.items()}
 
 
 @torch.no_grad()
@@ -186,9 +189,9 @@ def apply_degradation(gt, draw, scale, jpeger):
     n, _, h, w = gt.shape
     if h % scale or w % scale:
         raise ValueError(f'image size {w}x{h} is not a multiple of the scale {scale}')
-    for stage in (1, 2):
-        if len(draw[f'noise_level{stage}']) != n:
-            raise ValueError(f'the draw has {len(draw[f"noise_level{stage}"])} noise levels for {n} images')
+    for key in PER_IMAGE:
+        if len(draw[key]) != n:
+            raise ValueError(f'the draw has {len(draw[key])} values of {key} for {n} images')
 
     def blur(image, name):
         return filter2D(image, draw[name].to(image).unsqueeze(0))  # (1, K, K): one kernel for the whole batch
@@ -215,7 +218,7 @@ def apply_degradation(gt, draw, scale, jpeger):
 
 def _add_noise(image, draw, stage):
     level = draw[f'noise_level{stage}'].to(image)
-    gray = float(draw[f'gray_noise{stage}'])
+    gray = draw[f'gray_noise{stage}'].to(image)
     if draw[f'noise{stage}'] == 'gaussian':
         return add_gaussian_noise_pt(image, sigma=level, gray_noise=gray, clip=True, rounds=False)
     return add_poisson_noise_pt(image, scale=level, gray_noise=gray, clip=True, rounds=False)

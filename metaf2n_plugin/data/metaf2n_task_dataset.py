@@ -9,7 +9,7 @@ from torch.utils import data
 from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
 from metaf2n_plugin.data.image_files import list_images
 from metaf2n_plugin.faces.files import decode_image
-from metaf2n_plugin.data.task_degradation import choose_crop
+from metaf2n_plugin.data.task_degradation import random_crops
 
 
 @DATASET_REGISTRY.register()
@@ -29,7 +29,8 @@ class MetaF2NTaskDataset(data.Dataset):
         faces_per_task: 4, patches_per_task: 4
         face_size: 256                faces of another size are resized to it (cv2.INTER_AREA / INTER_CUBIC)
         face_patch_size: 128          HQ side of a face patch (32 LQ pixels at x4)
-        face_patch_tries: 6, face_patch_min_log_gradient: -6.0
+        face_patch_tries: 6           candidate face patches; the model keeps the first whose pseudo-GT patch has
+        face_patch_min_log_gradient: -6.0     log(mean squared gradient) >= this, else the last
         background_size: 400          a random crop of this side from each background (smaller ones: error)
         background_patch_size: 256    HQ side of a background patch (64 LQ pixels at x4)
         use_hflip: true               one horizontal flip, drawn per task, for all of its images
@@ -39,7 +40,8 @@ class MetaF2NTaskDataset(data.Dataset):
 
         face_gt:          (F, 3, face_size, face_size) float32 RGB in [0, 1]
         background_gt:    (P, 3, background_size, background_size) float32 RGB in [0, 1]
-        face_crops:       (F, 3) int64 (y, x, p) in LQ pixels, p = face_patch_size / scale
+        face_crop_candidates: (F, face_patch_tries, 3) int64 (y, x, p) in LQ pixels, p = face_patch_size / scale
+        face_patch_min_log_gradient: float
         background_crops: (P, 3) int64 (y, x, p) in LQ pixels, p = background_patch_size / scale
         degradation:      the draw for the F + P images (metaf2n_plugin.data.degradation); faces first
         face_paths, background_paths: the files, joined by newlines (a string collates into a list of T)
@@ -96,16 +98,16 @@ class MetaF2NTaskDataset(data.Dataset):
         if self.opt.get('use_hflip', True) and np.random.uniform() < 0.5:
             faces, backgrounds = faces[..., ::-1], backgrounds[..., ::-1]
         faces, backgrounds = np.ascontiguousarray(faces), np.ascontiguousarray(backgrounds)
-        face_crops = [
-            choose_crop(face, self.face_patch_size // self.scale, self.scale, self.opt.get('face_patch_tries', 6),
-                        self.opt.get('face_patch_min_log_gradient', -6.0)) for face in faces
-        ]
-        background_crops = [choose_crop(bg, self.background_patch_size // self.scale, self.scale) for bg in backgrounds]
+        tries = self.opt.get('face_patch_tries', 6)
+        face_crops = [random_crops(face, self.face_patch_size // self.scale, self.scale, tries) for face in faces]
+        background_crops = [random_crops(bg, self.background_patch_size // self.scale, self.scale, 1)
+                            for bg in backgrounds]
         return {
             'face_gt': torch.from_numpy(faces),
             'background_gt': torch.from_numpy(backgrounds),
-            'face_crops': torch.tensor(face_crops, dtype=torch.int64),
-            'background_crops': torch.tensor(background_crops, dtype=torch.int64),
+            'face_crop_candidates': torch.stack(face_crops),
+            'face_patch_min_log_gradient': float(self.opt.get('face_patch_min_log_gradient', -6.0)),
+            'background_crops': torch.cat(background_crops),
             'degradation': sample_degradation(self.degradation, len(faces) + len(backgrounds)),
             'face_paths': '\n'.join(face_paths),
             'background_paths': '\n'.join(background_paths),

@@ -1,14 +1,15 @@
 """One meta-training task degraded on the device: LQ faces and background patches that share one degradation.
 
 The :class:`~metaf2n_plugin.data.metaf2n_task_dataset.MetaF2NTaskDataset` hands over HQ images, the task's
-degradation draw and the patch positions; :class:`TaskDegrader` (called from the model's ``feed_data``)
-degrades, sharpens and cuts, task by task, each task as one batch of faces and one of backgrounds::
+degradation draw and patch positions; :class:`TaskDegrader` (called from the model's ``feed_data``) degrades,
+restores the faces when a restorer is given, chooses the face patches and cuts, task by task::
 
-    self.degrader = TaskDegrader(scale=4).to(self.device)          # in the model's __init__
-    tasks = self.degrader(data, device=self.device)                # in feed_data; data = the loader's batch
+    self.degrader = TaskDegrader(scale=4)                                   # in the model's __init__
+    tasks = self.degrader(data, device=self.device, restorer=restore)      # in feed_data; data = the loader's batch
 
-Patch positions are chosen by the dataset on the CPU, where the HQ images already are, so the face patch's
-gradient test (:func:`choose_crop`) costs no device synchronisation; the degrader only cuts.
+As in the original MetaF2N, backgrounds are degraded from their USM-sharpened GT (as Real-ESRGAN does) and
+faces from the plain GT; a face patch is the first of ``face_patch_tries`` random candidates whose pseudo-GT
+patch (the restored face, or the GT without a restorer) has ``log(mean squared gradient) >= -6``, else the last.
 A crop is ``(y, x, size)`` in LQ pixels: the LQ patch ``lq[y:y+size, x:x+size]`` and the HQ patch ``s`` times
 further and larger.
 """
@@ -22,33 +23,46 @@ from basicsr.utils.img_process_util import USMSharp
 from metaf2n_plugin.data.degradation import apply_degradation, select_images, task_draw
 
 
-def choose_crop(image, lq_size, scale, tries=1, min_log_gradient=-np.inf):
-    """A random LQ-aligned patch position; with ``tries > 1``, MetaF2N's gradient-based retry for faces.
+def random_crops(image, lq_size, scale, count):
+    """``count`` uniformly random LQ-aligned patch positions in a ``(3, H, W)`` HQ image: ``(count, 3)`` int64.
 
-    Draws up to ``tries`` positions uniformly and keeps the first whose HQ patch has
-    ``log_mean_squared_gradient(patch) >= min_log_gradient``; if none has, the last one drawn. The dataset
-    tests the GT face (MetaF2N: 6 tries, threshold -6): the pseudo ground truth does not exist yet then.
-
-    Args:
-        image: ``(3, H, W)`` float32 RGB in [0, 1], the HQ image; H and W multiples of ``scale``.
-        lq_size: LQ patch side p (MetaF2N: 32 for faces, 64 for backgrounds at x4).
-        scale: integer SR factor s.
-
-    Returns:
-        ``(y, x, p)`` in LQ pixels, ints.
+    H and W are multiples of ``scale``; each row is ``(y, x, p)`` in LQ pixels, ``p = lq_size``.
     """
     height, width = image.shape[-2] // scale, image.shape[-1] // scale
-    for _ in range(tries):
-        box = (int(np.random.randint(0, height - lq_size + 1)), int(np.random.randint(0, width - lq_size + 1)), lq_size)
-        if log_mean_squared_gradient(crop(image, box, scale)) >= min_log_gradient:
-            break
-    return box
+    ys = np.random.randint(0, height - lq_size + 1, count)
+    xs = np.random.randint(0, width - lq_size + 1, count)
+    return torch.from_numpy(np.stack([ys, xs, np.full(count, lq_size)], axis=1).astype(np.int64))
 
 
-def log_mean_squared_gradient(patch):
-    """``log(mean(dx^2) + mean(dy^2))`` of a ``(3, h, w)`` array in [0, 1] (forward differences); -inf if flat."""
-    energy = np.mean(np.diff(patch, axis=-1)**2) + np.mean(np.diff(patch, axis=-2)**2)
-    return float(np.log(energy)) if energy > 0 else -np.inf
+def choose_detailed_crops(references, candidates, scale, min_log_gradient):
+    """MetaF2N's face patch retry: per image, the first candidate whose HQ patch has detail, else the last.
+
+    Args:
+        references: ``(F, 3, H, W)`` the images scored (pseudo ground truths), RGB in [0, 1].
+        candidates: ``(F, K, 3)`` int64 crops ``(y, x, p)`` in LQ pixels, in the order they were drawn.
+        scale: integer SR factor s.
+        min_log_gradient: threshold of :func:`log_mean_squared_gradient` (MetaF2N: -6).
+
+    Returns:
+        ``(F, 3)`` int64, the chosen crops.
+    """
+    scores = torch.stack([
+        log_mean_squared_gradient(torch.stack([crop(reference, box, scale) for box in boxes.tolist()]))
+        for reference, boxes in zip(references, candidates)
+    ])
+    passed = (scores >= min_log_gradient).cpu()
+    passed[:, -1] = True  # the last candidate when none has detail
+    return candidates[torch.arange(len(candidates)), passed.int().argmax(dim=1)]
+
+
+def log_mean_squared_gradient(patches):
+    """``log(mean(dx^2) + mean(dy^2))`` of ``(..., C, h, w)`` patches in [0, 1] (forward differences): ``(...)``.
+
+    -inf for a flat patch.
+    """
+    dx = torch.diff(patches, dim=-1).square().mean(dim=(-3, -2, -1))
+    dy = torch.diff(patches, dim=-2).square().mean(dim=(-3, -2, -1))
+    return torch.log(dx + dy)
 
 
 def crop(image, box, scale=1):
@@ -72,13 +86,15 @@ class DegradedTasks:
     Attributes:
         face_lq: ``(T, F, 3, Hf/s, Wf/s)`` whole LQ faces (what the face restorer is given).
         face_lq_patches: ``(T, F, 3, pf, pf)`` LQ face patches, the inner step's input.
-        face_gt_patches: ``(T, F, 3, s*pf, s*pf)`` their HQ faces (GT; the model may use restored faces instead).
+        face_gt_patches: ``(T, F, 3, s*pf, s*pf)`` their HQ faces (GT).
         face_crops: ``(T, F, 3)`` int64 ``(y, x, pf)`` in LQ pixels: cut restored faces with
             ``cut_patches(restored, face_crops[t], scale)``.
         background_lq: ``(T, P, 3, pb, pb)`` LQ background patches, the outer step's input.
         background_gt: ``(T, P, 3, s*pb, s*pb)`` their GT (the discriminator's real images).
         background_gt_usm: ``(T, P, 3, s*pb, s*pb)`` the GT USM-sharpened (sharpened before cutting), the
             outer step's pixel/perceptual target.
+        face_hq_patches: ``(T, F, 3, s*pf, s*pf)`` the inner step's target: patches of the restored faces, or
+            ``face_gt_patches`` when no restorer ran; None until someone restored the faces.
     """
     face_lq: torch.Tensor
     face_lq_patches: torch.Tensor
@@ -87,6 +103,7 @@ class DegradedTasks:
     background_lq: torch.Tensor
     background_gt: torch.Tensor
     background_gt_usm: torch.Tensor
+    face_hq_patches: torch.Tensor = None
 
 
 class TaskDegrader(torch.nn.Module):
@@ -107,17 +124,20 @@ class TaskDegrader(torch.nn.Module):
         self.requires_grad_(False)  # DiffJPEG keeps its tables as nn.Parameters
 
     @torch.no_grad()
-    def forward(self, data, device=None):
-        """Degrade T tasks, one batch of faces and one of backgrounds per task.
+    def forward(self, data, device=None, restorer=None):
+        """Degrade T tasks, one batch of faces and one of backgrounds per task, and cut the patches.
 
         Args:
             data: the loader's batch: ``face_gt`` ``(T, F, 3, Hf, Wf)``, ``background_gt`` ``(T, P, 3, Hb, Wb)``,
-                ``face_crops`` ``(T, F, 3)``, ``background_crops`` ``(T, P, 3)`` and the collated draws
-                ``degradation`` (see :mod:`~metaf2n_plugin.data.degradation`), on any device.
+                ``face_crop_candidates`` ``(T, F, K, 3)``, ``background_crops`` ``(T, P, 3)``,
+                ``face_patch_min_log_gradient`` ``(T,)`` and the collated draws ``degradation`` (see
+                :mod:`~metaf2n_plugin.data.degradation`), on any device.
             device: where to work; by default the device of ``data['face_gt']``.
+            restorer: callable ``(F, 3, h, w) LQ faces -> (F, 3, s*h, s*w)`` pseudo ground truth on the same
+                device, RGB in [0, 1]; None takes the GT faces (the oracle).
 
         Returns:
-            :class:`DegradedTasks` on ``device``.
+            :class:`DegradedTasks` on ``device``, ``face_hq_patches`` included.
         """
         device = data['face_gt'].device if device is None else torch.device(device)
         self.to(device)
@@ -126,16 +146,20 @@ class TaskDegrader(torch.nn.Module):
         parts = {name: [] for name in DegradedTasks.__dataclass_fields__}
         for t in range(face_gt.shape[0]):
             draw = task_draw(data['degradation'], t)
-            faces, backgrounds = face_gt[t], background_gt[t]
-            face_crops, background_crops = data['face_crops'][t], data['background_crops'][t]
+            faces, backgrounds_usm = face_gt[t], self.usm_sharpener(background_gt[t])
+            background_crops = data['background_crops'][t]
             face_lq = apply_degradation(faces, select_images(draw, slice(0, num_faces)), s, self.jpeger)
-            background_lq = apply_degradation(backgrounds, select_images(draw, slice(num_faces, None)), s,
+            background_lq = apply_degradation(backgrounds_usm, select_images(draw, slice(num_faces, None)), s,
                                               self.jpeger)
+            face_hq = faces if restorer is None else restorer(face_lq)
+            face_crops = choose_detailed_crops(face_hq, data['face_crop_candidates'][t], s,
+                                               float(data['face_patch_min_log_gradient'][t]))
             parts['face_lq'].append(face_lq)
             parts['face_lq_patches'].append(cut_patches(face_lq, face_crops))
             parts['face_gt_patches'].append(cut_patches(faces, face_crops, s))
+            parts['face_hq_patches'].append(cut_patches(face_hq, face_crops, s))
             parts['face_crops'].append(face_crops.to(device))
             parts['background_lq'].append(cut_patches(background_lq, background_crops))
-            parts['background_gt'].append(cut_patches(backgrounds, background_crops, s))
-            parts['background_gt_usm'].append(cut_patches(self.usm_sharpener(backgrounds), background_crops, s))
+            parts['background_gt'].append(cut_patches(background_gt[t], background_crops, s))
+            parts['background_gt_usm'].append(cut_patches(backgrounds_usm, background_crops, s))
         return DegradedTasks(**{name: torch.stack(values) for name, values in parts.items()})

@@ -47,7 +47,8 @@ import torch
 from basicsr.utils import DiffJPEG
 from tqdm import tqdm
 
-from metaf2n_plugin.data.degradation import apply_degradation, degradation_options, sample_degradation
+from metaf2n_plugin.data.degradation import (PER_IMAGE, apply_degradation, degradation_options,
+                                            sample_degradation)
 from metaf2n_plugin.faces import LandmarkSource, face_template, read_image, write_image, write_json
 
 PRESETS = {
@@ -197,7 +198,9 @@ def _jsonable(draw):
     """A draw as JSON values: kernels as nested lists without their zero border, rounded to 1e-8."""
     out = {}
     for key, value in draw.items():
-        if key.startswith('noise_level'):
+        if key.startswith('gray_noise'):
+            value = [bool(v) for v in value]
+        elif key in PER_IMAGE:
             value = value.tolist()
         elif isinstance(value, torch.Tensor):
             kernel = value.numpy()
