@@ -131,3 +131,26 @@ def test_download_fetches_the_trunk_into_torch_cache_only_when_asked(torch_home,
     trunk = lpips_metric.lpips_network('alex', download=True, device='cpu').net
     assert fetched == [(ALEXNET_URL, str(torch_home / 'hub' / 'checkpoints' / ALEXNET))]
     assert torch.equal(trunk.slice1[0].weight, alexnet_file[1]['features.0.weight'])
+
+
+def test_lpips_loss_equals_the_lpips_package_and_passes_gradients_to_the_output(alexnet_file, torch_home):
+    from basicsr.losses import build_loss
+    path, _ = alexnet_file
+    loss = build_loss({'type': 'LPIPSLoss', 'loss_weight': 0.5, 'weights_path': str(path)})
+    reference = lpips.LPIPS(net='alex', version='0.1', pnet_rand=True, verbose=False)
+    reference.net.load_state_dict(loss.lpips.net.state_dict())
+    img, img2 = (rgb_tensor(i) for i in colour_images())
+    pred = torch.cat([img, img2]).requires_grad_()
+    target = torch.cat([img2, img2])
+    value = loss(pred, target)
+    expected = reference(torch.cat([img, img2]), target, normalize=True).mean()
+    assert value.item() == pytest.approx(0.5 * expected.item(), rel=1e-6) and value.item() > 0
+    value.backward()
+    assert pred.grad.abs().sum() > 0 and all(p.grad is None for p in loss.parameters())
+    assert not loss.train().training and not loss.lpips.training  # its dropout stays off
+
+
+def test_lpips_loss_without_weights_names_the_file(torch_home):
+    from basicsr.losses import build_loss
+    with pytest.raises(FileNotFoundError, match=ALEXNET):
+        build_loss({'type': 'LPIPSLoss'})

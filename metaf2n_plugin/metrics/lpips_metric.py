@@ -63,25 +63,37 @@ def lpips_network(net='alex', weights_path=None, download=False, random_weights=
     Raises:
         FileNotFoundError: the trunk's weights are nowhere and ``download`` is off.
     """
+    return _build_lpips(net, lpips_weights_file(net, weights_path, download, random_weights),
+                         str(metric_device(device)))
+
+
+def lpips_weights_file(net='alex', weights_path=None, download=False, random_weights=False):
+    """The trunk's weights file (None with ``random_weights``); arguments as :func:`calculate_lpips`'s."""
     if net not in TRUNK_WEIGHTS:
-        raise ValueError(f'calculate_lpips: net must be one of {sorted(TRUNK_WEIGHTS)}, got {net!r}')
-    weights_file = None
-    if not random_weights:
-        url = TRUNK_WEIGHTS[net].url
-        weights_file = find_weights(os.path.basename(url), url, f'LPIPS (net: {net})', weights_path, download)
-    return _build_lpips(net, weights_file, str(metric_device(device)))
+        raise ValueError(f'LPIPS: net must be one of {sorted(TRUNK_WEIGHTS)}, got {net!r}')
+    if random_weights:
+        return None
+    url = TRUNK_WEIGHTS[net].url
+    return find_weights(os.path.basename(url), url, f'LPIPS (net: {net})', weights_path, download)
 
 
 @functools.lru_cache(maxsize=None)
 def _build_lpips(net, weights_file, device):
-    """Build with an untrained trunk (so that lpips downloads nothing), then load ``weights_file`` into it."""
+    return build_lpips(net, weights_file).to(device)
+
+
+def build_lpips(net, weights_file):
+    """A new ``lpips.LPIPS`` v0.1 in eval mode on the CPU, its trunk loaded from ``weights_file`` (None: random).
+
+    Built with an untrained trunk (so that lpips downloads nothing), then ``weights_file`` is loaded into it.
+    """
     network = lpips.LPIPS(net=net, version='0.1', pnet_rand=True, verbose=False)
     if weights_file is None:
         get_root_logger().warning(f'LPIPS (net: {net}) runs with a randomly initialised trunk: its scores are '
                                   'meaningless (random_weights is for plumbing tests only).')
     else:
         _load_trunk(network.net, load_weights(weights_file))
-    return network.to(device).eval()
+    return network.eval()
 
 
 def _load_trunk(trunk, state_dict):
