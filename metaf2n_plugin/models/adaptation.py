@@ -1,0 +1,87 @@
+"""MetaF2N's inner step: adapt the SR network to one photo's degradation with a few SGD steps on its faces.
+
+``W = MaskNet(cat[bicubic_up(lq), hq])``, ``L_in = mean(W * |hq - f_theta(lq)|)``, ``theta' = theta - lr * grad L_in``.
+The adapted parameters are a dict, used with ``torch.func.functional_call``; the network is never copied or
+modified, so meta-training (second order, through ``create_graph``) and testing share this one function.
+"""
+import re
+
+import torch
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
+
+
+class NonFiniteInnerLoss(FloatingPointError):
+    """The inner loss or its gradient is NaN or infinite: adapting would write non-finite weights."""
+
+
+class AdaptedParameters(dict):
+    """``name -> tensor``: every parameter of ``net_g``, the adapted ones as ``theta'``, for ``functional_call``.
+
+    Attributes:
+        mask_weights: ``(N, 1, H, W)`` MaskNet's weights ``W`` (>= 0), with their graph to MaskNet.
+        inner_losses: list of ``steps`` detached scalars, the inner loss before each step.
+    """
+    mask_weights = None
+    inner_losses = ()
+
+
+def adapt_to_faces(net_g, net_mask, lq, hq, lr=1e-2, steps=1, params=None, create_graph=False, valid_mask=None,
+                   legacy_bicubic=False):
+    """``steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
+
+    Args:
+        net_g: the SR network f (any BasicSR SR architecture), ``(N, 3, h, w) -> (N, 3, s*h, s*w)``.
+        net_mask: MaskNet, ``(N, 6, s*h, s*w) -> (N, 1, s*h, s*w)``; None weighs every pixel 1.
+        lq: ``(N, 3, h, w)`` LQ face patches, RGB in [0, 1].
+        hq: ``(N, 3, s*h, s*w)`` their pseudo ground truth (restored faces), RGB in [0, 1].
+        lr: inner learning rate alpha.
+        steps: number of SGD steps.
+        params: regex; only parameters whose names match are adapted (None: all).
+        create_graph: keep the graph of the gradients, for the second-order meta-gradient.
+        valid_mask: ``(N, 1, s*h, s*w)``, 1 where ``hq`` is valid; the mean runs over valid pixels only.
+        legacy_bicubic: upsample ``lq`` for MaskNet with TF1's ``resize_bicubic`` (converted official weights).
+
+    Returns:
+        :class:`AdaptedParameters`.
+
+    Raises:
+        NonFiniteInnerLoss: the loss or a gradient is not finite.
+    """
+    theta = dict(net_g.named_parameters())
+    names = [name for name in theta if params is None or re.search(params, name)]
+    if not names:
+        raise ValueError(f'adaptation params {params!r} matches no parameter of {type(net_g).__name__}')
+    weights = None
+    if net_mask is not None:
+        weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], legacy_bicubic), hq], dim=1))
+    losses = []
+    for _ in range(steps):
+        loss = inner_loss(functional_call(net_g, theta, (lq, )), hq, weights, valid_mask)
+        grads = torch.autograd.grad(loss, [theta[name] for name in names], create_graph=create_graph)
+        if not torch.isfinite(loss + sum(grad.sum() for grad in grads)):
+            raise NonFiniteInnerLoss(f'inner loss {loss.item()} or its gradient is not finite')
+        theta = {**theta, **{name: theta[name] - lr * grad for name, grad in zip(names, grads)}}
+        losses.append(loss.detach())
+    adapted = AdaptedParameters(theta)
+    adapted.mask_weights, adapted.inner_losses = weights, losses
+    return adapted
+
+
+def inner_loss(sr, hq, weights=None, valid_mask=None):
+    """``mean(W * |hq - sr|)`` over the valid pixels and the channels; W and valid_mask ``(N, 1, H, W)`` or None."""
+    error = (hq - sr).abs()
+    if weights is not None:
+        error = error * weights
+    if valid_mask is None:
+        return error.mean()
+    return (error * valid_mask).sum() / (valid_mask.sum() * error.size(1)).clamp(min=1)
+
+
+def upsample(lq, size, legacy_bicubic=False):
+    """``(N, C, h, w)`` -> ``(N, C, *size)`` bicubic: PyTorch's (half-pixel centres) or TF1's legacy resize."""
+    if legacy_bicubic:
+        return tf1_resize_bicubic(lq, tuple(size))
+    return F.interpolate(lq, size=tuple(size), mode='bicubic', align_corners=False)

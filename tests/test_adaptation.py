@@ -1,0 +1,155 @@
+"""adapt_to_faces: MetaF2N's inner step, checked against SGD written out by hand."""
+import copy
+
+import pytest
+import torch
+from basicsr.archs.edsr_arch import EDSR
+from basicsr.archs.rrdbnet_arch import RRDBNet
+from basicsr.archs.srvgg_arch import SRVGGNetCompact
+from basicsr.archs.swinir_arch import SwinIR
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from metaf2n_plugin import adapt_to_faces
+from metaf2n_plugin.archs.masknet_arch import MaskNet
+from metaf2n_plugin.models.adaptation import NonFiniteInnerLoss
+from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
+
+
+def tiny_sr(seed=0):
+    torch.manual_seed(seed)
+    return SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)
+
+
+def tiny_mask(seed=1):
+    torch.manual_seed(seed)
+    return MaskNet(num_feat=8, num_conv=3)
+
+
+def faces(n=3, size=8, seed=2):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=generator), torch.rand(n, 3, 4 * size, 4 * size, generator=generator)
+
+
+def hand_written_steps(net, mask, lq, hq, lr, steps, upsample='torch', valid=None):
+    """SGD on a copy of ``net``: ``loss.backward()`` and ``p -= lr * p.grad``, the textbook way."""
+    net = copy.deepcopy(net)
+    up = (F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False) if upsample == 'torch' else
+          tf1_resize_bicubic(lq, hq.shape[-2:]))
+    weights = mask(torch.cat([up, hq], 1)).detach()
+    for _ in range(steps):
+        net.zero_grad()
+        error = weights * (hq - net(lq)).abs()
+        loss = error.mean() if valid is None else (error * valid).sum() / (3 * valid.sum())
+        loss.backward()
+        with torch.no_grad():
+            for p in net.parameters():
+                p -= lr * p.grad
+    return dict(net.named_parameters())
+
+
+def assert_params_close(adapted, expected, atol=1e-6):
+    assert adapted.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(adapted[name], expected[name], atol=atol, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize('steps', [1, 2])
+def test_steps_equal_hand_written_sgd_and_leave_the_network_untouched(steps):
+    net, mask = tiny_sr(), tiny_mask()
+    before = copy.deepcopy(net.state_dict())
+    lq, hq = faces()
+    adapted = adapt_to_faces(net, mask, lq, hq, lr=0.05, steps=steps)
+    assert_params_close(adapted, hand_written_steps(net, mask, lq, hq, 0.05, steps))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert len(adapted.inner_losses) == steps and adapted.mask_weights.shape == (3, 1, 32, 32)
+    moved = max((adapted[k] - p).abs().max().item() for k, p in net.named_parameters())
+    assert moved > 1e-5
+
+
+def test_adapted_parameters_run_with_functional_call_and_lower_the_inner_loss():
+    net, mask = tiny_sr(), tiny_mask()
+    lq, hq = faces()
+    adapted = adapt_to_faces(net, mask, lq, hq, lr=0.05)
+    weights = adapted.mask_weights.detach()
+    after = (weights * (hq - functional_call(net, adapted, (lq, ))).abs()).mean()
+    assert after < adapted.inner_losses[0]
+
+
+def test_params_regex_adapts_only_the_matching_parameters():
+    net, mask = tiny_sr(), tiny_mask()
+    lq, hq = faces()
+    adapted = adapt_to_faces(net, mask, lq, hq, params=r'^body\.0\.')
+    changed = {name for name, p in net.named_parameters() if not torch.equal(adapted[name], p)}
+    assert changed == {'body.0.weight', 'body.0.bias'}
+    assert all(adapted[name] is p for name, p in net.named_parameters() if name not in changed)
+    with pytest.raises(ValueError, match="adaptation params 'nothing' matches no parameter of SRVGGNetCompact"):
+        adapt_to_faces(net, mask, lq, hq, params='nothing')
+
+
+def test_valid_mask_restricts_the_mean_to_valid_pixels():
+    net, mask = tiny_sr(), tiny_mask()
+    lq, hq = faces()
+    all_valid = adapt_to_faces(net, mask, lq, hq, valid_mask=torch.ones(3, 1, 32, 32))
+    assert_params_close(all_valid, adapt_to_faces(net, mask, lq, hq), atol=1e-7)
+    valid = torch.ones(3, 1, 32, 32)
+    valid[:, :, :, 20:] = 0
+    garbage = hq.clone()
+    garbage[..., 20:] = 1e3  # the loss must not see invalid pixels
+    restricted = adapt_to_faces(net, mask, lq, garbage, valid_mask=valid)
+    assert adapt_to_faces(net, mask, lq, garbage).inner_losses[0] > 100 * restricted.inner_losses[0]
+    assert_params_close(restricted, hand_written_steps(net, mask, lq, garbage, 0.01, 1, valid=valid))
+
+
+def test_legacy_bicubic_feeds_masknet_tf1_resized_faces():
+    net, mask = tiny_sr(), tiny_mask()
+    lq, hq = faces()
+    legacy = adapt_to_faces(net, mask, lq, hq, lr=0.05, legacy_bicubic=True)
+    assert_params_close(legacy, hand_written_steps(net, mask, lq, hq, 0.05, 1, upsample='tf1'))
+    assert not torch.allclose(legacy.mask_weights, adapt_to_faces(net, mask, lq, hq).mask_weights)
+
+
+def test_without_masknet_every_pixel_weighs_one():
+    net = tiny_sr()
+    lq, hq = faces()
+    ones = lambda x: torch.ones_like(x[:, :1])  # noqa: E731
+    assert_params_close(adapt_to_faces(net, None, lq, hq), hand_written_steps(net, ones, lq, hq, 0.01, 1))
+
+
+def test_create_graph_keeps_the_path_to_masknet():
+    net, mask = tiny_sr(), tiny_mask()
+    lq, hq = faces()
+    first_order = adapt_to_faces(net, mask, lq, hq)
+    second_order = adapt_to_faces(net, mask, lq, hq, create_graph=True)
+    target = 'body.0.weight'
+    grad_mask = torch.autograd.grad(second_order[target].sum(), list(mask.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grad_mask)
+    assert first_order[target].grad_fn is not None  # theta' = theta - lr * g still depends on theta
+    assert torch.autograd.grad(first_order[target].sum(), list(mask.parameters()), allow_unused=True) == (None, ) * 6
+
+
+def test_non_finite_inner_loss_raises_before_any_weight_is_written():
+    net, mask = tiny_sr(), tiny_mask()
+    lq, hq = faces()
+    hq[0, 0, 0, 0] = float('nan')
+    with pytest.raises(NonFiniteInnerLoss, match='not finite'):
+        adapt_to_faces(net, mask, lq, hq)
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize('name, net', [
+    ('RRDBNet', lambda: RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)),
+    ('SRVGGNetCompact', lambda: SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)),
+    ('SwinIR', lambda: SwinIR(upscale=4, img_size=8, window_size=4, depths=[1], embed_dim=12, num_heads=[2],
+                              mlp_ratio=2, upsampler='pixelshuffle')),
+    ('EDSR', lambda: EDSR(3, 3, num_feat=8, num_block=1, upscale=4)),
+])
+def test_any_basicsr_sr_architecture_adapts(name, net):
+    torch.manual_seed(0)
+    net = net()
+    lq, hq = faces(n=2)
+    adapted = adapt_to_faces(net, tiny_mask(), lq, hq, lr=0.1)
+    with torch.no_grad():
+        out, plain = functional_call(net, adapted, (lq, )), net(lq)
+    assert out.shape == plain.shape == (2, 3, 32, 32)
+    assert (out - plain).abs().max() > 1e-6
