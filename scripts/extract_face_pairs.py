@@ -84,6 +84,7 @@ def main(argv=None):
         return 2
     try:
         extractor = build_extractor(args)
+        extractor.load()
     except (OSError, ValueError) as err:  # missing weights or landmark file, bad options
         print(err, file=sys.stderr)
         return 2

@@ -10,15 +10,17 @@ Options (``FacePairExtractor.from_options``), e.g. in a model's YAML::
 ``source.type`` is ``retinaface`` (:class:`RetinaFaceDetector`), ``landmarks`` (:class:`LandmarkSource`,
 ``json_path``) or ``pairs`` (:class:`PairFolderSource`, ``root``); ``restorer.type`` is ``gpen``
 (:class:`GPENRestorer`), ``oracle`` or ``identity`` (``size``). The other keys are the classes' arguments;
-a bare string stands for ``{type: <string>}``.
+a bare string stands for ``{type: <string>}``. Built from options, the source and the restorer are made (and
+their weights looked up) when first needed: a run whose faces come with the data never needs a detector.
 """
+import functools
 import math
 
 import numpy as np
 import torch
 
 from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
-from metaf2n_plugin.faces.annotations import LandmarkSource
+from metaf2n_plugin.faces.annotations import Face, LandmarkSource
 from metaf2n_plugin.faces.detection import RetinaFaceDetector
 from metaf2n_plugin.faces.pair_folders import PairFolderSource
 from metaf2n_plugin.faces.pairs import FacePair
@@ -42,24 +44,59 @@ class FacePairExtractor:
     def __init__(self, source, restorer, scale=4):
         if int(scale) != scale or scale < 1:
             raise ValueError(f'scale must be a positive integer, got {scale}')
-        self.source, self.restorer, self.scale = source, restorer, int(scale)
+        self._source, self._restorer, self.scale = source, restorer, int(scale)
+        self._build_source = self._build_restorer = None
 
     @classmethod
     def from_options(cls, opt, device='cpu'):
         """Build from an options dict (module docstring); keys other than source/restorer/scale are ignored."""
-        source = _build(FACE_SOURCES, opt.get('source', 'retinaface'), 'face source', device)
-        restorer = None
-        if not isinstance(source, PairFolderSource):
-            restorer = _build(RESTORERS, opt.get('restorer', 'gpen'), 'restorer', device)
-        return cls(source, restorer, opt.get('scale', 4))
+        extractor = cls(None, None, opt.get('scale', 4))
+        source = _builder(FACE_SOURCES, opt.get('source', 'retinaface'), 'face source', device)
+        extractor._build_source = source
+        if source.func is not PairFolderSource:
+            extractor._build_restorer = _builder(RESTORERS, opt.get('restorer', 'gpen'), 'restorer', device)
+        return extractor
 
-    def __call__(self, lq, gt=None, image_path=None):
+    @property
+    def source(self):
+        if self._source is None and self._build_source is not None:
+            self._source = self._build_source()
+        return self._source
+
+    @property
+    def restorer(self):
+        if self._restorer is None and self._build_restorer is not None:
+            self._restorer = self._build_restorer()
+        return self._restorer
+
+    def load(self):
+        """Build the source and the restorer now, so that missing weights are reported before any work."""
+        return self.source, self.restorer
+
+    def pairs_of_item(self, data):
+        """Face pairs of one item of ``MetaF2NPairedFaceDataset`` as BasicSR's test loader collates it (batch 1).
+
+        ``face_source`` ``pairs``: the item's pairs; ``landmarks``: its faces, aligned and restored here;
+        ``detect``: this extractor's source finds them.
+        """
+        kind = data.get('face_source', ['detect'])[0]
+        if kind == 'pairs':
+            return [FacePair(_hwc(lq), _hwc(hq), _hwc(mask)[:, :, 0] > 0.5)
+                    for lq, hq, mask in zip(data['face_lq'], data['face_hq'], data['face_mask'])]
+        faces = None
+        if kind == 'landmarks':
+            faces = [Face(landmarks.double().numpy()) for landmarks in data['landmarks'][0]]
+        gt = _hwc(data['gt']) if 'gt' in data else None
+        return self(_hwc(data['lq']), gt, data['lq_path'][0], faces=faces)
+
+    def __call__(self, lq, gt=None, image_path=None, faces=None):
         """Face pairs of one photo.
 
         Args:
             lq: ``(H, W, 3)`` float32 RGB in [0, 1], the LQ photo.
             gt: ``(s*H, s*W, 3)`` float32 RGB in [0, 1], its ground truth; needed by the ``oracle`` restorer.
             image_path: the photo's file; the ``landmarks`` and ``pairs`` sources look faces up by its name.
+            faces: list of :class:`Face` in ``lq``'s pixels, used instead of asking the source.
 
         Returns:
             list of :class:`FacePair`, one per face (a face too small for a patch is kept; see
@@ -70,7 +107,7 @@ class FacePairExtractor:
         """
         name = repr(image_path) if image_path is not None else 'the LQ image'
         lq = _checked_image(lq, name)
-        if isinstance(self.source, PairFolderSource):
+        if faces is None and isinstance(self.source, PairFolderSource):
             if image_path is None:
                 raise ValueError('the pairs face source needs image_path: pairs are named after the image')
             return self.source.pairs(image_path, self.scale)
@@ -81,7 +118,8 @@ class FacePairExtractor:
                 raise ValueError(f'the GT of {name} is {gt.shape[1]}x{gt.shape[0]}; at scale {self.scale} '
                                  f'the {width}x{height} LQ image needs a {self.scale * width}x'
                                  f'{self.scale * height} GT')
-        faces = self.source(lq, image_path)
+        if faces is None:
+            faces = self.source(lq, image_path)
         if not faces:
             return []
         boxes = [_crop_box(face, width, height, f'{name}, face {i}') for i, face in enumerate(faces)]
@@ -100,14 +138,20 @@ class FacePairExtractor:
         return pairs
 
 
-def _build(table, opt, what, device):
+def build_restorer(opt, device='cpu'):
+    """A restorer from its options: ``{type: gpen | oracle | identity, ...}`` or just the type."""
+    return _builder(RESTORERS, opt, 'restorer', device)()
+
+
+def _builder(table, opt, what, device):
+    """The constructor call of a ``{type: ..., <arguments>}`` option, checked now, to be made later."""
     opt = {'type': opt} if isinstance(opt, str) else dict(opt)
     kind = opt.pop('type', None)
     if kind not in table:
         raise ValueError(f'unknown {what} type {kind!r}; choose one of {sorted(table)}')
     if issubclass(table[kind], NEEDS_DEVICE):
         opt.setdefault('device', device)
-    return table[kind](**opt)
+    return functools.partial(table[kind], **opt)
 
 
 def _checked_image(image, name):
@@ -129,6 +173,11 @@ def _crop_box(face, width, height, where):
         raise ValueError(f'{where}: box {np.round(box, 1).tolist()} (landmarks {np.round(face.landmarks, 1).tolist()}) '
                          f'lies outside the {width}x{height} image; landmarks and boxes are in LQ pixel coordinates')
     return x0, y0, x1, y1
+
+
+def _hwc(tensor):
+    """A collated ``(1, C, H, W)`` tensor -> ``(H, W, C)`` float32 array."""
+    return tensor[0].permute(1, 2, 0).float().numpy()
 
 
 def _to_tensor(crops):

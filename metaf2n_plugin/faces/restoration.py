@@ -2,13 +2,14 @@
 
 Every restorer is called as ``restorer(faces, gt_faces=None)``:
 
-- ``faces``: ``(N, 3, S, S)`` float32 tensor, aligned LQ faces, **RGB** in [0, 1], on the CPU;
+- ``faces``: ``(N, 3, S, S)`` float32 tensor, aligned LQ faces, **RGB** in [0, 1], on any device;
 - ``gt_faces``: the same crops of the GT image, or None; only restorers with ``needs_gt`` use them;
-- returns ``(N, 3, S, S)`` float32 RGB in [0, 1] on the CPU.
+- returns ``(N, 3, S, S)`` float32 RGB in [0, 1] on ``faces``' device.
 
 ``S`` is the restorer's ``size``: faces are aligned to the template at that size.
 """
 import torch
+from torch.nn import functional as F
 
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.faces.weights import DEFAULT_WEIGHTS_DIR, locate_weights
@@ -82,10 +83,34 @@ class GPENRestorer:
     @torch.no_grad()
     def __call__(self, faces, gt_faces=None):
         restored = [
-            self.net(chunk.to(self.device) * 2 - 1).clamp_(-1, 1).add_(1).div_(2).float().cpu()
+            self.net(chunk.to(self.device) * 2 - 1).clamp_(-1, 1).add_(1).div_(2).float().to(faces.device)
             for chunk in faces.split(self.batch_size)
         ]
         return torch.cat(restored) if restored else faces.clone()
 
 
 RESTORERS = {'gpen': GPENRestorer, 'oracle': OracleRestorer, 'identity': IdentityRestorer}
+
+
+@torch.no_grad()
+def restore_lq_faces(restorer, faces, scale):
+    """Pseudo ground truth of whole aligned LQ faces, as MetaF2N's training makes it.
+
+    The LQ faces are bicubic-upsampled to the restorer's size (MetaF2N: 64 -> 256 for GPEN-BFR-256), restored,
+    and resized (area / bicubic) to ``scale`` times the LQ size when that differs.
+
+    Args:
+        restorer: a restorer that needs no GT (``gpen``, ``identity``).
+        faces: ``(N, 3, h, w)`` LQ faces, RGB in [0, 1], on any device.
+        scale: integer SR factor s.
+
+    Returns:
+        ``(N, 3, s*h, s*w)`` RGB in [0, 1] on ``faces``' device.
+    """
+    size = (scale * faces.shape[-2], scale * faces.shape[-1])
+    up = F.interpolate(faces, size=(restorer.size, restorer.size), mode='bicubic', align_corners=False).clamp(0, 1)
+    restored = restorer(up)
+    if restored.shape[-2:] == size:
+        return restored
+    mode = 'area' if restorer.size > size[0] else 'bicubic'
+    return F.interpolate(restored, size=size, mode=mode).clamp(0, 1)
