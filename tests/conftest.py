@@ -1,4 +1,4 @@
-"""Shared helpers: run Python the way a user would, and make tiny image folders."""
+"""Shared helpers: run Python the way a user would, make tiny image folders, build the tiny data set once."""
 import importlib.util
 import os
 import subprocess
@@ -58,3 +58,16 @@ def write_image_pairs(folder, count, size, seed=0):
         lq = np.clip(gt + rng.normal(0, 0.05, gt.shape), 0, 1)
         cv2.imwrite(os.path.join(folder, 'gt', f'{i:03d}.png'), (gt * 255).round().astype(np.uint8))
         cv2.imwrite(os.path.join(folder, 'lq', f'{i:03d}.png'), (lq * 255).round().astype(np.uint8))
+
+
+@pytest.fixture(scope='session')
+def tiny_workdir(tmp_path_factory):
+    """A working directory holding the built-in tiny data set at ``datasets/tiny`` (made once per session).
+
+    Tests may add their own outputs (results/, experiments/ under their own run names) but change no file in it.
+    """
+    from metaf2n_plugin.data.tiny_set import make_tiny_dataset
+
+    cwd = tmp_path_factory.mktemp('tiny')
+    make_tiny_dataset(cwd / 'datasets' / 'tiny')
+    return cwd

@@ -10,16 +10,13 @@ from basicsr.data import build_dataset
 
 from conftest import REPO, run_python
 from metaf2n_plugin.data.task_degradation import TaskDegrader
-from metaf2n_plugin.data.tiny_set import make_tiny_dataset
 from metaf2n_plugin.faces import FacePair, builtin_photo, read_image, write_image, write_pairs
 
 
 @pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
+def workdir(tiny_workdir):
     """A working directory holding ``datasets/tiny``."""
-    cwd = tmp_path_factory.mktemp('tiny')
-    make_tiny_dataset(cwd / 'datasets' / 'tiny')
-    return cwd
+    return tiny_workdir
 
 
 @pytest.fixture(scope='module')

@@ -1,0 +1,390 @@
+"""MetaF2N (Yin et al., ICCV 2023) as a BasicSR model: meta-training (Algorithm 1) and adaptation at test time
+(Algorithm 2), with the self-similarity-graph loss as an optional outer term.
+
+Algorithm 1, per task: pseudo-GT faces from the face restorer; ``theta' = theta - lr * grad L_in`` on the task's
+faces (:func:`~metaf2n_plugin.models.adaptation.adapt_to_faces`, weighted by MaskNet); the outer loss of
+``theta'`` on the task's backgrounds; the mean over tasks trains theta and MaskNet with one optimiser, then the
+discriminator. The second-order meta-gradient is computed in two passes so that the inner and the outer graphs
+never coexist: ``g = dL_out/dtheta'`` first (the outer graph is freed), then ``g`` is pushed back through the
+inner step recomputed with its graph, which gives ``g - lr * H g`` for theta and the MaskNet gradient exactly.
+Algorithm 2, per photo: its face pairs, 16 patch pairs per face, one step with MaskNet frozen, the photo
+super-resolved with the adapted weights (and with the plain ones, for comparison).
+"""
+import inspect
+import math
+import os
+import zlib
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.models.srgan_model import SRGANModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch.func import functional_call
+from tqdm import tqdm
+
+from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
+from metaf2n_plugin.faces import FacePairExtractor, sample_patches
+from metaf2n_plugin.faces.extractor import build_restorer
+from metaf2n_plugin.faces.restoration import restore_lq_faces
+from metaf2n_plugin.metrics.fid_metric import FrechetInceptionDistance
+from metaf2n_plugin.models.adaptation import NonFiniteInnerLoss, adapt_to_faces, inner_loss
+from metaf2n_plugin.models.tiling import tiled_forward
+
+ADAPTATION_DEFAULTS = {'lr': 0.01, 'steps': 1, 'params': None, 'legacy_bicubic': False, 'num_patches': 16,
+                       'patch_size': 64}
+UNADAPTED = '_unadapted'  # suffix of the unadapted output's visual, metrics and image files
+OUTPUTS = ('', UNADAPTED)
+
+
+@MODEL_REGISTRY.register()
+class MetaF2NModel(SRGANModel):
+    """MetaF2N: an SR network meta-learned to adapt to a photo's degradation from the faces in it.
+
+    Options beyond SRGANModel's (``network_d`` is optional: without it no GAN terms)::
+
+        network_mask: {type: MaskNet}           path.pretrain_network_mask, param_key_mask, strict_load_mask
+        face_restorer: oracle | {type: gpen, size: 256, channel_multiplier: 1, narrow: 0.5, weights: ...}
+        face_pairs: FacePairExtractor.from_options (test photos whose dataset gives no faces; its restorer
+                    restores the faces of items with landmarks)
+        adaptation: {lr: 0.01, steps: 1, params: ~, legacy_bicubic: false, num_patches: 16, patch_size: 64}
+        train: first_order, mask_reg_weight (0.001), ssg_opt, optim_g (theta and MaskNet), any torch.optim name
+        val: tile, tile_pad
+    """
+
+    def __init__(self, opt):
+        unknown = set(opt.get('adaptation') or {}) - set(ADAPTATION_DEFAULTS)
+        if unknown:
+            raise ValueError(f'unknown adaptation options {sorted(unknown)}; known: {sorted(ADAPTATION_DEFAULTS)}')
+        self.adaptation = {**ADAPTATION_DEFAULTS, **(opt.get('adaptation') or {})}
+        self.scale = opt['scale']
+        if not opt['is_train'] and opt['path'].get('pretrain_network_mask') is None:
+            raise ValueError('testing MetaF2N needs path.pretrain_network_mask: the MaskNet weights saved next to '
+                             'net_g (experiments/<name>/models/net_mask_<iter>.pth)')
+        super().__init__(opt)  # net_g; init_training_settings() when training
+        if not self.is_train:
+            self.net_mask = self.build_extra_network('mask').requires_grad_(False)
+        self._check_scale()
+        self.face_pairs = FacePairExtractor.from_options({**(opt.get('face_pairs') or {}), 'scale': self.scale},
+                                                         self.device)
+        self.not_adapted = []  # (image, reason) of the current validation set
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        self.first_order = train_opt.get('first_order', False)
+        self.mask_reg_weight = train_opt.get('mask_reg_weight', 0.001)
+        self.net_d_iters = train_opt.get('net_d_iters', 1)
+        self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
+        self.net_mask = self.build_extra_network('mask')
+        if self.first_order:
+            get_root_logger().warning('first_order: MaskNet gets no meta-gradient without the second-order term; '
+                                      'it is frozen at its initial (or pretrained) weights.')
+            self.net_mask.requires_grad_(False)
+        self.net_d = self.build_extra_network('d') if self.opt.get('network_d') else None
+        self.cri_gan = build_loss(train_opt['gan_opt']).to(self.device) if self.net_d is not None else None
+        self.cri_ssg = build_loss(train_opt['ssg_opt']).to(self.device) if train_opt.get('ssg_opt') else None
+        self.degrader = TaskDegrader(self.scale)
+        restorer = self.opt.get('face_restorer', 'oracle')
+        restorer = {'type': restorer} if isinstance(restorer, str) else restorer
+        self.face_restorer = None if restorer['type'] == 'oracle' else build_restorer(restorer, self.device)
+        SRModel.init_training_settings(self)  # EMA, pixel and perceptual losses, optimizers, schedulers
+
+    def build_extra_network(self, key):
+        """``network_<key>`` on the device, loaded from ``path.pretrain_network_<key>`` when given."""
+        net = self.model_to_device(build_network(self.opt[f'network_{key}']))
+        self.print_network(net)
+        path = self.opt['path'].get(f'pretrain_network_{key}')
+        if path is not None:
+            self.load_network(net, path, self.opt['path'].get(f'strict_load_{key}', True),
+                              self.opt['path'].get(f'param_key_{key}', 'params'))
+        return net
+
+    def model_to_device(self, net):
+        """On the device; under ``--launcher`` every rank starts from rank 0's weights (gradients are averaged
+        by :meth:`average_gradients`: DistributedDataParallel cannot run the inner step's double backward)."""
+        net = net.to(self.device)
+        if self.opt['dist']:
+            for tensor in net.state_dict().values():
+                dist.broadcast(tensor, src=0)
+        return net
+
+    def _check_scale(self):
+        with torch.no_grad():
+            out = self.net_g(torch.zeros(1, 3, 16, 16, device=self.device))
+        if out.shape[-2:] != (16 * self.scale, 16 * self.scale):
+            raise ValueError(f'network_g ({self.opt["network_g"]["type"]}) turns 16x16 into {out.shape[-1]}x'
+                             f'{out.shape[-2]}, but scale is {self.scale}: set its upscale/scale option to {self.scale}')
+
+    def setup_optimizers(self):
+        """One optimiser for theta and MaskNet (``optim_g``), one for the discriminator (``optim_d``)."""
+        train_opt = self.opt['train']
+        params = [p for net in (self.net_g, self.net_mask) for p in net.parameters() if p.requires_grad]
+        self.optimizer_g = self.get_optimizer(params=params, **train_opt['optim_g'])
+        self.optimizers.append(self.optimizer_g)
+        if self.net_d is not None:
+            self.optimizer_d = self.get_optimizer(params=self.net_d.parameters(), **train_opt['optim_d'])
+            self.optimizers.append(self.optimizer_d)
+
+    def get_optimizer(self, params, lr, **options):
+        """Any ``torch.optim`` optimiser, by its class name in ``options['type']`` (BasicSR 1.4.2 knows only Adam)."""
+        name = options.pop('type')
+        optimizer = getattr(torch.optim, name, None)
+        if not (inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer)):
+            raise ValueError(f'optimizer type {name!r} is not a torch.optim optimizer (e.g. Adam, AdamW, SGD)')
+        return optimizer(params, lr=lr, **options)
+
+    def feed_data(self, data):
+        """A test photo (``lq``), or T tasks: HQ (degraded here) or already degraded (DegradedTasks' fields)."""
+        if 'lq' in data:
+            self.item = data
+            return super().feed_data(data)
+        if 'face_gt' in data:
+            restore = None if self.face_restorer is None else self.restore_faces
+            self.tasks = self.degrader(data, self.device, restorer=restore)
+            return
+        tasks = DegradedTasks(**{name: data[name].to(self.device) for name in DegradedTasks.__dataclass_fields__
+                                 if name in data})
+        if tasks.face_hq_patches is None:
+            tasks.face_hq_patches = tasks.face_gt_patches if self.face_restorer is None else torch.stack([
+                cut_patches(self.restore_faces(faces), crops, self.scale)
+                for faces, crops in zip(tasks.face_lq, tasks.face_crops)])
+        self.tasks = tasks
+
+    def restore_faces(self, faces):
+        """``(F, 3, h, w)`` LQ faces -> ``(F, 3, s*h, s*w)`` pseudo ground truth, with the face restorer."""
+        return restore_lq_faces(self.face_restorer, faces, self.scale)
+
+    def adapt(self, net, lq, hq, create_graph=False, valid_mask=None):
+        """:func:`adapt_to_faces` with the ``adaptation`` options."""
+        options = {key: self.adaptation[key] for key in ('lr', 'steps', 'params', 'legacy_bicubic')}
+        return adapt_to_faces(net, self.net_mask, lq, hq, create_graph=create_graph, valid_mask=valid_mask,
+                              **options)
+
+    def optimize_parameters(self, current_iter):
+        """Algorithm 1: every task's meta-gradient, their mean, one step on theta and MaskNet; then the discriminator."""
+        update_g = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
+        log_now = current_iter % self.opt.get('logger', {}).get('print_freq', 1) == 0
+        self.optimizer_g.zero_grad()
+        if self.net_d is not None:
+            self.net_d.requires_grad_(False)
+        logs, fakes, reals = [], [], []
+        for t in range(len(self.tasks.face_lq)):
+            try:
+                sr, log = self.meta_backward(t, update_g, log_now)
+            except NonFiniteInnerLoss as error:
+                get_root_logger().warning(f'iter {current_iter}, task {t}: {error}; task skipped')
+                continue
+            logs.append(log)
+            fakes.append(sr)
+            reals.append(self.tasks.background_gt[t])
+        if self.average_gradients(self.optimizer_g, len(fakes)) and update_g:
+            self.optimizer_g.step()
+        if self.net_d is not None:
+            logs.append(self.optimize_discriminator(reals, fakes))
+        keys = dict.fromkeys(key for log in logs for key in log)
+        self.log_dict = self.reduce_loss_dict(
+            OrderedDict((key, torch.stack([log[key] for log in logs if key in log]).mean()) for key in keys))
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def meta_backward(self, t, update_g=True, log_now=False):
+        """Task t: adapt on its faces, the outer loss of theta' on its backgrounds, its meta-gradient into ``.grad``.
+
+        Returns:
+            ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output (detached) and the logged terms.
+        """
+        lq, hq = self.tasks.face_lq_patches[t], self.tasks.face_hq_patches[t]
+        adapted = self.adapt(self.net_g, lq, hq)
+        fast = adapted if self.first_order else {k: v.detach().requires_grad_() for k, v in adapted.items()}
+        with torch.set_grad_enabled(update_g):
+            sr = functional_call(self.net_g, fast, (self.tasks.background_lq[t], ))
+        losses = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
+        if update_g:
+            outer = self.outer_losses(sr, self.tasks.background_gt_usm[t], adapted.mask_weights)
+            sum(outer.values()).backward()
+            if not self.first_order:  # push g = dL_out/dtheta' through theta' = theta - lr * grad L_in(theta, mask)
+                again = self.adapt(self.net_g, lq, hq, create_graph=True)
+                names = [name for name in fast if fast[name].grad is not None]
+                torch.autograd.backward([again[name] for name in names], [fast[name].grad for name in names])
+            losses.update({key: value.detach() for key, value in outer.items()})
+        if log_now:
+            with torch.no_grad():
+                after = functional_call(self.net_g, adapted, (lq, ))
+                losses['l_inner_after'] = inner_loss(after, hq, adapted.mask_weights)
+        return sr.detach(), losses
+
+    def outer_losses(self, sr, target, mask_weights):
+        """MetaF2N's outer loss terms of the adapted output (+ SSG): a dict of scalars, to be summed."""
+        losses = OrderedDict()
+        if self.cri_pix:
+            losses['l_g_pix'] = self.cri_pix(sr, target)
+        if self.cri_perceptual:
+            perceptual = self.cri_perceptual(sr, target)  # BasicSR's PerceptualLoss returns (percep, style)
+            for key, value in zip(('l_g_percep', 'l_g_style'), perceptual if isinstance(perceptual, tuple) else
+                                  (perceptual, )):
+                if value is not None:
+                    losses[key] = value
+        if self.cri_ssg:
+            losses['l_g_ssg'] = self.cri_ssg(sr, target)
+        if self.net_d is not None:
+            losses['l_g_gan'] = self.cri_gan(self.net_d(sr), True, is_disc=False)
+        if self.mask_reg_weight and mask_weights.requires_grad:
+            losses['l_g_mask'] = self.mask_reg_weight * (mask_weights - 1).square().mean()
+        return losses
+
+    def optimize_discriminator(self, reals, fakes):
+        """Vanilla GAN step, mean over tasks: real = non-sharpened background GT, fake = SR(theta') (detached)."""
+        self.net_d.requires_grad_(True)
+        self.optimizer_d.zero_grad()
+        log = OrderedDict(l_d_real=0, l_d_fake=0, out_d_real=0, out_d_fake=0)
+        for real, fake in zip(reals, fakes):
+            for image, is_real, name in ((real, True, 'real'), (fake, False, 'fake')):
+                prediction = self.net_d(image)
+                loss = self.cri_gan(prediction, is_real, is_disc=True)
+                loss.backward()
+                log[f'l_d_{name}'] += loss.detach() / len(reals)
+                log[f'out_d_{name}'] += prediction.detach().mean() / len(reals)
+        if self.average_gradients(self.optimizer_d, len(reals)):
+            self.optimizer_d.step()
+        return log if reals else {}
+
+    def average_gradients(self, optimizer, count):
+        """Divide the gradients summed over ``count`` tasks (over all ranks) by the total count; False if it is 0."""
+        params = [p for group in optimizer.param_groups for p in group['params']]
+        if self.opt['dist']:
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params] +
+                             [torch.tensor([float(count)], device=self.device)])
+            dist.all_reduce(flat)
+            count = int(flat[-1].item())
+            for p, grad in zip(params, flat[:-1].split([p.numel() for p in params])):
+                p.grad = grad.view_as(p)
+        if count == 0:
+            return False
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(count)
+        return True
+
+    def test(self):
+        """Algorithm 2: adapt theta to this photo's faces (never touching the network), super-resolve with theta'."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        adapted = self.adapt_to_photo(net)
+        with torch.no_grad():
+            self.output_unadapted = tiled_forward(net, self.lq, self.scale, **self.tiling())
+            self.output = self.output_unadapted if adapted is None else tiled_forward(
+                lambda x: functional_call(net, adapted, (x, )), self.lq, self.scale, **self.tiling())
+        net.train(was_training)
+
+    def adapt_to_photo(self, net):
+        """theta' for the current photo, or None (logged, counted) when it has no usable face."""
+        path = self.item['lq_path'][0]
+        name = os.path.basename(path)
+        seed = zlib.crc32(name.encode()) + self.opt.get('manual_seed', 0)  # the same patches whatever the order
+        patches = sample_patches(self.face_pairs.pairs_of_item(self.item), self.scale, self.adaptation['num_patches'],
+                                 self.adaptation['patch_size'], np.random.default_rng(seed), name)
+        if len(patches) == 0:
+            return self.not_adapted_because(name, 'no usable face')
+        with torch.enable_grad():
+            try:
+                return self.adapt(net, patches.lq.to(self.device), patches.hq.to(self.device),
+                                  valid_mask=patches.mask.to(self.device))
+            except NonFiniteInnerLoss as error:
+                return self.not_adapted_because(name, str(error))
+
+    def not_adapted_because(self, name, reason):
+        get_root_logger().warning(f'{name}: {reason}; it gets the unadapted output')
+        self.not_adapted.append((name, reason))
+
+    def tiling(self):
+        val = self.opt.get('val') or {}
+        return {'tile': val.get('tile', 0), 'tile_pad': val.get('tile_pad', 10)}
+
+    def get_current_visuals(self):
+        visuals = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu(),
+                              result_unadapted=self.output_unadapted.detach().cpu())
+        if hasattr(self, 'gt'):
+            visuals['gt'] = self.gt.detach().cpu()
+        return visuals
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Algorithm 2 on every photo of one set: each ``val.metrics`` entry ``<m>`` of the adapted output and
+        ``<m>_unadapted`` of the plain one (FID per set), images saved as ``<name>.png`` / ``<name>_unadapted.png``."""
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = self.opt['val'].get('metrics') or {}
+        fid_names = [name for name, options in metrics.items() if options['type'] == 'calculate_fid']
+        fid = self.fid_meters({name: metrics[name] for name in fid_names})
+        sums = {name + suffix: 0.0 for name in metrics if name not in fid_names for suffix in OUTPUTS}
+        self.not_adapted = []
+        for data in tqdm(dataloader, unit='image', desc=dataset_name, disable=not self.opt['val'].get('pbar', False)):
+            stem = os.path.splitext(os.path.basename(data['lq_path'][0]))[0]
+            self.feed_data(data)
+            self.test()
+            visuals = self.get_current_visuals()
+            gt = tensor2img([visuals['gt']]) if 'gt' in visuals else None
+            for suffix in OUTPUTS:
+                image = tensor2img([visuals['result' + suffix]])
+                if save_img:
+                    imwrite(image, self.visualization_path(dataset_name, stem, current_iter, suffix))
+                for name, options in metrics.items():
+                    if name in fid_names:
+                        fid[name + suffix].update(image, gt if suffix == '' else None)
+                    else:
+                        pair = {'img': image} if gt is None else {'img': image, 'img2': gt}
+                        sums[name + suffix] += calculate_metric(pair, options)
+            del self.lq, self.output, self.output_unadapted, self.item
+            self.__dict__.pop('gt', None)
+        self.metric_results = {key: value / len(dataloader) for key, value in sums.items()}
+        self.metric_results.update({key: meter.compute() for key, meter in fid.items()})
+        if self.metric_results:
+            self.update_best_metrics(dataset_name, metrics, current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        get_root_logger().info(f'{dataset_name}: {len(dataloader) - len(self.not_adapted)} of {len(dataloader)} '
+                               f'images adapted; {len(self.not_adapted)} got the unadapted output'
+                               + ''.join(f'\n\t{name}: {reason}' for name, reason in self.not_adapted))
+
+    def fid_meters(self, fid_metrics):
+        """``{<name><suffix>: FrechetInceptionDistance}``; the meters of one entry share its GT features."""
+        meters = {}
+        for name, options in fid_metrics.items():
+            options = {key: value for key, value in options.items() if key not in ('type', 'better')}
+            for suffix in OUTPUTS:
+                meters[name + suffix] = FrechetInceptionDistance(**options)
+            meters[name + UNADAPTED].reference_features = meters[name].reference_features
+        return meters
+
+    def update_best_metrics(self, dataset_name, metrics, current_iter):
+        if not hasattr(self, 'best_metric_results'):
+            self.best_metric_results = {}
+        best = self.best_metric_results.setdefault(dataset_name, {})
+        for name, options in metrics.items():
+            better = 'lower' if options['type'] == 'calculate_fid' else options.get('better', 'higher')
+            for suffix in OUTPUTS:
+                best.setdefault(name + suffix, dict(better=better, val=math.inf * (1 if better == 'lower' else -1),
+                                                    iter=-1))
+                self._update_best_metric_result(dataset_name, name + suffix, self.metric_results[name + suffix],
+                                                current_iter)
+
+    def visualization_path(self, dataset_name, stem, current_iter, suffix):
+        """Where BasicSR's SRModel saves a validation image, ``suffix`` added to the name."""
+        if self.opt['is_train']:
+            return os.path.join(self.opt['path']['visualization'], stem, f'{stem}_{current_iter}{suffix}.png')
+        tag = self.opt['val'].get('suffix') or self.opt['name']
+        return os.path.join(self.opt['path']['visualization'], dataset_name, f'{stem}_{tag}{suffix}.png')
+
+    def save(self, epoch, current_iter):
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        self.save_network(self.net_mask, 'net_mask', current_iter)
+        if self.net_d is not None:
+            self.save_network(self.net_d, 'net_d', current_iter)
+        self.save_training_state(epoch, current_iter)

@@ -1,0 +1,201 @@
+"""MetaF2NModel, Algorithm 1: the meta-gradient against finite differences, first order, tasks, architectures."""
+import pytest
+import torch
+from basicsr.data import build_dataset
+from basicsr.models import build_model
+from torch.func import functional_call
+from torch.utils.data import DataLoader
+
+from metaf2n_plugin import adapt_to_faces
+
+TASKS, FACES, BACKGROUNDS = 2, 2, 2
+
+
+def model_options(tmp_path, train=None, **top):
+    opt = {
+        'name': 'metaf2n_unit', 'model_type': 'MetaF2NModel', 'scale': 4, 'num_gpu': 0, 'is_train': True,
+        'dist': False, 'rank': 0, 'world_size': 1, 'manual_seed': 0,
+        'network_g': {'type': 'SRVGGNetCompact', 'num_feat': 4, 'num_conv': 1, 'upscale': 4},
+        'network_mask': {'type': 'MaskNet', 'num_feat': 4, 'num_conv': 2},
+        'adaptation': {'lr': 0.5},
+        'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'training_states')},
+        'train': {'optim_g': {'type': 'SGD', 'lr': 0.0}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [9]},
+                  'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0}, 'mask_reg_weight': 0.1, **(train or {})},
+        'logger': {'print_freq': 1},
+    }
+    opt.update(top)
+    return opt
+
+
+def degraded_tasks(seed=0, dtype=torch.float64):
+    """Already degraded tasks (DegradedTasks' fields), as a paired task dataset would give them."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, dtype=dtype)
+
+    face_gt = rand(TASKS, FACES, 3, 32, 32)
+    background_gt = rand(TASKS, BACKGROUNDS, 3, 32, 32)
+    return {'face_lq': rand(TASKS, FACES, 3, 16, 16), 'face_lq_patches': rand(TASKS, FACES, 3, 8, 8),
+            'face_gt_patches': face_gt, 'face_crops': torch.zeros(TASKS, FACES, 3, dtype=torch.int64) + 8,
+            'background_lq': rand(TASKS, BACKGROUNDS, 3, 8, 8), 'background_gt': background_gt,
+            'background_gt_usm': (background_gt * 1.1).clamp(0, 1)}
+
+
+@pytest.fixture
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def meta_objective(model, tasks):
+    """L(theta, theta_m): the mean over tasks of the outer loss after the inner step, from scratch."""
+    total = 0
+    for t in range(TASKS):
+        adapted = adapt_to_faces(model.net_g, model.net_mask, tasks['face_lq_patches'][t], tasks['face_gt_patches'][t],
+                                 lr=model.adaptation['lr'])
+        sr = functional_call(model.net_g, adapted, (tasks['background_lq'][t], ))
+        total = total + model.cri_pix(sr, tasks['background_gt_usm'][t])
+        total = total + model.mask_reg_weight * (adapted.mask_weights - 1).square().mean()
+    return (total / TASKS).item()
+
+
+def central_differences(model, tasks, param, indices, eps=1e-6):
+    values = []
+    for index in indices:
+        original = param.data[index].item()
+        param.data[index] = original + eps
+        plus = meta_objective(model, tasks)
+        param.data[index] = original - eps
+        minus = meta_objective(model, tasks)
+        param.data[index] = original
+        values.append((plus - minus) / (2 * eps))
+    return torch.tensor(values)
+
+
+def meta_gradients(tmp_path, tasks, **train):
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, train))
+    model.feed_data(tasks)
+    model.optimize_parameters(1)
+    return model
+
+
+def test_second_order_meta_gradient_of_theta_and_masknet_matches_central_differences(tmp_path, float64):
+    tasks = degraded_tasks()
+    model = meta_gradients(tmp_path, tasks)
+    for net in (model.net_g, model.net_mask):
+        for name, param in net.named_parameters():
+            flat = torch.randperm(param.numel(), generator=torch.Generator().manual_seed(1))[:3]
+            indices = [tuple(int(i) for i in torch.unravel_index(k, param.shape)) for k in flat]
+            expected = central_differences(model, tasks, param, indices)
+            actual = torch.tensor([param.grad[index].item() for index in indices])
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-9, msg=name)
+    assert any(p.grad.abs().sum() > 0 for p in model.net_mask.parameters())
+
+
+def test_first_order_drops_exactly_the_hessian_term_and_freezes_masknet(tmp_path, float64):
+    tasks = degraded_tasks()
+    second = meta_gradients(tmp_path, tasks)
+    first = meta_gradients(tmp_path, tasks, first_order=True)
+    assert all(not p.requires_grad and p.grad is None for p in first.net_mask.parameters())
+    assert len(first.optimizer_g.param_groups[0]['params']) == len(list(first.net_g.parameters()))
+    net, lr = second.net_g, second.adaptation['lr']
+    theta = dict(net.named_parameters())
+    hessian_term = {name: torch.zeros_like(p) for name, p in theta.items()}
+    for t in range(TASKS):  # -lr * H_t g_t / T, written out: g_t = dL_out/dtheta' at theta'_t
+        lq, hq = tasks['face_lq_patches'][t], tasks['face_gt_patches'][t]
+        adapted = adapt_to_faces(net, second.net_mask, lq, hq, lr=lr)
+        leaves = {name: value.detach().requires_grad_() for name, value in adapted.items()}
+        outer = second.cri_pix(functional_call(net, leaves, (tasks['background_lq'][t], )), tasks['background_gt_usm'][t])
+        g = torch.autograd.grad(outer, list(leaves.values()))
+        weights = adapted.mask_weights.detach()
+        inner = (weights * (hq - functional_call(net, theta, (lq, ))).abs()).mean()
+        grads = torch.autograd.grad(inner, list(theta.values()), create_graph=True)
+        hvp = torch.autograd.grad(grads, list(theta.values()), grad_outputs=g)
+        for name, value in zip(theta, hvp):
+            hessian_term[name] -= lr * value / TASKS
+    for name, p in theta.items():
+        first_grad = dict(first.net_g.named_parameters())[name].grad
+        torch.testing.assert_close(p.grad - first_grad, hessian_term[name], rtol=1e-7, atol=1e-12, msg=name)
+    assert max(value.abs().max() for value in hessian_term.values()) > 1e-6
+
+
+def test_masknet_gets_gradient_only_through_the_inner_step(tmp_path, float64):
+    tasks = degraded_tasks()
+    adapted = meta_gradients(tmp_path, tasks, mask_reg_weight=0)
+    assert any(p.grad.abs().sum() > 0 for p in adapted.net_mask.parameters())
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, {'mask_reg_weight': 0}, adaptation={'lr': 0.0}))
+    model.feed_data(tasks)
+    model.optimize_parameters(1)
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.net_mask.parameters())
+
+
+def test_meta_gradient_is_the_mean_over_tasks(tmp_path, float64):
+    tasks = degraded_tasks()
+    both = meta_gradients(tmp_path, tasks)
+    singles = [meta_gradients(tmp_path, {k: v[t:t + 1] for k, v in tasks.items()}) for t in range(TASKS)]
+    for name, p in list(both.net_g.named_parameters()) + list(both.net_mask.named_parameters()):
+        mean = sum(dict([*m.net_g.named_parameters(), *m.net_mask.named_parameters()])[name].grad for m in singles) / 2
+        torch.testing.assert_close(p.grad, mean, rtol=1e-10, atol=1e-14, msg=name)
+
+
+def test_a_task_with_a_non_finite_inner_loss_is_skipped_and_the_others_count(tmp_path, float64):
+    tasks = degraded_tasks()
+    broken = {k: v.clone() for k, v in tasks.items()}
+    broken['face_gt_patches'][0, 0, 0, 0, 0] = float('nan')
+    model = meta_gradients(tmp_path, broken)
+    alone = meta_gradients(tmp_path, {k: v[1:] for k, v in tasks.items()})
+    for p, q in zip(model.net_g.parameters(), alone.net_g.parameters()):
+        assert torch.isfinite(p).all()
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.fixture(scope='module')
+def task_batch(tiny_workdir):
+    """One collated batch of 2 HQ tasks from the tiny data set (the task dataset's own output)."""
+    root = tiny_workdir / 'datasets' / 'tiny'
+    dataset = build_dataset({'name': 'tasks', 'type': 'MetaF2NTaskDataset', 'phase': 'train', 'scale': 4,
+                             'dataroot_face': str(root / 'faces'), 'dataroot_background': str(root / 'backgrounds'),
+                             'faces_per_task': 2, 'patches_per_task': 2, 'face_size': 128, 'face_patch_size': 64,
+                             'background_size': 128, 'background_patch_size': 64})
+    torch.manual_seed(0)
+    return next(iter(DataLoader(dataset, batch_size=2)))
+
+
+ARCHITECTURES = {
+    'RRDBNet': {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8, 'num_block': 1,
+                'num_grow_ch': 4},
+    'SRVGGNetCompact': {'type': 'SRVGGNetCompact', 'num_feat': 8, 'num_conv': 2, 'upscale': 4},
+    'SwinIR': {'type': 'SwinIR', 'upscale': 4, 'img_size': 16, 'window_size': 4, 'depths': [1], 'embed_dim': 12,
+               'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffle'},
+    'EDSR': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4},
+}
+FULL_TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'optim_d': {'type': 'AdamW', 'lr': 1e-3},
+              'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+              'perceptual_opt': {'type': 'LPIPSLoss', 'loss_weight': 0.5, 'random_weights': True},
+              'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 0.1},
+              'ssg_opt': {'type': 'SSGLoss', 'loss_weight': 1.0, 'mask_stride': 4}, 'ema_decay': 0.9}
+DISCRIMINATOR = {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4}
+
+
+@pytest.mark.parametrize('with_d', [True, False], ids=['gan', 'fidelity-only'])
+@pytest.mark.parametrize('arch', list(ARCHITECTURES))
+def test_a_training_iteration_runs_with_any_sr_architecture(tmp_path, task_batch, arch, with_d):
+    extra = {'network_d': DISCRIMINATOR} if with_d else {}
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, FULL_TRAIN, network_g=ARCHITECTURES[arch],
+                                      adaptation={'lr': 0.01}, **extra))
+    before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    model.feed_data(task_batch)
+    model.optimize_parameters(1)
+    log = model.get_current_log()
+    expected = {'l_inner_before', 'l_inner_after', 'mask_mean', 'l_g_pix', 'l_g_percep', 'l_g_ssg', 'l_g_mask'}
+    if with_d:
+        expected |= {'l_g_gan', 'l_d_real', 'l_d_fake', 'out_d_real', 'out_d_fake'}
+    assert set(log) == expected and all(torch.isfinite(torch.tensor(v)) for v in log.values())
+    assert any(not torch.equal(before[k], v) for k, v in model.net_g.state_dict().items())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.net_mask.parameters())
