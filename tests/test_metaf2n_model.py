@@ -199,3 +199,39 @@ def test_a_training_iteration_runs_with_any_sr_architecture(tmp_path, task_batch
     assert set(log) == expected and all(torch.isfinite(torch.tensor(v)) for v in log.values())
     assert any(not torch.equal(before[k], v) for k, v in model.net_g.state_dict().items())
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.net_mask.parameters())
+
+
+def test_save_and_resume_restore_g_its_ema_mask_d_and_the_optimizers(tmp_path, task_batch):
+    """What ``--auto_resume`` does (basicsr.utils.misc.check_resume): every saved network and state comes back."""
+    from basicsr.utils.misc import check_resume
+    opt = model_options(tmp_path, FULL_TRAIN, network_d=DISCRIMINATOR, network_g=ARCHITECTURES['RRDBNet'])
+    for folder in ('models', 'training_states'):
+        (tmp_path / folder).mkdir()
+    torch.manual_seed(0)
+    trained = build_model(opt)
+    for iteration in (1, 2):
+        trained.feed_data(task_batch)
+        trained.optimize_parameters(iteration)
+    trained.save(epoch=0, current_iter=2)
+    state = torch.load(tmp_path / 'training_states' / '2.state', weights_only=True)
+    resumed_opt = {**opt, 'path': {**opt['path'], 'resume_state': str(tmp_path / 'training_states' / '2.state')}}
+    check_resume(resumed_opt, state['iter'])
+    torch.manual_seed(1)  # fresh networks would differ: everything must come from the files
+    resumed = build_model(resumed_opt)
+    resumed.resume_training(state)
+    for name in ('net_g', 'net_g_ema', 'net_mask', 'net_d'):
+        saved, loaded = getattr(trained, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(saved[k], loaded[k]) for k in saved), name
+    for before, after in zip(trained.optimizers, resumed.optimizers):
+        for s, r in zip(before.state.values(), after.state.values()):
+            assert all(torch.equal(s[k], r[k]) for k in s)
+    assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == ['net_d_2.pth', 'net_g_2.pth', 'net_mask_2.pth']
+
+
+def test_the_outer_backward_patch_by_patch_equals_the_whole_task_at_once(tmp_path, float64):
+    tasks = degraded_tasks()
+    by_patch = meta_gradients(tmp_path, tasks, outer_chunk=1)
+    at_once = meta_gradients(tmp_path, tasks, outer_chunk=0)
+    for p, q in zip([*by_patch.net_g.parameters(), *by_patch.net_mask.parameters()],
+                    [*at_once.net_g.parameters(), *at_once.net_mask.parameters()]):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14)

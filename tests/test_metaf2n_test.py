@@ -162,3 +162,26 @@ def test_pairs_from_the_dataset_are_used_as_given(tmp_path, mask_file, test_set)
     from_pairs = run(model(tmp_path, mask_file), next(iter(DataLoader(dataset, batch_size=1))))['result']
     from_landmarks = run(model(tmp_path, mask_file), item)['result']
     torch.testing.assert_close(from_pairs, from_landmarks, atol=2e-3, rtol=0)  # pairs are stored as 8-bit PNGs
+
+
+def test_a_missing_masknet_file_is_named(tmp_path, mask_file):
+    opt = test_options(tmp_path, mask_file)
+    opt['path']['pretrain_network_mask'] = str(tmp_path / 'models' / 'net_mask_2.pth')
+    with pytest.raises(FileNotFoundError, match=r"path.pretrain_network_mask: '.*net_mask_2.pth' does not exist"):
+        build_model(opt)
+
+
+def test_fid_is_reported_per_set_for_the_adapted_and_the_plain_outputs(tmp_path, mask_file, test_set):
+    from basicsr.utils import tensor2img
+    from metaf2n_plugin.metrics.fid_metric import FrechetInceptionDistance
+    fid = {'type': 'calculate_fid', 'dims': 64, 'random_weights': True, 'device': 'cpu'}
+    m = model(tmp_path, mask_file, val={'metrics': {'fid': fid}})
+    m.nondist_validation(photos(test_set), 0, None, save_img=False)
+    meters = {suffix: FrechetInceptionDistance(dims=64, random_weights=True, device='cpu') for suffix in ('', '_u')}
+    for item in photos(test_set):
+        visuals = run(model(tmp_path, mask_file), item)
+        meters[''].update(tensor2img([visuals['result']]), tensor2img([visuals['gt']]))
+        meters['_u'].update(tensor2img([visuals['result_unadapted']]), tensor2img([visuals['gt']]))
+    assert m.metric_results['fid'] == pytest.approx(meters[''].compute(), rel=1e-6)
+    assert m.metric_results['fid_unadapted'] == pytest.approx(meters['_u'].compute(), rel=1e-6)
+    assert m.best_metric_results['Tiny_iid']['fid']['better'] == 'lower'

@@ -7,6 +7,9 @@ faces (:func:`~metaf2n_plugin.models.adaptation.adapt_to_faces`, weighted by Mas
 discriminator. The second-order meta-gradient is computed in two passes so that the inner and the outer graphs
 never coexist: ``g = dL_out/dtheta'`` first (the outer graph is freed), then ``g`` is pushed back through the
 inner step recomputed with its graph, which gives ``g - lr * H g`` for theta and the MaskNet gradient exactly.
+The outer loss is computed on the task's whole SR output, and its gradient is pushed through the SR network
+``outer_chunk`` patches at a time (the output recomputed with its graph): exact for any loss, and the network's
+activations are held for one patch at a time.
 Algorithm 2, per photo: its face pairs, 16 patch pairs per face, one step with MaskNet frozen, the photo
 super-resolved with the adapted weights (and with the plain ones, for comparison).
 """
@@ -54,7 +57,8 @@ class MetaF2NModel(SRGANModel):
         face_pairs: FacePairExtractor.from_options (test photos whose dataset gives no faces; its restorer
                     restores the faces of items with landmarks)
         adaptation: {lr: 0.01, steps: 1, params: ~, legacy_bicubic: false, num_patches: 16, patch_size: 64}
-        train: first_order, mask_reg_weight (0.001), ssg_opt, optim_g (theta and MaskNet), any torch.optim name
+        train: first_order, mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
+               optim_g (theta and MaskNet), any torch.optim name
         val: tile, tile_pad
     """
 
@@ -79,6 +83,7 @@ class MetaF2NModel(SRGANModel):
         train_opt = self.opt['train']
         self.first_order = train_opt.get('first_order', False)
         self.mask_reg_weight = train_opt.get('mask_reg_weight', 0.001)
+        self.outer_chunk = train_opt.get('outer_chunk', 1)
         self.net_d_iters = train_opt.get('net_d_iters', 1)
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
         self.net_mask = self.build_extra_network('mask')
@@ -100,6 +105,10 @@ class MetaF2NModel(SRGANModel):
         net = self.model_to_device(build_network(self.opt[f'network_{key}']))
         self.print_network(net)
         path = self.opt['path'].get(f'pretrain_network_{key}')
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f'path.pretrain_network_{key}: {path!r} does not exist (resuming expects '
+                                    f'net_{key}_<iter>.pth next to net_g_<iter>.pth; set it to ~ to start from '
+                                    'random weights)')
         if path is not None:
             self.load_network(net, path, self.opt['path'].get(f'strict_load_{key}', True),
                               self.opt['path'].get(f'param_key_{key}', 'params'))
@@ -119,7 +128,8 @@ class MetaF2NModel(SRGANModel):
             out = self.net_g(torch.zeros(1, 3, 16, 16, device=self.device))
         if out.shape[-2:] != (16 * self.scale, 16 * self.scale):
             raise ValueError(f'network_g ({self.opt["network_g"]["type"]}) turns 16x16 into {out.shape[-1]}x'
-                             f'{out.shape[-2]}, but scale is {self.scale}: set its upscale/scale option to {self.scale}')
+                             f'{out.shape[-2]}, but scale is {self.scale}: set its upscale (or scale) option to '
+                             f'{self.scale}')
 
     def setup_optimizers(self):
         """One optimiser for theta and MaskNet (``optim_g``), one for the discriminator (``optim_d``)."""
@@ -167,7 +177,7 @@ class MetaF2NModel(SRGANModel):
                               **options)
 
     def optimize_parameters(self, current_iter):
-        """Algorithm 1: every task's meta-gradient, their mean, one step on theta and MaskNet; then the discriminator."""
+        """Algorithm 1: each task's meta-gradient, their mean, one step on theta and MaskNet; then the discriminator."""
         update_g = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
         log_now = current_iter % self.opt.get('logger', {}).get('print_freq', 1) == 0
         self.optimizer_g.zero_grad()
@@ -202,12 +212,16 @@ class MetaF2NModel(SRGANModel):
         lq, hq = self.tasks.face_lq_patches[t], self.tasks.face_hq_patches[t]
         adapted = self.adapt(self.net_g, lq, hq)
         fast = adapted if self.first_order else {k: v.detach().requires_grad_() for k, v in adapted.items()}
-        with torch.set_grad_enabled(update_g):
-            sr = functional_call(self.net_g, fast, (self.tasks.background_lq[t], ))
+        background = self.tasks.background_lq[t]
+        with torch.no_grad():
+            sr = functional_call(self.net_g, fast, (background, ))
         losses = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
         if update_g:
+            sr.requires_grad_()
             outer = self.outer_losses(sr, self.tasks.background_gt_usm[t], adapted.mask_weights)
-            sum(outer.values()).backward()
+            sum(outer.values()).backward()  # dL_out/dSR into sr.grad (and the mask regulariser's gradient)
+            for chunk in torch.arange(len(background)).split(self.outer_chunk or len(background)):
+                functional_call(self.net_g, fast, (background[chunk], )).backward(sr.grad[chunk])
             if not self.first_order:  # push g = dL_out/dtheta' through theta' = theta - lr * grad L_in(theta, mask)
                 again = self.adapt(self.net_g, lq, hq, create_graph=True)
                 names = [name for name in fast if fast[name].grad is not None]
@@ -225,11 +239,13 @@ class MetaF2NModel(SRGANModel):
         if self.cri_pix:
             losses['l_g_pix'] = self.cri_pix(sr, target)
         if self.cri_perceptual:
-            perceptual = self.cri_perceptual(sr, target)  # BasicSR's PerceptualLoss returns (percep, style)
-            for key, value in zip(('l_g_percep', 'l_g_style'), perceptual if isinstance(perceptual, tuple) else
-                                  (perceptual, )):
-                if value is not None:
-                    losses[key] = value
+            perceptual = self.cri_perceptual(sr, target)
+            if isinstance(perceptual, tuple):  # BasicSR's PerceptualLoss: (perceptual, style), either may be None
+                perceptual, style = perceptual
+                if style is not None:
+                    losses['l_g_style'] = style
+            if perceptual is not None:
+                losses['l_g_percep'] = perceptual
         if self.cri_ssg:
             losses['l_g_ssg'] = self.cri_ssg(sr, target)
         if self.net_d is not None:
