@@ -25,6 +25,9 @@ it before anything else touches ``basicsr``.
    default unpickling, or else downloads the file (no upstream report found). Fix:
    :func:`build_fid_inception` builds BasicSR's ``InceptionV3`` around a state dict that the caller
    found and loaded with ``weights_only=True``; applied per call, nothing else changes.
+5. ``--launcher pytorch`` (``basicsr/utils/dist_util.py: init_dist``) always sets a CUDA device and uses NCCL, so
+   distributed training cannot run on CPUs (no upstream report found). Fix: :func:`init_dist` picks NCCL with
+   CUDA and gloo without, and sets the CUDA device from ``LOCAL_RANK`` (torchrun's) only when there is one.
 """
 import importlib
 import importlib.util
@@ -32,6 +35,8 @@ import os
 import sys
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 RUNNERS = {'basicsr.train': 'train_pipeline', 'basicsr.test': 'test_pipeline'}
 
@@ -46,6 +51,8 @@ def apply():
         if not isinstance(spec.loader, RunInWorkingDirectory):
             spec.loader = RunInWorkingDirectory(spec.loader, pipeline)
     basicsr.train.load_resume_state = load_resume_state
+    import basicsr.utils.options
+    basicsr.utils.options.init_dist = init_dist
 
 
 def _alias_functional_tensor():
@@ -100,6 +107,22 @@ def load_resume_state(opt):
     state = torch.load(path, map_location=device, weights_only=True)
     check_resume(opt, state['iter'])
     return state
+
+
+def init_dist(launcher, backend=None, **kwargs):
+    """Fix 5: ``basicsr.utils.dist_util.init_dist`` for ``--launcher pytorch`` on CUDA or on CPUs (gloo).
+
+    ``slurm`` is left to BasicSR (CUDA only).
+    """
+    from basicsr.utils import dist_util
+
+    if launcher != 'pytorch':
+        return dist_util.init_dist(launcher, backend or 'nccl', **kwargs)
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', os.environ['RANK'])) % torch.cuda.device_count())
+    dist.init_process_group(backend=backend or ('nccl' if torch.cuda.is_available() else 'gloo'), **kwargs)
 
 
 def build_fid_inception(output_block, state_dict):

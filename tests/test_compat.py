@@ -103,3 +103,23 @@ def test_fid_inception_takes_the_given_state_dict_and_leaves_basicsr_unchanged(m
     network = compat.build_fid_inception(3, state)
     assert (inception.LOCAL_FID_WEIGHTS, inception.load_url) == before
     torch.testing.assert_close(network.blocks[0][0].conv.weight, state['Conv2d_1a_3x3.conv.weight'])
+
+
+def test_launcher_pytorch_uses_gloo_without_cuda_and_leaves_the_device_alone(monkeypatch):
+    import basicsr.utils.options
+    assert basicsr.utils.options.init_dist is compat.init_dist
+    calls = []
+    monkeypatch.setattr(compat.dist, 'init_process_group', lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda device: calls.append(('set_device', device)))
+    monkeypatch.setattr(compat.mp, 'get_start_method', lambda allow_none: 'spawn')
+    monkeypatch.setenv('RANK', '1')
+    compat.init_dist('pytorch')
+    assert calls == [{'backend': 'gloo'}]
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setenv('LOCAL_RANK', '3')
+    compat.init_dist('pytorch')
+    assert calls[1:] == [('set_device', 1), {'backend': 'nccl'}]
+    with pytest.raises(ValueError, match='Invalid launcher type'):  # other launchers: BasicSR's own code
+        compat.init_dist('mpi')

@@ -1,0 +1,55 @@
+"""``--launcher pytorch`` on CPUs (gloo): every rank ends an iteration with the weights and the meta-gradient of
+one process over all the tasks."""
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from basicsr.models import build_model
+
+from conftest import copy_options, run_python
+from test_metaf2n_model import degraded_tasks, model_options
+
+TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-2}}
+
+
+def one_iteration(model, tasks):
+    model.feed_data(tasks)
+    model.optimize_parameters(1)
+    nets = (model.net_g, model.net_mask)
+    return {'weights': [p.detach().clone() for net in nets for p in net.parameters()],
+            'grads': [p.grad.clone() for net in nets for p in net.parameters()]}
+
+
+def rank_main(rank, world_size, init_file, tmp_path):
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(100 + rank)  # each rank builds other weights: rank 0's must win
+    model = build_model(model_options(tmp_path, TRAIN, dist=True, rank=rank, world_size=world_size))
+    tasks = {k: v[rank:rank + 1] for k, v in degraded_tasks().items()}
+    torch.save(one_iteration(model, tasks), tmp_path / f'rank{rank}.pt')
+    dist.destroy_process_group()
+
+
+def test_two_ranks_match_one_process_over_all_tasks(tmp_path):
+    mp.spawn(rank_main, args=(2, str(tmp_path / 'init'), tmp_path), nprocs=2)
+    ranks = [torch.load(tmp_path / f'rank{r}.pt', weights_only=True) for r in range(2)]
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(100)
+        single = one_iteration(build_model(model_options(tmp_path, TRAIN)), degraded_tasks())
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for key in ('weights', 'grads'):
+        for a, b, c in zip(ranks[0][key], ranks[1][key], single[key]):
+            assert torch.equal(a, b), f'ranks differ in {key}'
+            torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-12)
+
+
+def test_torchrun_meta_trains_on_cpus_with_the_gloo_backend(tiny_workdir):
+    options = copy_options(tiny_workdir, 'train_metaf2n_tiny.yml')
+    text = open(options).read().replace('name: tiny_metaf2n', 'name: tiny_metaf2n_ddp')
+    open(options, 'w').write(text)
+    proc = run_python('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'basicsr.train',
+                      '-opt', options, '--launcher', 'pytorch', cwd=tiny_workdir)
+    log = sorted((tiny_workdir / 'experiments' / 'tiny_metaf2n_ddp').glob('train_*.log'))[-1].read_text()
+    assert 'World size (gpu number): 2' in log and 'iter:       2' in log, proc.stdout[-2000:]
+    assert (tiny_workdir / 'experiments' / 'tiny_metaf2n_ddp' / 'models' / 'net_mask_2.pth').is_file()
