@@ -1,0 +1,56 @@
+"""BasicSR's own runners drive MetaF2N on the tiny data set: meta-train, auto-resume, test, results table."""
+import re
+
+import pytest
+import torch
+
+from conftest import copy_options, load_script, run_python
+
+NAME = 'tiny_metaf2n'
+
+
+@pytest.fixture(scope='module')
+def workdir(tiny_workdir):
+    """Train 2 iterations, auto-resume to 4, test: the options in options/, as a user runs them."""
+    cwd = tiny_workdir
+    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, 'train_metaf2n_tiny.yml'), cwd=cwd)
+    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, 'train_metaf2n_tiny.yml', total_iter=4),
+               '--auto_resume', cwd=cwd)
+    run_python('-m', 'basicsr.test', '-opt', copy_options(cwd, 'test_metaf2n_tiny.yml'), cwd=cwd)
+    return cwd
+
+
+def newest_log(folder, prefix):
+    return sorted(folder.glob(f'{prefix}_*.log'))[-1].read_text()
+
+
+def test_training_saves_g_with_its_ema_mask_d_and_the_state(workdir):
+    models = workdir / 'experiments' / NAME / 'models'
+    for iteration in (2, 4):
+        assert {p.name for p in models.glob(f'*_{iteration}.pth')} == {f'net_{n}_{iteration}.pth' for n in 'g mask d'.split()}
+        assert (workdir / 'experiments' / NAME / 'training_states' / f'{iteration}.state').is_file()
+    g = torch.load(models / 'net_g_4.pth', weights_only=True)
+    assert set(g) == {'params', 'params_ema'}
+    assert any(not torch.equal(g['params'][k], g['params_ema'][k]) for k in g['params'])
+
+
+def test_training_logs_every_term_and_resumes_at_iteration_2(workdir):
+    log = newest_log(workdir / 'experiments' / NAME, f'train_{NAME}')
+    assert re.search(r'Resuming training from epoch: \d+, iter: 2\.', log)
+    for term in ('l_inner_before', 'l_inner_after', 'mask_mean', 'l_g_pix', 'l_g_percep', 'l_g_ssg', 'l_g_gan',
+                 'l_g_mask', 'l_d_real', 'l_d_fake'):
+        assert re.search(rf'iter:\s+4,.*{term}: [0-9.e+-]+', log), term
+    assert re.search(r'# psnr_unadapted: [0-9.]+', log) and 'Tiny_iid: 2 of 2 images adapted' in log
+
+
+def test_test_runner_reports_adapted_and_unadapted_metrics_and_saves_both_images(workdir):
+    results = workdir / 'results' / f'{NAME}_test'
+    log = newest_log(results, f'test_{NAME}_test')
+    for dataset in ('Tiny_iid', 'Tiny_Multi_iid'):
+        section = log.split(f'Validation {dataset}')[1]
+        assert re.search(r'# psnr: [0-9.]+', section) and re.search(r'# ssim_unadapted: [0-9.]+', section)
+        saved = sorted(p.name for p in (results / 'visualization' / dataset).iterdir())
+        assert len(saved) == 4 and sum(name.endswith('_tiny_unadapted.png') for name in saved) == 2
+    load_script('results_table').main([str(results)])
+    table = (results / 'metrics.md').read_text()
+    assert '| Tiny_iid |' in table and 'PSNR unadapted' in table and 'Δ SSIM' in table
