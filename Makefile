@@ -26,6 +26,8 @@ test: install
 bench: install
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ssg.py
+	$(BIN)/python bench/adapt.py
+	$(BIN)/python bench/metatrain.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
