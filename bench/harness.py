@@ -5,12 +5,24 @@ median time and its peak resident memory (``ru_maxrss``: what the process took f
 allocator, no environment tweaks). The parent alternates the variants, so that their ratios come from runs
 made side by side on this noisy machine.
 """
+import argparse
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+
+def arguments(doc):
+    """The options every benchmark takes: ``--rounds``, ``--repeats``, ``--blocks``, ``--check`` (and ``--child``)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    parser.add_argument('--rounds', type=int, default=2, help='times every variant runs, alternating')
+    parser.add_argument('--repeats', type=int, default=2, help='timed steps per run, after a warm-up')
+    parser.add_argument('--blocks', type=int, default=23, help='RRDB blocks')
+    parser.add_argument('--check', action='store_true', help='exit 1 when a target is missed')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    return parser
 
 
 def measure(step, repeats, warmup=True):
@@ -49,6 +61,12 @@ def alternate(script, variants, rounds, args):
             print(f'round {r + 1}/{rounds} {variant}: {fmt_seconds(result["seconds"])}, '
                   f'peak RSS {result["peak_rss_mb"]:.0f} MB', file=sys.stderr, flush=True)
     return results
+
+
+def paired_ratio(results, numerator, denominator):
+    """Median over rounds of ``numerator / denominator``, each ratio from runs of the same round; and the list."""
+    ratios = [a['seconds'] / b['seconds'] for a, b in zip(results[numerator], results[denominator])]
+    return statistics.median(ratios), ratios
 
 
 def median_of(results, key):

@@ -14,11 +14,10 @@ Anchors, the original TensorFlow code on this machine: one task 17.5 s at 10.7 G
 
     python bench/metatrain.py [--rounds 2] [--repeats 2] [--blocks 23] [--check]
 """
-import argparse
 import os
 import sys
 
-from harness import alternate, fmt_seconds, measure, median_of, report
+from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {'time_ratio': 2.5, 'meta_gb': 5, 'meta4_gb': 12}
@@ -80,12 +79,7 @@ def child(variant, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--rounds', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=2)
-    parser.add_argument('--blocks', type=int, default=23, help='RRDB blocks')
-    parser.add_argument('--check', action='store_true', help='exit 1 when a target is missed')
-    parser.add_argument('--child', help=argparse.SUPPRESS)
+    parser = arguments(__doc__)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args)
@@ -100,8 +94,9 @@ def main():
     for key, name in (('plain', 'plain SRGAN step (backgrounds only)'), ('meta', 'MetaF2N, 1 task'),
                       ('meta4', 'MetaF2N, 4 tasks (the paper)')):
         print(f'| {name} | {fmt_seconds(seconds[key])} | {peak_gb[key]:.2f} GiB |')
-    ratio = seconds['meta'] / seconds['plain']
-    print(f'1-task meta iteration / plain step = {ratio:.2f} (target <= {TARGETS["time_ratio"]}); peak '
+    ratio, ratios = paired_ratio(results, 'meta', 'plain')
+    print(f'1-task meta iteration / plain step = {ratio:.2f}, median of the rounds\' '
+          f'{", ".join(f"{r:.2f}" for r in ratios)} (target <= {TARGETS["time_ratio"]}); peak '
           f'{peak_gb["meta"]:.2f} GiB (target <= {TARGETS["meta_gb"]}); 4 tasks {peak_gb["meta4"]:.2f} GiB '
           f'(target <= {TARGETS["meta4_gb"]}). The original TensorFlow code: 17.5 s and 10.7 GB for one task.')
     missed = ratio > TARGETS['time_ratio'] or peak_gb['meta'] > TARGETS['meta_gb'] or \

@@ -124,8 +124,10 @@ class MetaF2NModel(SRGANModel):
         return net
 
     def _check_scale(self):
+        was_training = self.net_g.training
         with torch.no_grad():
-            out = self.net_g(torch.zeros(1, 3, 16, 16, device=self.device))
+            out = self.net_g.eval()(torch.zeros(1, 3, 16, 16, device=self.device))
+        self.net_g.train(was_training)
         if out.shape[-2:] != (16 * self.scale, 16 * self.scale):
             raise ValueError(f'network_g ({self.opt["network_g"]["type"]}) turns 16x16 into {out.shape[-1]}x'
                              f'{out.shape[-2]}, but scale is {self.scale}: set its upscale (or scale) option to '
