@@ -153,3 +153,12 @@ def test_any_basicsr_sr_architecture_adapts(name, net):
         out, plain = functional_call(net, adapted, (lq, )), net(lq)
     assert out.shape == plain.shape == (2, 3, 32, 32)
     assert (out - plain).abs().max() > 1e-6
+
+
+def test_a_parameter_the_forward_does_not_use_keeps_its_value():
+    net, mask = tiny_sr(), tiny_mask()
+    net.unused = torch.nn.Linear(2, 2)
+    lq, hq = faces()
+    adapted = adapt_to_faces(net, mask, lq, hq)
+    assert adapted['unused.weight'] is net.unused.weight
+    assert not torch.equal(adapted['body.0.weight'], net.body[0].weight)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from basicsr.utils import DiffJPEG
 
-from metaf2n_plugin.data.degradation import (DEGRADATION_DEFAULTS, apply_degradation, degradation_options,
-                                             sample_degradation, select_images)
+from metaf2n_plugin.data.degradation import (DEGRADATION_DEFAULTS, add_noise, apply_degradation,
+                                             degradation_options, sample_degradation, select_images)
 
 
 def seed_all(seed):
@@ -102,30 +102,23 @@ def test_images_sharing_a_draw_are_degraded_identically_apart_from_noise(jpeger)
     assert not torch.equal(other[0], lq[0])
 
 
-def test_noise_magnitude_is_per_image(jpeger):
+def test_noise_magnitude_is_per_image():
     seed_all(5)
-    draw = sample_degradation({'gaussian_noise_prob': 1.0, 'gaussian_noise_prob2': 1.0, 'gray_noise_prob': 0,
-                               'gray_noise_prob2': 0, 'resize_prob': [0, 0, 1]}, 2)
-    draw['noise_level1'] = torch.tensor([1.0, 20.0])
-    draw['noise_level2'] = torch.tensor([1.0, 20.0])
-    image = textured(1, 128, seed=6).repeat(2, 1, 1, 1)
-    clean = apply_degradation(image, {**draw, 'noise_level1': torch.zeros(2), 'noise_level2': torch.zeros(2)}, 4,
-                              jpeger)
-    noisy = apply_degradation(image, draw, 4, jpeger)
-    deviation = (noisy - clean).std(dim=(1, 2, 3))
-    assert deviation[1] > 4 * deviation[0]
+    image = 0.1 + 0.8 * textured(1, 64, seed=6).repeat(2, 1, 1, 1)  # away from the clipping at 0 and 1
+    for noise in ('gaussian', 'poisson'):
+        draw = {'noise1': noise, 'noise_level1': torch.tensor([0.2, 2.0]) if noise == 'poisson' else
+                torch.tensor([2.0, 20.0]), 'gray_noise1': torch.zeros(2)}
+        deviation = (add_noise(image, draw, 1) - image).std(dim=(1, 2, 3))
+        assert 7 < deviation[1] / deviation[0] < 13, noise  # 10x the magnitude, 10x the deviation
 
 
-def test_gray_or_colour_noise_is_chosen_per_image(jpeger):
+def test_gray_or_colour_noise_is_chosen_per_image():
     seed_all(8)
-    draw = sample_degradation({'gaussian_noise_prob': 1.0, 'resize_prob': [0, 0, 1], 'jpeg_range': [95, 95],
-                               'jpeg_range2': [95, 95], 'gaussian_noise_prob2': 1.0}, 2)
-    draw.update(noise_level1=torch.full((2, ), 20.0), noise_level2=torch.zeros(2), gray_noise1=torch.tensor([1.0, 0.0]))
-    image = textured(1, 128, seed=9).repeat(2, 1, 1, 1)
-    clean = apply_degradation(image, {**draw, 'noise_level1': torch.zeros(2)}, 4, jpeger)
-    noise = apply_degradation(image, draw, 4, jpeger) - clean
-    channel_spread = (noise - noise.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))
-    assert channel_spread[1] > 2 * channel_spread[0]  # image 0: one noise field for R, G and B (1.0 if shared)
+    image = torch.full((2, 3, 32, 32), 0.5)
+    draw = {'noise1': 'gaussian', 'noise_level1': torch.full((2, ), 20.0), 'gray_noise1': torch.tensor([1.0, 0.0])}
+    noise = add_noise(image, draw, 1) - image
+    assert torch.equal(noise[0, 0], noise[0, 1]) and torch.equal(noise[0, 1], noise[0, 2])  # gray: one field
+    assert (noise[1, 0] - noise[1, 1]).abs().mean() > 0.03  # colour: a field per channel
 
 
 def test_a_draw_for_other_images_is_refused(jpeger):
@@ -139,3 +132,13 @@ def test_runs_on_the_device_of_the_images():
     draw = sample_degradation({}, 2)
     lq = apply_degradation(textured(2, 128).cuda(), draw, 4, DiffJPEG(differentiable=False).cuda())
     assert lq.is_cuda and lq.shape == (2, 3, 32, 32)
+
+
+def test_every_image_gets_a_noise_field_of_its_own_also_in_gray():
+    """BasicSR's Gaussian noise shares one gray field across a batch; the original degrades images one by one."""
+    seed_all(10)
+    draw = {'noise1': 'gaussian', 'noise_level1': torch.full((2, ), 20.0), 'gray_noise1': torch.ones(2)}
+    image = torch.full((2, 3, 64, 64), 0.5)
+    noise = add_noise(image, draw, 1) - image
+    assert noise.std() > 0.05 and torch.equal(noise[:, 0], noise[:, 1])  # gray: one field for R, G and B
+    assert abs(torch.corrcoef(noise[:, 0].flatten(1))[0, 1]) < 0.1  # and another one for each image

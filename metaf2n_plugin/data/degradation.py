@@ -9,8 +9,8 @@ Poisson), JPEG qualities and final order; the noise magnitude and the gray-or-co
 BasicSR's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` would also draw the noise type
 per image, so the draw holds the shared choices plus the per-image ones, and :func:`apply_degradation` calls
 the non-random ``add_gaussian_noise_pt`` / ``add_poisson_noise_pt`` with the per-image values as tensors.
-Inherited from BasicSR: its gray Gaussian noise is one random field for the whole batch, scaled per image,
-while its colour noise and its Poisson noise are drawn per image.
+BasicSR's Gaussian noise draws one gray field for a whole batch, so it is called image by image here: every
+image gets noise fields of its own, as the original degrades each image on its own.
 
 A draw (:func:`sample_degradation`) is a dict; after BasicSR's data loader has collated T tasks, every value
 gains a leading task dimension (tensors ``(T, ...)``, strings a list of T); :func:`task_draw` takes task t back::
@@ -202,13 +202,13 @@ def apply_degradation(gt, draw, scale, jpeger):
 
     out = blur(gt, 'kernel1')
     out = F.interpolate(out, scale_factor=float(draw['resize1']), mode=draw['resize_mode1'])
-    out = _add_noise(out, draw, 1)
+    out = add_noise(out, draw, 1)
     out = _jpeg(out, draw['jpeg_quality1'], jpeger)
     if draw['blur2']:
         out = blur(out, 'kernel2')
     resize2 = float(draw['resize2'])
     out = F.interpolate(out, size=(int(h / scale * resize2), int(w / scale * resize2)), mode=draw['resize_mode2'])
-    out = _add_noise(out, draw, 2)
+    out = add_noise(out, draw, 2)
     if draw['final_order'] == 'jpeg_resize_sinc':
         out = resize_back_and_sinc(_jpeg(out, draw['jpeg_quality2'], jpeger))
     else:
@@ -216,11 +216,13 @@ def apply_degradation(gt, draw, scale, jpeger):
     return torch.clamp((out * 255.0).round(), 0, 255) / 255.0
 
 
-def _add_noise(image, draw, stage):
+def add_noise(image, draw, stage):
+    """The draw's stage-``stage`` noise on ``(N, 3, H, W)`` images in [0, 1], clipped; per image its own fields."""
     level = draw[f'noise_level{stage}'].to(image)
     gray = draw[f'gray_noise{stage}'].to(image)
-    if draw[f'noise{stage}'] == 'gaussian':
-        return add_gaussian_noise_pt(image, sigma=level, gray_noise=gray, clip=True, rounds=False)
+    if draw[f'noise{stage}'] == 'gaussian':  # one image at a time: BasicSR shares a gray field across the batch
+        return torch.cat([add_gaussian_noise_pt(image[i:i + 1], sigma=level[i:i + 1], gray_noise=gray[i:i + 1],
+                                                clip=True, rounds=False) for i in range(len(image))])
     return add_poisson_noise_pt(image, scale=level, gray_noise=gray, clip=True, rounds=False)
 
 

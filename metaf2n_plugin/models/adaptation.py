@@ -60,10 +60,12 @@ def adapt_to_faces(net_g, net_mask, lq, hq, lr=1e-2, steps=1, params=None, creat
     losses = []
     for _ in range(steps):
         loss = inner_loss(functional_call(net_g, theta, (lq, )), hq, weights, valid_mask)
-        grads = torch.autograd.grad(loss, [theta[name] for name in names], create_graph=create_graph)
-        if not torch.isfinite(loss + sum(grad.sum() for grad in grads)):
+        grads = torch.autograd.grad(loss, [theta[name] for name in names], create_graph=create_graph,
+                                    allow_unused=True)  # a parameter the forward does not use keeps its value
+        grads = {name: grad for name, grad in zip(names, grads) if grad is not None}
+        if not torch.isfinite(loss + sum(grad.sum() for grad in grads.values())):
             raise NonFiniteInnerLoss(f'inner loss {loss.item()} or its gradient is not finite')
-        theta = {**theta, **{name: theta[name] - lr * grad for name, grad in zip(names, grads)}}
+        theta = {**theta, **{name: theta[name] - lr * grad for name, grad in grads.items()}}
         losses.append(loss.detach())
     adapted = AdaptedParameters(theta)
     adapted.mask_weights, adapted.inner_losses = weights, losses
