@@ -26,8 +26,9 @@ it before anything else touches ``basicsr``.
    :func:`build_fid_inception` builds BasicSR's ``InceptionV3`` around a state dict that the caller
    found and loaded with ``weights_only=True``; applied per call, nothing else changes.
 5. ``--launcher pytorch`` (``basicsr/utils/dist_util.py: init_dist``) always sets a CUDA device and uses NCCL, so
-   distributed training cannot run on CPUs (no upstream report found). Fix: :func:`init_dist` picks NCCL with
-   CUDA and gloo without, and sets the CUDA device from ``LOCAL_RANK`` (torchrun's) only when there is one.
+   distributed training cannot run on CPUs (no upstream report found). Fix: :func:`init_dist` leaves the backend
+   to torch (gloo for CPU tensors, and NCCL for CUDA tensors where CUDA exists), so that ``num_gpu: 0`` works on
+   any machine, and sets the CUDA device from ``LOCAL_RANK`` (torchrun's) only when there is one.
 """
 import importlib
 import importlib.util
@@ -122,7 +123,7 @@ def init_dist(launcher, backend=None, **kwargs):
         mp.set_start_method('spawn')
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', os.environ['RANK'])) % torch.cuda.device_count())
-    dist.init_process_group(backend=backend or ('nccl' if torch.cuda.is_available() else 'gloo'), **kwargs)
+    dist.init_process_group(backend=backend, **kwargs)  # None: gloo for CPU tensors, NCCL for CUDA ones
 
 
 def build_fid_inception(output_block, state_dict):

@@ -105,7 +105,7 @@ def test_fid_inception_takes_the_given_state_dict_and_leaves_basicsr_unchanged(m
     torch.testing.assert_close(network.blocks[0][0].conv.weight, state['Conv2d_1a_3x3.conv.weight'])
 
 
-def test_launcher_pytorch_uses_gloo_without_cuda_and_leaves_the_device_alone(monkeypatch):
+def test_launcher_pytorch_lets_torch_pick_gloo_or_nccl_and_sets_a_cuda_device_only_with_cuda(monkeypatch):
     import basicsr.utils.options
     assert basicsr.utils.options.init_dist is compat.init_dist
     calls = []
@@ -115,11 +115,11 @@ def test_launcher_pytorch_uses_gloo_without_cuda_and_leaves_the_device_alone(mon
     monkeypatch.setattr(compat.mp, 'get_start_method', lambda allow_none: 'spawn')
     monkeypatch.setenv('RANK', '1')
     compat.init_dist('pytorch')
-    assert calls == [{'backend': 'gloo'}]
+    assert calls == [{'backend': None}]  # torch: gloo for CPU tensors (and NCCL for CUDA ones where CUDA exists)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
     monkeypatch.setenv('LOCAL_RANK', '3')
     compat.init_dist('pytorch')
-    assert calls[1:] == [('set_device', 1), {'backend': 'nccl'}]
+    assert calls[1:] == [('set_device', 1), {'backend': None}]
     with pytest.raises(ValueError, match='Invalid launcher type'):  # other launchers: BasicSR's own code
         compat.init_dist('mpi')

@@ -188,3 +188,10 @@ def test_face_json_round_trip():
     np.testing.assert_array_equal(again.landmarks, face.landmarks)
     np.testing.assert_array_equal(again.box, face.box)
     assert again.score == 0.5
+
+
+def test_faces_given_to_an_extractor_without_restorer_are_refused_by_name(tmp_path):
+    from metaf2n_plugin.faces import Face, face_template
+    extractor = FacePairExtractor.from_options({'scale': 4, 'source': {'type': 'pairs', 'root': str(tmp_path)}})
+    with pytest.raises(ValueError, match="'a.png': its faces need a restorer"):
+        extractor(np.zeros((64, 64, 3), np.float32), image_path='a.png', faces=[Face(face_template(64) / 2)])

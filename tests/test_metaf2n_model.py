@@ -3,6 +3,7 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 from basicsr.models import build_model
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
@@ -143,13 +144,17 @@ def test_meta_gradient_is_the_mean_over_tasks(tmp_path, float64):
         torch.testing.assert_close(p.grad, mean, rtol=1e-10, atol=1e-14, msg=name)
 
 
-def test_a_task_with_a_non_finite_inner_loss_is_skipped_and_the_others_count(tmp_path, float64):
+@pytest.mark.parametrize('field, value', [('face_gt_patches', float('nan')), ('background_gt_usm', float('inf'))],
+                         ids=['inner loss', 'outer loss'])
+def test_a_task_with_a_non_finite_loss_is_skipped_before_any_gradient_and_the_others_count(tmp_path, float64, field,
+                                                                                         value):
     tasks = degraded_tasks()
     broken = {k: v.clone() for k, v in tasks.items()}
-    broken['face_gt_patches'][0, 0, 0, 0, 0] = float('nan')
+    broken[field][0, 0, 0, 0, 0] = value
     model = meta_gradients(tmp_path, broken)
     alone = meta_gradients(tmp_path, {k: v[1:] for k, v in tasks.items()})
-    for p, q in zip(model.net_g.parameters(), alone.net_g.parameters()):
+    for p, q in zip([*model.net_g.parameters(), *model.net_mask.parameters()],
+                    [*alone.net_g.parameters(), *alone.net_mask.parameters()]):
         assert torch.isfinite(p).all()
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14)
 
@@ -222,9 +227,12 @@ def test_save_and_resume_restore_g_its_ema_mask_d_and_the_optimizers(tmp_path, t
     for name in ('net_g', 'net_g_ema', 'net_mask', 'net_d'):
         saved, loaded = getattr(trained, name).state_dict(), getattr(resumed, name).state_dict()
         assert all(torch.equal(saved[k], loaded[k]) for k in saved), name
+    assert len(trained.optimizers) == len(resumed.optimizers) == 2
     for before, after in zip(trained.optimizers, resumed.optimizers):
+        assert len(before.state) == len(after.state) > 0
         for s, r in zip(before.state.values(), after.state.values()):
             assert all(torch.equal(s[k], r[k]) for k in s)
+    assert [s.state_dict() for s in trained.schedulers] == [s.state_dict() for s in resumed.schedulers]
     assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == ['net_d_2.pth', 'net_g_2.pth', 'net_mask_2.pth']
 
 
@@ -235,3 +243,57 @@ def test_the_outer_backward_patch_by_patch_equals_the_whole_task_at_once(tmp_pat
     for p, q in zip([*by_patch.net_g.parameters(), *by_patch.net_mask.parameters()],
                     [*at_once.net_g.parameters(), *at_once.net_mask.parameters()]):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14)
+
+
+class DropoutSRForTests(torch.nn.Module):
+    """A x4 SR network that draws random numbers in training mode (like SwinIR's drop path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Dropout(0.3),
+                                        torch.nn.Conv2d(8, 48, 3, padding=1), torch.nn.PixelShuffle(4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+if 'DropoutSRForTests' not in ARCH_REGISTRY:
+    ARCH_REGISTRY.register(DropoutSRForTests)
+
+
+def seeded_objective(model, tasks, seed, chunk):
+    """The meta objective with the random numbers the model draws: per task, the inner step, then the outer
+    forward ``chunk`` background patches at a time."""
+    torch.manual_seed(seed)
+    total = 0
+    for t in range(TASKS):
+        adapted = adapt_to_faces(model.net_g, model.net_mask, tasks['face_lq_patches'][t], tasks['face_gt_patches'][t],
+                                 lr=model.adaptation['lr'])
+        background = tasks['background_lq'][t]
+        sr = torch.cat([functional_call(model.net_g, adapted, (background[c], ))
+                        for c in torch.arange(len(background)).split(chunk)])
+        total = total + model.cri_pix(sr, tasks['background_gt_usm'][t])
+    return (total / TASKS).item()
+
+
+@pytest.mark.parametrize('chunk', [1, 2])
+def test_a_network_that_draws_random_numbers_gets_the_gradient_of_the_draw_it_made(tmp_path, float64, chunk):
+    """The recomputed forwards (inner step, outer patches) must replay the random numbers of the first ones."""
+    tasks = degraded_tasks()
+    torch.manual_seed(0)
+    model = build_model(model_options(tmp_path, {'outer_chunk': chunk, 'mask_reg_weight': 0},
+                                      network_g={'type': 'DropoutSRForTests'}, logger={'print_freq': 1000}))
+    model.feed_data(tasks)
+    torch.manual_seed(5)
+    model.optimize_parameters(1)
+    for net in (model.net_g, model.net_mask):
+        for name, param in net.named_parameters():
+            index = tuple(0 for _ in param.shape)
+            original = param.data[index].item()
+            values = []
+            for sign in (1, -1):
+                param.data[index] = original + sign * 1e-6
+                values.append(seeded_objective(model, tasks, 5, chunk))
+            param.data[index] = original
+            expected = (values[0] - values[1]) / 2e-6
+            assert param.grad[index].item() == pytest.approx(expected, rel=1e-5, abs=1e-9), name

@@ -123,6 +123,9 @@ class FacePairExtractor:
         if not faces:
             return []
         boxes = [_crop_box(face, width, height, f'{name}, face {i}') for i, face in enumerate(faces)]
+        if self.restorer is None:
+            raise ValueError(f'{name}: its faces need a restorer, and this extractor has none (the pairs source '
+                             'brings restored faces); give face_pairs a restorer and another source')
         size = self.restorer.size
         aligned, matrices = zip(*(align_face(lq, face.landmarks, size) for face in faces))
         gt_aligned = None

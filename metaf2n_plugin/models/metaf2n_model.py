@@ -21,7 +21,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
@@ -38,6 +37,8 @@ from metaf2n_plugin.faces.extractor import build_restorer
 from metaf2n_plugin.faces.restoration import restore_lq_faces
 from metaf2n_plugin.metrics.fid_metric import FrechetInceptionDistance
 from metaf2n_plugin.models.adaptation import NonFiniteInnerLoss, adapt_to_faces, inner_loss
+from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
+from metaf2n_plugin.models.recompute import replayed_rng, rng_state
 from metaf2n_plugin.models.tiling import tiled_forward
 
 ADAPTATION_DEFAULTS = {'lr': 0.01, 'steps': 1, 'params': None, 'legacy_bicubic': False, 'num_patches': 16,
@@ -115,12 +116,13 @@ class MetaF2NModel(SRGANModel):
         return net
 
     def model_to_device(self, net):
-        """On the device; under ``--launcher`` every rank starts from rank 0's weights (gradients are averaged
-        by :meth:`average_gradients`: DistributedDataParallel cannot run the inner step's double backward)."""
+        """On the device, not wrapped (see :mod:`~metaf2n_plugin.models.distributed`): under ``--launcher`` every
+        rank starts from rank 0's weights."""
+        if not self.opt['dist'] and self.opt['num_gpu'] > 1:
+            get_root_logger().warning('MetaF2NModel runs on one GPU per process: use torchrun --nproc_per_node=N '
+                                      '... --launcher pytorch for several')
         net = net.to(self.device)
-        if self.opt['dist']:
-            for tensor in net.state_dict().values():
-                dist.broadcast(tensor, src=0)
+        broadcast_from_rank0(net.state_dict().values())
         return net
 
     def _check_scale(self):
@@ -137,19 +139,20 @@ class MetaF2NModel(SRGANModel):
         """One optimiser for theta and MaskNet (``optim_g``), one for the discriminator (``optim_d``)."""
         train_opt = self.opt['train']
         params = [p for net in (self.net_g, self.net_mask) for p in net.parameters() if p.requires_grad]
-        self.optimizer_g = self.get_optimizer(params=params, **train_opt['optim_g'])
+        options = dict(train_opt['optim_g'])
+        self.optimizer_g = self.get_optimizer(options.pop('type'), params, **options)
         self.optimizers.append(self.optimizer_g)
         if self.net_d is not None:
-            self.optimizer_d = self.get_optimizer(params=self.net_d.parameters(), **train_opt['optim_d'])
+            options = dict(train_opt['optim_d'])
+            self.optimizer_d = self.get_optimizer(options.pop('type'), self.net_d.parameters(), **options)
             self.optimizers.append(self.optimizer_d)
 
-    def get_optimizer(self, params, lr, **options):
-        """Any ``torch.optim`` optimiser, by its class name in ``options['type']`` (BasicSR 1.4.2 knows only Adam)."""
-        name = options.pop('type')
-        optimizer = getattr(torch.optim, name, None)
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        """Any ``torch.optim`` optimiser by its class name (BasicSR 1.4.2 knows only Adam)."""
+        optimizer = getattr(torch.optim, optim_type, None)
         if not (inspect.isclass(optimizer) and issubclass(optimizer, torch.optim.Optimizer)):
-            raise ValueError(f'optimizer type {name!r} is not a torch.optim optimizer (e.g. Adam, AdamW, SGD)')
-        return optimizer(params, lr=lr, **options)
+            raise ValueError(f'optimizer type {optim_type!r} is not a torch.optim optimizer (e.g. Adam, AdamW, SGD)')
+        return optimizer(params, lr=lr, **kwargs)
 
     def feed_data(self, data):
         """A test photo (``lq``), or T tasks: HQ (degraded here) or already degraded (DegradedTasks' fields)."""
@@ -189,19 +192,19 @@ class MetaF2NModel(SRGANModel):
         for t in range(len(self.tasks.face_lq)):
             try:
                 sr, log = self.meta_backward(t, update_g, log_now)
-            except NonFiniteInnerLoss as error:
+            except FloatingPointError as error:  # a non-finite loss, found before any backward
                 get_root_logger().warning(f'iter {current_iter}, task {t}: {error}; task skipped')
                 continue
             logs.append(log)
             fakes.append(sr)
             reals.append(self.tasks.background_gt[t])
-        if self.average_gradients(self.optimizer_g, len(fakes)) and update_g:
+        if average_gradients(self.optimizer_g.param_groups[0]['params'], len(fakes)) and update_g:
             self.optimizer_g.step()
         if self.net_d is not None:
             logs.append(self.optimize_discriminator(reals, fakes))
-        keys = dict.fromkeys(key for log in logs for key in log)
-        self.log_dict = self.reduce_loss_dict(
-            OrderedDict((key, torch.stack([log[key] for log in logs if key in log]).mean()) for key in keys))
+        nets = [net for net in (self.net_g, self.net_mask, self.net_d) if net is not None]
+        broadcast_from_rank0(buffer for net in nets for buffer in net.buffers())  # e.g. spectral norm's vectors
+        self.log_dict = mean_log(logs)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
@@ -212,28 +215,60 @@ class MetaF2NModel(SRGANModel):
             ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output (detached) and the logged terms.
         """
         lq, hq = self.tasks.face_lq_patches[t], self.tasks.face_hq_patches[t]
+        inner_rng = rng_state(self.device)
         adapted = self.adapt(self.net_g, lq, hq)
         fast = adapted if self.first_order else {k: v.detach().requires_grad_() for k, v in adapted.items()}
-        background = self.tasks.background_lq[t]
-        with torch.no_grad():
-            sr = functional_call(self.net_g, fast, (background, ))
         losses = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
-        if update_g:
-            sr.requires_grad_()
-            outer = self.outer_losses(sr, self.tasks.background_gt_usm[t], adapted.mask_weights)
-            sum(outer.values()).backward()  # dL_out/dSR into sr.grad (and the mask regulariser's gradient)
-            for chunk in torch.arange(len(background)).split(self.outer_chunk or len(background)):
-                functional_call(self.net_g, fast, (background[chunk], )).backward(sr.grad[chunk])
+        if not update_g:
+            with torch.no_grad():
+                sr = functional_call(self.net_g, fast, (self.tasks.background_lq[t], ))
+        else:
+            sr, outer = self.outer_backward(fast, self.tasks.background_lq[t], self.tasks.background_gt_usm[t],
+                                            adapted.mask_weights)
             if not self.first_order:  # push g = dL_out/dtheta' through theta' = theta - lr * grad L_in(theta, mask)
-                again = self.adapt(self.net_g, lq, hq, create_graph=True)
+                with replayed_rng(inner_rng, self.device):
+                    again = self.adapt(self.net_g, lq, hq, create_graph=True)
                 names = [name for name in fast if fast[name].grad is not None]
                 torch.autograd.backward([again[name] for name in names], [fast[name].grad for name in names])
-            losses.update({key: value.detach() for key, value in outer.items()})
+            losses.update(outer)
         if log_now:
             with torch.no_grad():
                 after = functional_call(self.net_g, adapted, (lq, ))
                 losses['l_inner_after'] = inner_loss(after, hq, adapted.mask_weights)
         return sr.detach(), losses
+
+    def outer_backward(self, fast, background, target, mask_weights):
+        """The outer loss of ``SR = f_fast(background)`` and its backward into ``fast`` (and MaskNet, through W).
+
+        With ``outer_chunk`` the loss is computed on the whole output, and its gradient goes back through the
+        network ``outer_chunk`` patches at a time, each recomputed with its graph and its random numbers.
+
+        Returns:
+            ``(sr, losses)``: the output (detached) and the loss terms (detached).
+
+        Raises:
+            FloatingPointError: the loss is not finite (before any backward).
+        """
+        if self.outer_chunk:
+            chunks = torch.arange(len(background)).split(self.outer_chunk)
+            states, outputs = [], []
+            with torch.no_grad():
+                for chunk in chunks:
+                    states.append(rng_state(self.device))
+                    outputs.append(functional_call(self.net_g, fast, (background[chunk], )))
+            sr = torch.cat(outputs).requires_grad_()
+        else:
+            sr = functional_call(self.net_g, fast, (background, ))
+        losses = self.outer_losses(sr, target, mask_weights)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise FloatingPointError(f'outer loss {total.item()} is not finite')
+        total.backward()
+        if self.outer_chunk:
+            for chunk, state in zip(chunks, states):
+                with replayed_rng(state, self.device):
+                    functional_call(self.net_g, fast, (background[chunk], )).backward(sr.grad[chunk])
+        return sr.detach(), {key: value.detach() for key, value in losses.items()}
 
     def outer_losses(self, sr, target, mask_weights):
         """MetaF2N's outer loss terms of the adapted output (+ SSG): a dict of scalars, to be summed."""
@@ -268,26 +303,9 @@ class MetaF2NModel(SRGANModel):
                 loss.backward()
                 log[f'l_d_{name}'] += loss.detach() / len(reals)
                 log[f'out_d_{name}'] += prediction.detach().mean() / len(reals)
-        if self.average_gradients(self.optimizer_d, len(reals)):
+        if average_gradients(self.net_d.parameters(), len(reals)):
             self.optimizer_d.step()
         return log if reals else {}
-
-    def average_gradients(self, optimizer, count):
-        """Divide the gradients summed over ``count`` tasks (over all ranks) by the total count; False if it is 0."""
-        params = [p for group in optimizer.param_groups for p in group['params']]
-        if self.opt['dist']:
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params] +
-                             [torch.tensor([float(count)], device=self.device)])
-            dist.all_reduce(flat)
-            count = int(flat[-1].item())
-            for p, grad in zip(params, flat[:-1].split([p.numel() for p in params])):
-                p.grad = grad.view_as(p)
-        if count == 0:
-            return False
-        for p in params:
-            if p.grad is not None:
-                p.grad.div_(count)
-        return True
 
     def test(self):
         """Algorithm 2: adapt theta to this photo's faces (never touching the network), super-resolve with theta'."""
