@@ -297,3 +297,30 @@ def test_a_network_that_draws_random_numbers_gets_the_gradient_of_the_draw_it_ma
             param.data[index] = original
             expected = (values[0] - values[1]) / 2e-6
             assert param.grad[index].item() == pytest.approx(expected, rel=1e-5, abs=1e-9), name
+
+
+@pytest.mark.parametrize('degraded', [False, True], ids=['HQ tasks', 'already degraded tasks'])
+def test_the_face_restorer_makes_the_inner_steps_targets(tmp_path, task_batch, degraded):
+    """A GPEN restorer (tiny, random) restores the LQ faces; the inner step's targets are its patches."""
+    from metaf2n_plugin.archs.gpen_arch import GPEN
+    from metaf2n_plugin.data.task_degradation import cut_patches
+    from metaf2n_plugin.faces.restoration import GPENRestorer, restore_lq_faces
+    gpen = {'size': 64, 'style_dim': 32, 'n_mlp': 2, 'channel_multiplier': 1, 'narrow': 0.125}
+    torch.manual_seed(0)
+    torch.save(GPEN(**gpen).state_dict(), tmp_path / 'GPEN-BFR-64.pth')
+    restorer = {'type': 'gpen', 'weights': str(tmp_path / 'GPEN-BFR-64.pth'), **gpen}
+    model = build_model(model_options(tmp_path, face_restorer=restorer))
+    torch.manual_seed(1)
+    model.feed_data(task_batch)
+    tasks = model.tasks
+    if degraded:
+        fields = ('face_lq', 'face_lq_patches', 'face_gt_patches', 'face_crops', 'background_lq', 'background_gt',
+                  'background_gt_usm')
+        model.feed_data({name: getattr(tasks, name) for name in fields})
+    reference = GPENRestorer(weights=str(tmp_path / 'GPEN-BFR-64.pth'), **gpen)
+    for t in range(2):
+        restored = restore_lq_faces(reference, tasks.face_lq[t], 4)
+        assert restored.shape == (2, 3, 128, 128)
+        expected = cut_patches(restored, tasks.face_crops[t], 4)
+        torch.testing.assert_close(model.tasks.face_hq_patches[t], expected, atol=1e-5, rtol=0)
+        assert (expected - tasks.face_gt_patches[t]).abs().mean() > 0.05  # not the GT
