@@ -47,7 +47,7 @@ def choose_detailed_crops(references, candidates, scale, min_log_gradient):
         ``(F, 3)`` int64, the chosen crops.
     """
     scores = torch.stack([
-        log_mean_squared_gradient(torch.stack([crop(reference, box, scale) for box in boxes.tolist()]))
+        log_mean_squared_gradient(cut_patches(reference.expand(len(boxes), -1, -1, -1), boxes, scale))
         for reference, boxes in zip(references, candidates)
     ])
     passed = (scores >= min_log_gradient).cpu()

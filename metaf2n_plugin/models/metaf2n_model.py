@@ -416,11 +416,7 @@ class MetaF2NModel(SRGANModel):
         return os.path.join(self.opt['path']['visualization'], dataset_name, f'{stem}_{tag}{suffix}.png')
 
     def save(self, epoch, current_iter):
-        if hasattr(self, 'net_g_ema'):
-            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
-        else:
-            self.save_network(self.net_g, 'net_g', current_iter)
         self.save_network(self.net_mask, 'net_mask', current_iter)
         if self.net_d is not None:
             self.save_network(self.net_d, 'net_d', current_iter)
-        self.save_training_state(epoch, current_iter)
+        SRModel.save(self, epoch, current_iter)  # net_g with its EMA, then the training state
