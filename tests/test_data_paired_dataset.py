@@ -1,4 +1,5 @@
 """The tiny data set, and the paired face test dataset on it: items, face sources, errors, BasicSR's test runner."""
+import json
 import os
 import re
 import shutil
@@ -31,15 +32,25 @@ def paired(folder, **changes):
     return build_dataset(opt)
 
 
-def test_tiny_set_holds_faces_backgrounds_and_two_test_sets(workdir):
+def test_tiny_set_holds_faces_backgrounds_and_four_test_sets(workdir):
     root = workdir / 'datasets' / 'tiny'
     faces, backgrounds = sorted((root / 'faces').iterdir()), sorted((root / 'backgrounds').iterdir())
     assert len(faces) == 8 and {read_image(p).shape for p in faces} == {(256, 256, 3)}
     assert len(backgrounds) == 7 and {read_image(p).shape for p in backgrounds} == {(400, 400, 3)}
-    for name, count in (('Tiny_iid', 2), ('Tiny_Multi_iid', 2)):
+    held_out = sorted(p.name for p in (root / 'sources' / 'test_backgrounds').iterdir())
+    assert held_out == ['grass.png', 'gravel.png', 'motorcycle_right.png', 'retina.png']
+    for name, count in (('Tiny_iid', 2), ('Tiny_Multi_iid', 4), ('Tiny_ood', 2), ('Tiny_Multi_ood', 4)):
         assert len(list((root / 'test' / name / 'GT').iterdir())) == count
         assert read_image(root / 'test' / name / 'LQ' / sorted(os.listdir(root / 'test' / name / 'LQ'))[0]).shape \
             == (128, 128, 3)
+        meta = json.loads((root / 'test' / name / 'meta.json').read_text())
+        assert meta['settings']['preset'] == name.rsplit('_', 1)[1]
+        if 'Multi' in name:  # the multi-face sets' backgrounds are never training backgrounds
+            assert {os.path.basename(entry['sources'][0]) for key, entry in meta.items() if key != 'settings'} \
+                == set(held_out)
+    seeds = {json.loads((root / 'test' / name / 'meta.json').read_text())['settings']['seed']
+             for name in ('Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood')}
+    assert len(seeds) == 4  # every set draws its own degradations
 
 
 def test_item_has_lq_gt_paths_and_landmarks_in_lq_pixels(test_set):

@@ -46,11 +46,11 @@ def test_training_logs_every_term_and_resumes_at_iteration_2(workdir):
 def test_test_runner_reports_adapted_and_unadapted_metrics_and_saves_both_images(workdir):
     results = workdir / 'results' / f'{NAME}_test'
     log = newest_log(results, f'test_{NAME}_test')
-    for dataset in ('Tiny_iid', 'Tiny_Multi_iid'):
+    for dataset, count in (('Tiny_iid', 2), ('Tiny_Multi_iid', 4)):
         section = log.split(f'Validation {dataset}')[1]
         assert re.search(r'# psnr: [0-9.]+', section) and re.search(r'# ssim_unadapted: [0-9.]+', section)
         saved = sorted(p.name for p in (results / 'visualization' / dataset).iterdir())
-        assert len(saved) == 4 and sum(name.endswith('_tiny_unadapted.png') for name in saved) == 2
+        assert len(saved) == 2 * count and sum(name.endswith('_tiny_unadapted.png') for name in saved) == count
     load_script('results_table').main([str(results)])
     table = (results / 'metrics.md').read_text()
     assert '| Tiny_iid |' in table and 'PSNR unadapted' in table and 'Δ SSIM' in table

@@ -9,8 +9,14 @@ Layout under ``root`` (``datasets/tiny`` by default; nothing of it is committed)
                                         field, immunohistochemistry, motorcycle)
     sources/photos/<photo>.png          the two built-in photos as 512 x 512 squares (inputs of the test sets)
     sources/photos_landmarks.json       their landmarks (input of make_testset)
-    test/Tiny_iid/{GT,LQ}/, landmarks.json, meta.json        single-face test set, GT 512, LQ 128 (x4)
-    test/Tiny_Multi_iid/{GT,LQ}/, landmarks.json, meta.json  2 multi-face images (faces/ into backgrounds/)
+    sources/test_backgrounds/<image>.png  4 held-out backgrounds (retina, the right stereo motorcycle, gravel,
+                                        grass), never in backgrounds/
+    test/<set>/{GT,LQ}/, landmarks.json, meta.json   GT 512, LQ 128 (x4); <set> is one of
+        Tiny_iid, Tiny_ood              the two photos, degraded like training (iid) or past its ranges (ood)
+        Tiny_Multi_iid, Tiny_Multi_ood  4 multi-face images each: faces/ pasted into the held-out backgrounds
+
+Every test set has a seed of its own, so its degradation draws are new ones (never a training task's); the
+faces of the test sets are the training faces' people (the only annotated photos that ship offline).
 
 ``faces/`` and ``backgrounds/`` are ``MetaF2NTaskDataset``'s ``dataroot_face`` / ``dataroot_background``; a
 test set's ``LQ``, ``GT`` and ``landmarks.json`` are ``MetaF2NPairedFaceDataset``'s ``dataroot_lq``,
@@ -32,6 +38,12 @@ BACKGROUND_SIZE = 400
 BACKGROUNDS = (('coffee', [(0, 0), (0, 200)]), ('rocket', [(27, 120)]), ('hubble_deep_field', [(0, 0), (400, 500)]),
                ('immunohistochemistry', [(56, 56)]))
 TEST_GT_SIZE = 512
+# held-out test backgrounds, each a square crop (top, left, side) of a scikit-image picture; gray ones made RGB
+TEST_BACKGROUNDS = {'retina': (450, 450, 512), 'motorcycle_right': (0, 241, 500), 'gravel': (0, 0, 512),
+                    'grass': (0, 0, 512)}
+# (set, preset, multi-face); set k is built with seed + k
+TEST_SETS = (('Tiny_iid', 'iid', False), ('Tiny_Multi_iid', 'iid', True), ('Tiny_ood', 'ood', False),
+             ('Tiny_Multi_ood', 'ood', True))
 
 
 def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
@@ -57,14 +69,30 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
                         image[top:top + BACKGROUND_SIZE, left:left + BACKGROUND_SIZE])
     motorcycle = skimage.data.stereo_motorcycle()[0].astype(np.float32) / 255.0
     write_image(os.path.join(folders['backgrounds'], 'motorcycle_0.png'), motorcycle[50:450, 170:570])
+    test_backgrounds = _write_test_backgrounds(os.path.join(root, 'sources', 'test_backgrounds'))
     photos = sorted(os.path.join(folders['sources/photos'], f'{photo}.png') for photo in PHOTOS)
-    build_testset(photos, os.path.join(root, 'test', 'Tiny_iid'), seed=seed, gt_size=TEST_GT_SIZE,
-                  landmarks_json=os.path.join(root, 'sources', 'photos_landmarks.json'), progress=progress)
     faces = sorted(os.path.join(folders['faces'], name) for name in os.listdir(folders['faces']))
-    backgrounds = sorted(os.path.join(folders['backgrounds'], name) for name in os.listdir(folders['backgrounds']))
-    build_testset(faces, os.path.join(root, 'test', 'Tiny_Multi_iid'), seed=seed, gt_size=TEST_GT_SIZE,
-                  backgrounds=backgrounds, num_images=2, progress=progress)
+    for k, (name, preset, multi) in enumerate(TEST_SETS):
+        out_dir = os.path.join(root, 'test', name)
+        if multi:
+            build_testset(faces, out_dir, preset, seed + k, TEST_GT_SIZE, backgrounds=test_backgrounds,
+                          progress=progress)
+        else:
+            build_testset(photos, out_dir, preset, seed + k, TEST_GT_SIZE, progress=progress,
+                          landmarks_json=os.path.join(root, 'sources', 'photos_landmarks.json'))
     return root
+
+
+def _write_test_backgrounds(folder):
+    """Write :data:`TEST_BACKGROUNDS` into ``folder``; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, (top, left, side) in TEST_BACKGROUNDS.items():
+        image = skimage.data.stereo_motorcycle()[1] if name == 'motorcycle_right' else getattr(skimage.data, name)()
+        image = image[top:top + side, left:left + side].astype(np.float32) / 255.0
+        paths.append(os.path.join(folder, f'{name}.png'))
+        write_image(paths[-1], np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image)
+    return paths
 
 
 def _to_template(face):
