@@ -1,4 +1,5 @@
-# `make test` sets up .venv and runs the tests; `make install` only sets up.
+# `make demo` sets up .venv and runs MetaF2N + SSG end to end on built-in data; `make test` sets up and runs the tests;
+# `make install` only sets up.
 PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
@@ -7,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.metaf2n-installed
 
-.PHONY: install test bench clean
+.PHONY: install demo test bench clean
 
 install: $(STAMP)
 
@@ -19,6 +20,9 @@ $(STAMP): setup.py Makefile metaf2n_autoload.py metaf2n_autoload.pth
 	$(BIN)/pip install --quiet --no-build-isolation 'basicsr>=1.4.2'
 	$(BIN)/pip install --quiet --editable '.[test]'
 	touch $@
+
+demo: install
+	$(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/python -m pytest -q tests
