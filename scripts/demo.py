@@ -40,6 +40,11 @@ def run(step, *args):
                  'already done are reused.')
 
 
+def read_options(path):
+    with open(path, encoding='utf-8') as f:
+        return yaml.safe_load(f)
+
+
 def skip(step, reason):
     print(f'\n== {step}: skipped, {reason}', flush=True)
 
@@ -61,7 +66,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.time()
     print(OFFLINE_NOTE, flush=True)
-    train_opt, test_opt = (yaml.safe_load(open(path)) for path in (TRAIN_OPTIONS, TEST_OPTIONS))
+    train_opt, test_opt = map(read_options, (TRAIN_OPTIONS, TEST_OPTIONS))
 
     if all(os.path.isfile(os.path.join(DATA_ROOT, 'test', name, 'meta.json')) for name, _, _ in TEST_SETS):
         skip('1/5 data', f'{DATA_ROOT} is there')
