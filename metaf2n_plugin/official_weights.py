@@ -1,0 +1,148 @@
+"""The official MetaF2N weights: its TensorFlow 1 checkpoint as BasicSR checkpoints for RRDBNet and MaskNet.
+
+The checkpoint's variables (``MODEL/...`` and ``Mask/...``; reference: yinzhicun/MetaF2N ``model/model.py``)::
+
+    MODEL/conv_first/weight, .../bias                    -> RRDBNet conv_first.weight, conv_first.bias
+    MODEL/body/<i>/rdb<j>/conv<k>/weight, .../bias       -> body.<i>.rdb<j>.conv<k>.weight, .bias
+    MODEL/{conv_body,conv_up1,conv_up2,conv_hr,conv_last}/weight, .../bias
+    Mask/conv<k>/kernel, Mask/conv<k>/bias (k = 1..8)    -> MaskNet convs.<k-1>.weight, .bias
+
+Kernels are HWIO there and OIHW here. A training checkpoint's other variables (Adam slots, ``beta1_power``,
+``global_step``, ``Discriminator/*``) are ignored. The original's RRDBNet is BasicSR's (SAME padding, nearest
+x2 upsampling, LeakyReLU 0.2, residual scale 0.2), so the converted weights give the same outputs; MaskNet's
+input upsampling is TF1's ``resize_bicubic``: run converted weights with ``adaptation.legacy_bicubic: true``.
+
+    metaf2n-convert <checkpoint prefix or .npz> --out experiments/pretrained_models
+
+writes ``MetaF2N_net_g.pth`` and ``MetaF2N_net_mask.pth`` (``params``), usable as ``path.pretrain_network_g``
+and ``path.pretrain_network_mask``, and prints the matching ``network_g`` / ``network_mask`` options.
+Reading a TensorFlow checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same
+variable names needs nothing more.
+"""
+import argparse
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
+OUTPUTS = {'g': 'MetaF2N_net_g.pth', 'mask': 'MetaF2N_net_mask.pth'}
+_SR_VARIABLE = re.compile(rf'^{SR_SCOPE}/((?:conv_\w+|body/\d+/rdb\d/conv\d))/(weight|bias)$')
+_MASK_VARIABLE = re.compile(rf'^{MASK_SCOPE}/conv(\d+)/(kernel|bias)$')
+
+
+def read_variables(path):
+    """``{name: float32 array}`` of a TensorFlow checkpoint (its prefix, e.g. ``model-400000``) or an ``.npz``.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``; ImportError: a TensorFlow checkpoint without ``tensorflow``.
+    """
+    if path.endswith('.npz'):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'{path!r} does not exist')
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name].astype(np.float32) for name in npz.files}
+    if not os.path.isfile(path + '.index'):
+        raise FileNotFoundError(f'{path!r} is not a TensorFlow checkpoint: {path}.index does not exist (give the '
+                                'prefix, e.g. .../model-400000, or an .npz of the variables)')
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError('reading a TensorFlow checkpoint needs tensorflow: pip install ".[convert]" (or '
+                          'tensorflow-cpu)') from error
+    reader = tf.train.load_checkpoint(path)
+    return {name: np.asarray(reader.get_tensor(name), np.float32) for name in reader.get_variable_to_shape_map()}
+
+
+def _conv(kernel):
+    """HWIO -> OIHW."""
+    return torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+
+
+def convert(variables, where='the checkpoint'):
+    """The SR network's and MaskNet's BasicSR state dicts and options from the official variables.
+
+    Returns:
+        ``{'g': (state_dict, network_g options), 'mask': (state_dict, network_mask options)}``.
+
+    Raises:
+        ValueError: variables missing or of unexpected shapes, naming ``where``.
+    """
+    g, mask = {}, {}
+    for name, value in variables.items():
+        if _SR_VARIABLE.match(name):
+            scope, kind = _SR_VARIABLE.match(name).groups()
+            g[f'{scope.replace("/", ".")}.{kind}'] = _conv(value) if kind == 'weight' else torch.from_numpy(value)
+        elif _MASK_VARIABLE.match(name):
+            index, kind = _MASK_VARIABLE.match(name).groups()
+            key = f'convs.{int(index) - 1}.{"weight" if kind == "kernel" else "bias"}'
+            mask[key] = _conv(value) if kind == 'kernel' else torch.from_numpy(value)
+    for scope, found in ((SR_SCOPE, g), (MASK_SCOPE, mask)):
+        if not found:
+            raise ValueError(f'{where} has no {scope}/... variables; is it an official MetaF2N checkpoint? '
+                             f'(first names: {sorted(variables)[:5]})')
+    try:
+        blocks = {int(key.split('.')[1]) for key in g if key.startswith('body.')}
+        g_opt = {'type': 'RRDBNet', 'num_in_ch': g['conv_first.weight'].shape[1],
+                 'num_out_ch': g['conv_last.weight'].shape[0], 'scale': 4,
+                 'num_feat': g['conv_first.weight'].shape[0], 'num_block': len(blocks),
+                 'num_grow_ch': g['body.0.rdb1.conv1.weight'].shape[0]}
+        mask_opt = {'type': 'MaskNet', 'num_in_ch': mask['convs.0.weight'].shape[1],
+                    'num_feat': mask['convs.0.weight'].shape[0], 'num_conv': len(mask) // 2}
+    except KeyError as error:
+        raise ValueError(f'{where} lacks the variable behind {error}') from error
+    for state, options in ((g, g_opt), (mask, mask_opt)):
+        _check_loads(state, options, where)
+    return {'g': (g, g_opt), 'mask': (mask, mask_opt)}
+
+
+def _check_loads(state, options, where):
+    """Load ``state`` into the network ``options`` describe (strict): names and shapes must all fit."""
+    from basicsr.archs import build_network
+
+    try:
+        build_network(dict(options)).load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f'{where}: its {options["type"]} variables do not fit {options}: {error}') from error
+
+
+def save_checkpoint(state, path):
+    """``{'params': state}`` at ``path``, written to a temporary file first and then renamed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(handle, 'wb') as f:
+            torch.save({'params': state}, f)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='metaf2n-convert', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('checkpoint', help='the official TensorFlow checkpoint prefix (e.g. .../model-400000) or '
+                        'an .npz of its variables')
+    parser.add_argument('--out', default='experiments/pretrained_models',
+                        help='output folder (default: experiments/pretrained_models)')
+    args = parser.parse_args(argv)
+    try:
+        converted = convert(read_variables(args.checkpoint), repr(args.checkpoint))
+    except (OSError, ImportError, ValueError) as error:
+        print(f'metaf2n-convert: {error}', file=sys.stderr)
+        return 2
+    for key, (state, options) in converted.items():
+        path = os.path.join(args.out, OUTPUTS[key])
+        save_checkpoint(state, path)
+        print(f'{path}: network_{key}: {options}')
+    print('Use them with path.pretrain_network_g / path.pretrain_network_mask and adaptation.legacy_bicubic: true.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
