@@ -20,13 +20,15 @@ Reading a TensorFlow checkpoint needs ``tensorflow`` (``pip install .[convert]``
 variable names needs nothing more.
 """
 import argparse
+import io
 import os
 import re
 import sys
-import tempfile
 
 import numpy as np
 import torch
+
+from metaf2n_plugin.faces.files import write_atomically
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
 OUTPUTS = {'g': 'MetaF2N_net_g.pth', 'mask': 'MetaF2N_net_mask.pth'}
@@ -73,11 +75,11 @@ def convert(variables, where='the checkpoint'):
     """
     g, mask = {}, {}
     for name, value in variables.items():
-        if _SR_VARIABLE.match(name):
-            scope, kind = _SR_VARIABLE.match(name).groups()
+        if match := _SR_VARIABLE.match(name):
+            scope, kind = match.groups()
             g[f'{scope.replace("/", ".")}.{kind}'] = _conv(value) if kind == 'weight' else torch.from_numpy(value)
-        elif _MASK_VARIABLE.match(name):
-            index, kind = _MASK_VARIABLE.match(name).groups()
+        elif match := _MASK_VARIABLE.match(name):
+            index, kind = match.groups()
             key = f'convs.{int(index) - 1}.{"weight" if kind == "kernel" else "bias"}'
             mask[key] = _conv(value) if kind == 'kernel' else torch.from_numpy(value)
     for scope, found in ((SR_SCOPE, g), (MASK_SCOPE, mask)):
@@ -110,17 +112,11 @@ def _check_loads(state, options, where):
 
 
 def save_checkpoint(state, path):
-    """``{'params': state}`` at ``path``, written to a temporary file first and then renamed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as f:
-            torch.save({'params': state}, f)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """``{'params': state}`` at ``path``, written atomically (the output folder is created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({'params': state}, buffer)
+    write_atomically(path, buffer.getvalue())
 
 
 def main(argv=None):

@@ -59,6 +59,9 @@ def test_a_training_checkpoints_other_variables_are_ignored():
 def test_cli_writes_basicsr_checkpoints_that_load_with_weights_only(tmp_path, forward):
     assert main([VARIABLES, '--out', str(tmp_path)]) == 0
     assert sorted(os.listdir(tmp_path)) == sorted(OUTPUTS.values())  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / OUTPUTS['g']).stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
     g = torch.load(tmp_path / OUTPUTS['g'], weights_only=True)
     assert list(g) == ['params']
     converted = convert(read_variables(VARIABLES))

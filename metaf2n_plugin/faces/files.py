@@ -80,16 +80,17 @@ def write_image(path, image):
         ok = False
     if not ok:
         raise ValueError(f'OpenCV cannot encode an image for {path!r}; use a .png name')
-    _write_atomically(path, encoded.tobytes())
+    write_atomically(path, encoded.tobytes())
 
 
 def write_json(path, obj):
     """Write a dict atomically as UTF-8 JSON, one top-level entry per line."""
     lines = [f'{json.dumps(key)}: {json.dumps(value)}' for key, value in obj.items()]
-    _write_atomically(os.fspath(path), ('{\n' + ',\n'.join(lines) + '\n}\n').encode('utf-8'))
+    write_atomically(os.fspath(path), ('{\n' + ',\n'.join(lines) + '\n}\n').encode('utf-8'))
 
 
-def _write_atomically(path, data):
+def write_atomically(path, data):
+    """Write ``data`` (bytes) to ``path`` through a temporary file in its folder, then rename it into place."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
     try:
