@@ -63,7 +63,7 @@ setup(
         'pyyaml>=5.4',
         'tb-nightly',  # what BasicSR's tensorboard logger uses; it publishes pre-releases only
         'numpy>=1.21',
-        'opencv-python>=4.5',
+        'opencv-python>=4.12',  # imdecodeWithMetadata: photos' EXIF orientation with their alpha and 16 bits
     ],
     # The test photos ship inside scikit-image and matplotlib (both also arrive with basicsr / facexlib).
     # `convert`: metaf2n-convert reads the official TensorFlow checkpoint (an .npz of its variables needs nothing).

@@ -14,7 +14,8 @@ input upsampling is TF1's ``resize_bicubic``: run converted weights with ``adapt
 
     metaf2n-convert <checkpoint prefix or .npz> --out experiments/pretrained_models
 
-writes ``MetaF2N_net_g.pth`` and ``MetaF2N_net_mask.pth`` (``params``), usable as ``path.pretrain_network_g``
+writes ``MetaF2N_net_g.pth`` and ``MetaF2N_net_mask.pth`` (``params``; the latter also ``legacy_bicubic:
+True``, which ``metaf2n-infer`` follows), usable as ``path.pretrain_network_g``
 and ``path.pretrain_network_mask``, and prints the matching ``network_g`` / ``network_mask`` options.
 Reading a TensorFlow checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same
 variable names needs nothing more.
@@ -28,6 +29,7 @@ import sys
 import numpy as np
 import torch
 
+from metaf2n_plugin.checkpoints import masknet_options, rrdbnet_options
 from metaf2n_plugin.faces.files import write_atomically
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
@@ -86,36 +88,14 @@ def convert(variables, where='the checkpoint'):
         if not found:
             raise ValueError(f'{where} has no {scope}/... variables; is it an official MetaF2N checkpoint? '
                              f'(first names: {sorted(variables)[:5]})')
-    try:
-        blocks = {int(key.split('.')[1]) for key in g if key.startswith('body.')}
-        g_opt = {'type': 'RRDBNet', 'num_in_ch': g['conv_first.weight'].shape[1],
-                 'num_out_ch': g['conv_last.weight'].shape[0], 'scale': 4,
-                 'num_feat': g['conv_first.weight'].shape[0], 'num_block': len(blocks),
-                 'num_grow_ch': g['body.0.rdb1.conv1.weight'].shape[0]}
-        mask_opt = {'type': 'MaskNet', 'num_in_ch': mask['convs.0.weight'].shape[1],
-                    'num_feat': mask['convs.0.weight'].shape[0], 'num_conv': len(mask) // 2}
-    except KeyError as error:
-        raise ValueError(f'{where} lacks the variable behind {error}') from error
-    for state, options in ((g, g_opt), (mask, mask_opt)):
-        _check_loads(state, options, where)
-    return {'g': (g, g_opt), 'mask': (mask, mask_opt)}
+    return {'g': (g, rrdbnet_options(g, where)), 'mask': (mask, masknet_options(mask, where))}
 
 
-def _check_loads(state, options, where):
-    """Load ``state`` into the network ``options`` describe (strict): names and shapes must all fit."""
-    from basicsr.archs import build_network
-
-    try:
-        build_network(dict(options)).load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f'{where}: its {options["type"]} variables do not fit {options}: {error}') from error
-
-
-def save_checkpoint(state, path):
-    """``{'params': state}`` at ``path``, written atomically (the output folder is created)."""
+def save_checkpoint(state, path, **extras):
+    """``{'params': state, **extras}`` at ``path``, written atomically (the output folder is created)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     buffer = io.BytesIO()
-    torch.save({'params': state}, buffer)
+    torch.save({'params': state, **extras}, buffer)
     write_atomically(path, buffer.getvalue())
 
 
@@ -134,7 +114,7 @@ def main(argv=None):
         return 2
     for key, (state, options) in converted.items():
         path = os.path.join(args.out, OUTPUTS[key])
-        save_checkpoint(state, path)
+        save_checkpoint(state, path, **({'legacy_bicubic': True} if key == 'mask' else {}))  # metaf2n-infer reads it
         print(f'{path}: network_{key}: {options}')
     print('Use them with path.pretrain_network_g / path.pretrain_network_mask and adaptation.legacy_bicubic: true.')
     return 0

@@ -64,6 +64,7 @@ def test_cli_writes_basicsr_checkpoints_that_load_with_weights_only(tmp_path, fo
     assert (tmp_path / OUTPUTS['g']).stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
     g = torch.load(tmp_path / OUTPUTS['g'], weights_only=True)
     assert list(g) == ['params']
+    assert torch.load(tmp_path / OUTPUTS['mask'], weights_only=True)['legacy_bicubic'] is True  # metaf2n-infer follows it
     converted = convert(read_variables(VARIABLES))
     net = network(g['params'], converted['g'][1])
     with torch.no_grad():
@@ -90,7 +91,7 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"(?s)'broken': its RRDBNet variables do not fit .*size mismatch for conv_hr"):
         convert(variables, "'broken'")
     del variables['MODEL/conv_first/weight']
-    with pytest.raises(ValueError, match="lacks the variable behind 'conv_first.weight'"):
+    with pytest.raises(ValueError, match="'broken': no variable 'conv_first.weight'; not an RRDBNet's weights"):
         convert(variables, "'broken'")
 
 

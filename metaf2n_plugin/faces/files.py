@@ -9,12 +9,15 @@ them, so face coordinates computed here match the images BasicSR's datasets load
 - 16-bit images are reduced to 8 bits (OpenCV keeps the high byte);
 - JPEG EXIF orientation is applied.
 
-Writers put the data into a temporary file in the destination folder and then ``os.replace`` it, so a
-crash never leaves a half-written file under the final name.
+:func:`read_photo` and :func:`write_photo` keep what a photo's owner expects back instead (alpha, gray,
+16 bits). Writers put the data into a temporary file in the destination folder and then ``os.replace`` it,
+so a crash never leaves a half-written file under the final name.
 """
 import json
 import os
+import struct
 import tempfile
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -81,6 +84,93 @@ def write_image(path, image):
     if not ok:
         raise ValueError(f'OpenCV cannot encode an image for {path!r}; use a .png name')
     write_atomically(path, encoded.tobytes())
+
+
+@dataclass
+class Photo:
+    """A photo as stored, split into what the network sees and what writing it back needs.
+
+    Attributes:
+        rgb: ``(H, W, 3)`` float32 RGB in [0, 1], upright (EXIF orientation applied); gray is replicated.
+        alpha: ``(H, W)`` float32 in [0, 1], or None.
+        gray: True when every pixel has R = G = B (written back with one colour channel).
+        bits: 8 or 16, the stored depth per channel.
+    """
+    rgb: np.ndarray
+    alpha: np.ndarray = None
+    gray: bool = False
+    bits: int = 8
+
+
+def read_photo(path):
+    """Read a photo for super-resolution, keeping its alpha, its grayness and its 16 bits.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: empty, truncated or undecodable files, and depths other than 8/16 bits; naming the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'image {path!r} does not exist')
+    data = np.fromfile(path, dtype=np.uint8)
+    if len(data) == 0:
+        raise ValueError(f'cannot read image {path!r}: the file is empty (0 bytes); replace or remove it')
+    pixels, kinds, metadata = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
+        raise ValueError(f'cannot read image {path!r}: OpenCV cannot decode it (truncated, or not an image); '
+                         'replace it or convert it to PNG')
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'cannot read image {path!r}: {pixels.dtype} pixels; convert it to an 8- or 16-bit PNG')
+    exif = [bytes(np.asarray(block).ravel()) for kind, block in zip(kinds, metadata)
+            if kind == cv2.IMAGE_METADATA_EXIF]
+    pixels = _upright(pixels, _exif_orientation(exif[0]) if exif else 1)
+    peak = np.iinfo(pixels.dtype).max
+    pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    colour = pixels[:, :, :3] if pixels.shape[2] >= 3 else pixels[:, :, :1].repeat(3, axis=2)
+    gray = bool((colour[:, :, 0] == colour[:, :, 1]).all() and (colour[:, :, 1] == colour[:, :, 2]).all())
+    alpha = pixels[:, :, 3].astype(np.float32) / peak if pixels.shape[2] == 4 else None
+    rgb = np.ascontiguousarray(colour[:, :, ::-1], dtype=np.float32) / peak
+    return Photo(rgb, alpha, gray, 16 if peak > 255 else 8)
+
+
+def write_photo(path, photo):
+    """Write a :class:`Photo` atomically as PNG: one channel if gray, alpha re-attached, at its depth."""
+    peak = 65535 if photo.bits == 16 else 255
+    colour = photo.rgb.mean(axis=2, keepdims=True) if photo.gray else photo.rgb[:, :, ::-1]
+    if photo.alpha is not None:  # PNG has no BGR + alpha of one colour channel: gray + alpha is written as BGRA
+        colour = np.concatenate([colour.repeat(3 // colour.shape[2], axis=2), photo.alpha[:, :, None]], axis=2)
+    pixels = (np.clip(colour, 0, 1) * peak).round().astype(np.uint16 if peak > 255 else np.uint8)
+    ok, encoded = cv2.imencode('.png', pixels)
+    if not ok:
+        raise ValueError(f'OpenCV cannot encode {path!r} as PNG')
+    write_atomically(os.fspath(path), encoded.tobytes())
+
+
+def _exif_orientation(exif):
+    """The orientation tag (1..8) of an EXIF block (TIFF layout, optionally after ``Exif\\0\\0``); 1 if absent."""
+    exif = exif.removeprefix(b'Exif\x00\x00')
+    if exif[:2] not in (b'II', b'MM'):
+        return 1
+    order = '<' if exif[:2] == b'II' else '>'
+    try:
+        first = struct.unpack_from(order + 'I', exif, 4)[0]
+        for entry in range(struct.unpack_from(order + 'H', exif, first)[0]):
+            tag, _, _, value = struct.unpack_from(order + 'HHIH', exif, first + 2 + 12 * entry)
+            if tag == 0x0112:
+                return value if 1 <= value <= 8 else 1
+    except struct.error:  # a damaged EXIF block: show the pixels as stored
+        pass
+    return 1
+
+
+def _upright(pixels, orientation):
+    """Apply an EXIF orientation (1..8) to ``(H, W, ...)`` pixels, as a viewer shows them."""
+    if orientation in (5, 6, 7, 8):
+        pixels = pixels.swapaxes(0, 1)  # transpose, then flip to make the rotations
+    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1), slice(None, None, -1)),
+             4: (slice(None, None, -1), ), 6: (slice(None), slice(None, None, -1)),
+             7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1), )}
+    return np.ascontiguousarray(pixels[flips[orientation]]) if orientation in flips else pixels
 
 
 def write_json(path, obj):

@@ -5,11 +5,14 @@ The adapted parameters are a dict, used with ``torch.func.functional_call``; the
 modified, so meta-training (second order, through ``create_graph``) and testing share this one function.
 """
 import re
+import zlib
 
+import numpy as np
 import torch
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from metaf2n_plugin.faces.patches import sample_patches
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 
 
@@ -70,6 +73,37 @@ def adapt_to_faces(net_g, net_mask, lq, hq, lr=1e-2, steps=1, params=None, creat
     adapted = AdaptedParameters(theta)
     adapted.mask_weights, adapted.inner_losses = weights, losses
     return adapted
+
+
+def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, num_patches=16, patch_size=64, **options):
+    """Algorithm 2's adaptation to one photo: ``num_patches`` patch pairs per face, then :func:`adapt_to_faces`.
+
+    The patches are drawn with a generator seeded by the photo's file name (and ``seed``), so a photo gets the
+    same patches whatever else is processed with it.
+
+    Args:
+        net_g, net_mask: as :func:`adapt_to_faces` (on the device the patches go to).
+        pairs: the photo's :class:`~metaf2n_plugin.faces.pairs.FacePair` list.
+        scale: integer SR factor s.
+        name: the photo's file name; names it in log lines and seeds the patch draw.
+        options: ``lr``, ``steps``, ``params``, ``legacy_bicubic`` of :func:`adapt_to_faces`.
+
+    Returns:
+        ``(adapted, patches, reason)``: :class:`AdaptedParameters` (None when the photo has no usable face
+        or the loss is not finite, ``reason`` then says which), and the :class:`PatchBatch` used.
+    """
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
+    patches = sample_patches(pairs, scale, num_patches, patch_size, rng, name)
+    if len(patches) == 0:
+        return None, patches, 'no usable face'
+    device = next(net_g.parameters()).device
+    with torch.enable_grad():
+        try:
+            adapted = adapt_to_faces(net_g, net_mask, patches.lq.to(device), patches.hq.to(device),
+                                     valid_mask=patches.mask.to(device), **options)
+        except NonFiniteInnerLoss as error:
+            return None, patches, str(error)
+    return adapted, patches, None
 
 
 def inner_loss(sr, hq, weights=None, valid_mask=None):

@@ -16,10 +16,8 @@ super-resolved with the adapted weights (and with the plain ones, for comparison
 import inspect
 import math
 import os
-import zlib
 from collections import OrderedDict
 
-import numpy as np
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
@@ -32,11 +30,11 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
-from metaf2n_plugin.faces import FacePairExtractor, sample_patches
+from metaf2n_plugin.faces import FacePairExtractor
 from metaf2n_plugin.faces.extractor import build_restorer
 from metaf2n_plugin.faces.restoration import restore_lq_faces
 from metaf2n_plugin.metrics.fid_metric import FrechetInceptionDistance
-from metaf2n_plugin.models.adaptation import NonFiniteInnerLoss, adapt_to_faces, inner_loss
+from metaf2n_plugin.models.adaptation import adapt_to_faces, adapt_to_photo, inner_loss
 from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
 from metaf2n_plugin.models.recompute import replayed_rng, rng_state
 from metaf2n_plugin.models.tiling import tiled_forward
@@ -321,19 +319,12 @@ class MetaF2NModel(SRGANModel):
 
     def adapt_to_photo(self, net):
         """theta' for the current photo, or None (logged, counted) when it has no usable face."""
-        path = self.item['lq_path'][0]
-        name = os.path.basename(path)
-        seed = zlib.crc32(name.encode()) + self.opt.get('manual_seed', 0)  # the same patches whatever the order
-        patches = sample_patches(self.face_pairs.pairs_of_item(self.item), self.scale, self.adaptation['num_patches'],
-                                 self.adaptation['patch_size'], np.random.default_rng(seed), name)
-        if len(patches) == 0:
-            return self.not_adapted_because(name, 'no usable face')
-        with torch.enable_grad():
-            try:
-                return self.adapt(net, patches.lq.to(self.device), patches.hq.to(self.device),
-                                  valid_mask=patches.mask.to(self.device))
-            except NonFiniteInnerLoss as error:
-                return self.not_adapted_because(name, str(error))
+        name = os.path.basename(self.item['lq_path'][0])
+        adapted, _, reason = adapt_to_photo(net, self.net_mask, self.face_pairs.pairs_of_item(self.item), self.scale,
+                                            name, self.opt.get('manual_seed', 0), **self.adaptation)
+        if adapted is None:
+            self.not_adapted_because(name, reason)
+        return adapted
 
     def not_adapted_because(self, name, reason):
         get_root_logger().warning(f'{name}: {reason}; it gets the unadapted output')

@@ -2,11 +2,13 @@
 
 
 def tiled_forward(forward, lq, scale, tile=0, tile_pad=10):
-    """``forward(lq)``, computed on ``tile`` x ``tile`` LQ tiles that each see ``tile_pad`` more pixels per side.
+    """``forward(lq)``, computed on ``tile`` x ``tile`` LQ tiles that each see at least ``tile_pad`` more pixels.
 
-    Every tile is cut with its padding (clipped at the image border), super-resolved, and only its own ``scale``
-    times larger part is kept; with ``tile_pad`` at least the network's receptive field (in LQ pixels) the result
-    equals the untiled one up to float rounding.
+    Every tile is cut with ``tile_pad`` pixels of context per side; at the image border the window is shifted
+    inward instead of clipped, so every window has the same size, ``min(tile + 2 * tile_pad, H) x min(...,
+    W)`` (one compiled graph serves every photo). Only the tile's own ``scale`` times larger part of the
+    output is kept; with ``tile_pad`` at least the network's receptive field (in LQ pixels) the result equals
+    the untiled one up to float rounding.
 
     Args:
         forward: ``(N, C, h, w) -> (N, C', s*h, s*w)``.
@@ -21,12 +23,13 @@ def tiled_forward(forward, lq, scale, tile=0, tile_pad=10):
     if not tile:
         return forward(lq)
     height, width = lq.shape[-2:]
+    window = tile + 2 * tile_pad
     output = None
     for top in range(0, height, tile):
         for left in range(0, width, tile):
             bottom, right = min(top + tile, height), min(left + tile, width)
-            y0, x0 = max(top - tile_pad, 0), max(left - tile_pad, 0)
-            sr = forward(lq[..., y0:min(bottom + tile_pad, height), x0:min(right + tile_pad, width)])
+            y0, x0 = max(min(top - tile_pad, height - window), 0), max(min(left - tile_pad, width - window), 0)
+            sr = forward(lq[..., y0:y0 + window, x0:x0 + window])
             if output is None:
                 output = sr.new_zeros(*sr.shape[:-2], scale * height, scale * width)
             output[..., scale * top:scale * bottom, scale * left:scale * right] = \

@@ -1,0 +1,92 @@
+"""Weights files handed in by a user: loaded safely, named in every error, their architecture read off the shapes."""
+import os
+import pickle
+
+import torch
+
+PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what BasicSR tests with)
+
+
+def read_checkpoint(path, what='weights'):
+    """The object saved in a ``.pth`` file, loaded with ``weights_only=True`` (a file carrying code is refused).
+
+    Args:
+        path: the file.
+        what: names the file's role in errors, e.g. ``'--model'``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a PyTorch checkpoint that loads safely; the message names the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{what}: {path!r} does not exist')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f'{what}: {path!r} is not a PyTorch weights file that can be loaded safely ({reason})') \
+            from None
+
+
+def state_dict_of(checkpoint, path, what='weights'):
+    """A checkpoint's state dict: ``params_ema``, else ``params``, else the checkpoint's dict itself.
+
+    Raises:
+        ValueError: no dict of tensors there; the message names ``path``.
+    """
+    state = checkpoint
+    if isinstance(state, dict):
+        state = next((state[key] for key in PARAM_KEYS if isinstance(state.get(key), dict)), state)
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f'{what}: {os.fspath(path)!r} holds no state dict of tensors under '
+                         f'{" / ".join(PARAM_KEYS)} or at its top level (found {keys})')
+    return state
+
+
+def load_state_dict(path, what='weights'):
+    """:func:`state_dict_of` the checkpoint at ``path`` (errors as :func:`read_checkpoint`'s)."""
+    return state_dict_of(read_checkpoint(path, what), path, what)
+
+
+def rrdbnet_options(state, where='the weights'):
+    """BasicSR ``RRDBNet`` options that fit a state dict (x4, as MetaF2N), checked by a strict load.
+
+    Raises:
+        ValueError: the state dict is not an x4 RRDBNet's; names ``where``.
+    """
+    try:
+        first = state['conv_first.weight']
+        options = {'type': 'RRDBNet', 'num_in_ch': first.shape[1], 'num_out_ch': state['conv_last.weight'].shape[0],
+                   'scale': 4, 'num_feat': first.shape[0],
+                   'num_block': len({key.split('.')[1] for key in state if key.startswith('body.')}),
+                   'num_grow_ch': state['body.0.rdb1.conv1.weight'].shape[0]}
+    except KeyError as error:
+        raise ValueError(f'{where}: no variable {error}; not an RRDBNet\'s weights') from None
+    if options['num_in_ch'] != 3:
+        raise ValueError(f'{where}: conv_first takes {options["num_in_ch"]} channels; MetaF2N\'s RRDBNet takes '
+                         'RGB at x4 (3; an x2 or x1 RRDBNet unshuffles its input to 12 or 48)')
+    _check_loads(state, options, where)
+    return options
+
+
+def masknet_options(state, where='the weights'):
+    """``MaskNet`` options that fit a state dict, checked by a strict load (ValueError naming ``where``)."""
+    try:
+        options = {'type': 'MaskNet', 'num_in_ch': state['convs.0.weight'].shape[1],
+                   'num_feat': state['convs.0.weight'].shape[0], 'num_conv': len(state) // 2}
+    except KeyError as error:
+        raise ValueError(f'{where}: no variable {error}; not a MaskNet\'s weights') from None
+    _check_loads(state, options, where)
+    return options
+
+
+def _check_loads(state, options, where):
+    """Load ``state`` into the network ``options`` describe (strict): names and shapes must all fit."""
+    from basicsr.archs import build_network
+
+    try:
+        build_network(dict(options)).load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f'{where}: its {options["type"]} variables do not fit {options}: {error}') from None

@@ -1,0 +1,50 @@
+"""The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 autocast, torch.compile.
+
+theta' changes with every photo, so the compiled function takes the weights as inputs (a dict, as
+``functional_call`` does) instead of freezing them as constants: new weights of the same shapes reuse the
+compiled code. Tiles of one fixed size (:func:`~metaf2n_plugin.models.tiling.tiled_forward` shifts border
+windows inward) make one compilation serve every photo at least one window large; smaller windows run eagerly.
+"""
+import torch
+from torch.func import functional_call
+
+from metaf2n_plugin.models.tiling import tiled_forward
+
+
+class FastForward:
+    """``(params, lq) -> f_params(lq)`` for one network, tiled, without gradients.
+
+    Args:
+        net: the SR network, ``(N, 3, h, w) -> (N, 3, s*h, s*w)``, in eval mode.
+        scale: integer SR factor s.
+        tile, tile_pad: LQ tile side (0: the whole image at once) and context per side.
+        channels_last: run convolutions in NHWC (faster with oneDNN on CPUs).
+        bf16: autocast to bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs); the output is float32.
+        compile: ``torch.compile`` the network for windows of ``tile + 2 * tile_pad`` (needs ``tile``).
+    """
+
+    def __init__(self, net, scale, tile=0, tile_pad=10, channels_last=True, bf16=False, compile=False):
+        if compile and not tile:
+            raise ValueError('compile needs a tile size: one compilation serves windows of one size')
+        self.net, self.scale, self.tile, self.tile_pad = net, scale, tile, tile_pad
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.bf16 = bf16
+        self.compiled = torch.compile(self._functional, dynamic=False) if compile else None
+
+    def _functional(self, params, x):
+        return functional_call(self.net, params, (x, ))
+
+    @torch.no_grad()
+    def __call__(self, params, lq):
+        """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 3, s*H, s*W)`` float32, with ``params`` (None: the network's)."""
+        params = dict(self.net.named_parameters()) if params is None else params
+        params = {name: value.detach().contiguous(memory_format=self.memory_format) if value.dim() == 4
+                  else value.detach() for name, value in params.items()}
+        window = (self.tile + 2 * self.tile_pad, ) * 2
+
+        def forward(x):
+            run = self.compiled if self.compiled is not None and tuple(x.shape[-2:]) == window else self._functional
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                return run(params, x.contiguous(memory_format=self.memory_format)).float()
+
+        return tiled_forward(forward, lq, self.scale, self.tile, self.tile_pad).contiguous()
