@@ -68,6 +68,7 @@ setup(
     # The test photos ship inside scikit-image and matplotlib (both also arrive with basicsr / facexlib).
     # `convert`: metaf2n-convert reads the official TensorFlow checkpoint (an .npz of its variables needs nothing).
     extras_require={'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3'], 'convert': ['tensorflow>=2.4']},
-    entry_points={'console_scripts': ['metaf2n-convert = metaf2n_plugin.official_weights:main']},
+    entry_points={'console_scripts': ['metaf2n-convert = metaf2n_plugin.official_weights:main',
+                                    'metaf2n-infer = metaf2n_plugin.infer:main']},
     cmdclass={'build_py': BuildPyWithHook, 'editable_wheel': EditableWheelWithHook},
 )

@@ -62,7 +62,8 @@ class RetinaFaceDetector:
             image_path: unused (the other face sources need it).
 
         Returns:
-            list of :class:`Face` with landmarks, box and score in ``image``'s pixel coordinates.
+            list of :class:`Face` with landmarks, box and score in ``image``'s pixel coordinates; a detection
+            whose box covers no pixel of the image is dropped.
         """
         bgr = np.ascontiguousarray(image[:, :, ::-1] * 255, dtype=np.float32)  # RetinaFace takes BGR 0..255
         height, width = bgr.shape[:2]
@@ -71,7 +72,14 @@ class RetinaFaceDetector:
             bgr = cv2.resize(bgr, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
         back = np.array([width / bgr.shape[1], height / bgr.shape[0]])
         rows = self.net.detect_faces(bgr, conf_threshold=self.score_threshold, nms_threshold=self.nms_threshold)
-        return [
+        faces = [
             Face(landmarks=row[5:15].reshape(5, 2).astype(np.float64) * back,
                  box=row[:4].astype(np.float64) * np.tile(back, 2), score=float(row[4])) for row in rows
         ]
+        return [face for face in faces if _inside(face.box, width, height)]
+
+
+def _inside(box, width, height):
+    """Whether a box ``(x0, y0, x1, y1)`` covers at least one pixel centre of a ``width`` x ``height`` image."""
+    x0, y0, x1, y1 = box
+    return max(x0, 0) <= min(x1, width - 1) and max(y0, 0) <= min(y1, height - 1) and x0 < x1 and y0 < y1

@@ -102,8 +102,13 @@ class Photo:
     bits: int = 8
 
 
-def read_photo(path):
+def read_photo(path, check_size=None):
     """Read a photo for super-resolution, keeping its alpha, its grayness and its 16 bits.
+
+    Args:
+        path: the image file.
+        check_size: called as ``check_size(height, width, bits)`` once the file is decoded, before the pixels
+            are converted to float; it raises to refuse the photo.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -125,6 +130,8 @@ def read_photo(path):
             if kind == cv2.IMAGE_METADATA_EXIF]
     pixels = _upright(pixels, _exif_orientation(exif[0]) if exif else 1)
     peak = np.iinfo(pixels.dtype).max
+    if check_size is not None:
+        check_size(pixels.shape[0], pixels.shape[1], 16 if peak > 255 else 8)
     pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
     colour = pixels[:, :, :3] if pixels.shape[2] >= 3 else pixels[:, :, :1].repeat(3, axis=2)
     gray = bool((colour[:, :, 0] == colour[:, :, 1]).all() and (colour[:, :, 1] == colour[:, :, 2]).all())

@@ -1,0 +1,180 @@
+"""metaf2n-infer: Algorithm 2 on a user's photos, what a photo keeps, and every bad input named."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.archs.rrdbnet_arch import RRDBNet
+from PIL import Image
+from torch.func import functional_call
+
+from conftest import run_python
+from metaf2n_plugin import infer
+from metaf2n_plugin.archs.gpen_arch import GPEN
+from metaf2n_plugin.archs.masknet_arch import MaskNet
+from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo, write_image
+from metaf2n_plugin.faces.files import read_photo
+from metaf2n_plugin.models.adaptation import adapt_to_photo
+
+SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    """Tiny random MetaF2N weights, a random GPEN-BFR-256, and the astronaut with its landmarks."""
+    root = tmp_path_factory.mktemp('infer')
+    torch.manual_seed(0)
+    (root / 'weights').mkdir()
+    net_g = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    torch.nn.init.constant_(net_g.conv_last.bias, 0.5)  # outputs mid-gray, not clipped at 0
+    torch.save({'params': net_g.state_dict()}, root / 'weights' / 'net_g.pth')
+    torch.save({'params': MaskNet(6, 8, 3).state_dict()}, root / 'weights' / 'net_mask.pth')
+    torch.save(GPEN(256, channel_multiplier=1, narrow=0.5).state_dict(), root / 'weights' / 'GPEN-BFR-256.pth')
+    image, faces = builtin_photo('astronaut')
+    (root / 'photos').mkdir()
+    write_image(root / 'photos' / 'astronaut.png', cv2.resize(image, (SIDE, SIDE), interpolation=cv2.INTER_AREA))
+    landmarks = {'astronaut.png': {'faces': [{'landmarks': (face.landmarks * SIDE / 512).tolist()} for face in faces]}}
+    (root / 'faces.json').write_text(json.dumps(landmarks))
+    return root
+
+
+def weights_args(root, *extra):
+    return ['--model', str(root / 'weights' / 'net_g.pth'), '--mask', str(root / 'weights' / 'net_mask.pth'),
+            '--restorer-weights', str(root / 'weights'), '--restorer-size', '256', *extra]
+
+
+def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
+    out = tmp_path / 'out'
+    args = [str(setup / 'photos'), '-o', str(out), '--landmarks', str(setup / 'faces.json'), '--tile', '0',
+            '--lr', '0.5', '--save-faces', '--side-by-side']
+    assert infer.main(weights_args(setup, *args)) == 0
+    summary = capsys.readouterr().out
+    assert '1 of 1 photos super-resolved into' in summary and '1 face used, 0 photos without a usable face' in summary
+
+    photo = str(setup / 'photos' / 'astronaut.png')
+    state = torch.load(setup / 'weights' / 'net_g.pth', weights_only=True)['params']
+    net_g = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    net_g.load_state_dict(state)
+    net_mask = MaskNet(6, 8, 3)
+    net_mask.load_state_dict(torch.load(setup / 'weights' / 'net_mask.pth', weights_only=True)['params'])
+    extractor = FacePairExtractor(LandmarkSource(setup / 'faces.json'),
+                                  GPENRestorer(256, weights=setup / 'weights'), scale=4)
+    rgb = read_photo(photo).rgb
+    pairs = extractor(rgb, image_path=photo)
+    adapted, patches, _ = adapt_to_photo(net_g, net_mask, pairs, 4, 'astronaut.png', lr=0.5)
+    assert len(pairs) == 1 and len(patches) == 16
+    with torch.no_grad():
+        expected = functional_call(net_g, adapted, (torch.from_numpy(rgb).permute(2, 0, 1)[None], ))
+        plain = net_g(torch.from_numpy(rgb).permute(2, 0, 1)[None])
+    written = read_photo(out / 'astronaut_metaf2n.png').rgb
+    assert (expected - plain).abs().max() > 5 / 255  # the step changed the output
+    expected = expected[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    assert np.abs(written - expected).max() <= 0.5 / 255 + 1e-5  # 8-bit rounding only
+    assert cv2.imread(str(out / 'astronaut_side_by_side.png')).shape == (4 * SIDE + 24, 3 * 4 * SIDE, 3)
+    box = pairs[0].box
+    face = cv2.imread(str(out / 'astronaut_face0.png'))
+    assert face.shape == (4 * (box[3] - box[1]) + 24, 3 * 4 * (box[2] - box[0]), 3)
+
+
+def test_tiles_give_the_untiled_output_when_they_see_the_receptive_field(setup, tmp_path):
+    common = ['--no-adapt', '-o']
+    assert infer.main(weights_args(setup, str(setup / 'photos'), *common, str(tmp_path / 'a'), '--tile', '0')) == 0
+    assert infer.main(weights_args(setup, str(setup / 'photos'), *common, str(tmp_path / 'b'), '--tile', '40',
+                                   '--tile-pad', '24')) == 0
+    whole, tiled = (cv2.imread(str(tmp_path / sub / 'astronaut_metaf2n.png')) for sub in 'ab')
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_alpha_gray_16_bits_and_orientation_are_kept(setup, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    bgra16 = np.concatenate([rng.integers(0, 65536, (20, 24, 3)), np.tile(np.linspace(0, 65535, 24), (20, 1))[..., None]],
+                            axis=2).astype(np.uint16)
+    cv2.imwrite(str(folder / 'deep.png'), bgra16)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    Image.fromarray(rng.integers(0, 256, (20, 32), dtype=np.uint8)).save(folder / 'gray.jpg', exif=exif.tobytes())
+    assert infer.main(weights_args(setup, str(folder), '--no-adapt', '-o', str(tmp_path / 'out'))) == 0
+    deep = cv2.imread(str(tmp_path / 'out' / 'deep_metaf2n.png'), cv2.IMREAD_UNCHANGED)
+    assert deep.shape == (80, 96, 4) and deep.dtype == np.uint16
+    alpha = cv2.resize(bgra16[..., 3].astype(np.float32) / 65535, (96, 80), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(deep[..., 3] / 65535 - np.clip(alpha, 0, 1)).max() < 1e-4
+    gray = cv2.imread(str(tmp_path / 'out' / 'gray_metaf2n.png'), cv2.IMREAD_UNCHANGED)
+    assert gray.shape == (128, 80) and gray.dtype == np.uint8  # one channel, upright (32 x 20 turned)
+
+
+def test_bad_photos_are_named_and_the_others_processed(setup, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    good = cv2.imread(str(setup / 'photos' / 'astronaut.png'))
+    cv2.imwrite(str(folder / 'good.png'), good)
+    Image.fromarray(good[:, :, ::-1]).convert('CMYK').save(folder / 'cmyk.jpg')
+    (folder / 'empty.png').write_bytes(b'')
+    cv2.imwrite(str(folder / 'whole.jpg'), good)
+    (folder / 'truncated.jpg').write_bytes((folder / 'whole.jpg').read_bytes()[:1500])
+    os.remove(folder / 'whole.jpg')
+    cv2.imwrite(str(folder / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
+    cv2.imwrite(str(folder / 'huge.png'), np.zeros((20000, 20000), np.uint8))
+    (folder / 'notes.txt').write_text('not a photo')
+    monkeypatch.setattr(infer, 'available_memory', lambda: 16 * 2**30)
+    assert infer.main(weights_args(setup, str(folder), '--no-adapt', '-o', str(tmp_path / 'out'))) == 1
+    captured = capsys.readouterr()
+    assert 'skipped ' in captured.err and 'notes.txt: not an image' in captured.err
+    summary = captured.out
+    assert '2 of 6 photos super-resolved' in summary and '4 failed:' in summary
+    assert "empty.png: cannot read image" in summary and 'the file is empty (0 bytes)' in summary
+    assert "truncated.jpg: cannot read image" in summary and 'OpenCV cannot decode it' in summary
+    assert 'dot.png: 1x1 pixels; MetaF2N needs at least 16x16' in summary
+    assert 'huge.png: 20000x20000 pixels: its 80000x80000 output needs about 1' in summary
+    assert '16.0 GiB are available' in summary
+    assert sorted(os.listdir(tmp_path / 'out')) == ['cmyk_metaf2n.png', 'good_metaf2n.png']  # nothing half-written
+
+
+def test_inputs_are_never_overwritten(setup, tmp_path, capsys):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    image = cv2.imread(str(setup / 'photos' / 'astronaut.png'))
+    for name in ('a.png', 'a_metaf2n.png', 'b.png', 'b.jpg'):
+        cv2.imwrite(str(folder / name), image)
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    assert infer.main(weights_args(setup, str(folder), '--no-adapt', '-o', str(folder))) == 1
+    summary = capsys.readouterr().out
+    assert "a.png: its output" in summary and "would overwrite the input" in summary
+    assert "b.png: its output" in summary and "would overwrite the output of 'b.jpg'" in summary
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert sorted(os.listdir(folder)) == sorted([*before, 'a_metaf2n_metaf2n.png', 'b_metaf2n.png'])
+
+
+def test_what_stops_a_run_before_any_photo(setup, tmp_path, capsys):
+    photos = str(setup / 'photos')
+    (tmp_path / 'file').write_text('')
+    assert infer.main(weights_args(setup, photos, '-o', str(tmp_path / 'file'))) == 2
+    assert 'cannot be written' in capsys.readouterr().err
+
+    assert infer.main([photos, '--model', str(tmp_path / 'none.pth'), '-o', str(tmp_path / 'o')]) == 2
+    error = capsys.readouterr().err
+    assert 'none.pth' in error and 'drive.google.com' in error and 'metaf2n-convert' in error
+
+    assert infer.main(weights_args(setup, photos, '--detector-weights', str(tmp_path), '-o', str(tmp_path / 'o'))) == 2
+    error = capsys.readouterr().err
+    assert 'detection_Resnet50_Final.pth not found' in error and 'github.com/xinntao/facexlib' in error
+
+    (tmp_path / 'text.pth').write_text('not weights')
+    assert infer.main(weights_args(setup, photos, '-o', str(tmp_path / 'o')) + ['--model', str(tmp_path / 'text.pth')]) == 2
+    assert "--model: '" in (error := capsys.readouterr().err) and 'text.pth' in error and 'loaded safely' in error
+
+    assert infer.main(weights_args(setup, str(tmp_path / 'nothing*.png'), '-o', str(tmp_path / 'o'))) == 2
+    assert 'no file matches it as a glob' in capsys.readouterr().err
+
+
+def test_console_script_and_module_run(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), 'metaf2n-infer')
+    proc = subprocess.run([script, '--help'], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and '--restorer-weights' in proc.stdout
+    proc = run_python('-m', 'metaf2n_plugin.infer', str(tmp_path / 'none.png'), cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and 'no file matches it as a glob' in proc.stderr
