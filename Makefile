@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/ssg.py
 	$(BIN)/python bench/adapt.py
 	$(BIN)/python bench/metatrain.py
+	$(BIN)/python bench/infer.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from metaf2n_plugin.checkpoints import load_state_dict, masknet_options, read_checkpoint, rrdbnet_options, \
     state_dict_of
-from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, RetinaFaceDetector
+from metaf2n_plugin.faces import (FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector,
+                                  read_image)
 from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS, Photo, read_photo, write_image, write_photo
 from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
@@ -55,7 +56,8 @@ def build_parser():
     weights.add_argument('--restorer-weights', default='weights',
                          help='GPEN-BFR-<size>.pth, or the folder holding it (default: weights)')
     weights.add_argument('--restorer-size', type=int, default=512, choices=(512, 256),
-                         help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256')
+                         help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
+                         'faces are aligned at')
     weights.add_argument('--detector-weights', default='weights',
                          help='detection_Resnet50_Final.pth (RetinaFace), or its folder (default: weights)')
     weights.add_argument('--download', action='store_true',
@@ -63,6 +65,8 @@ def build_parser():
     faces = parser.add_argument_group('adaptation')
     faces.add_argument('--landmarks', help='faces as JSON (keyed by file name, LQ pixels) instead of the detector')
     faces.add_argument('--no-adapt', action='store_true', help='the plain network: no faces, no adaptation')
+    faces.add_argument('--gt', help='a folder of the photos\' ground truth (same stems, x4): the faces\' pseudo GT is '
+                       'their GT crop (the oracle restorer, as in the demo) instead of GPEN\'s restoration')
     faces.add_argument('--lr', type=float, default=0.01,
                        help='inner learning rate: the adaptation.lr the model was trained with (MetaF2N 0.01)')
     faces.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
@@ -150,8 +154,22 @@ def build_extractor(args, device):
         source = LandmarkSource(args.landmarks)
     else:
         source = RetinaFaceDetector(weights=args.detector_weights, download=args.download, device=device)
-    restorer = GPENRestorer(args.restorer_size, weights=args.restorer_weights, download=args.download, device=device)
+    if args.gt:
+        restorer = OracleRestorer(args.restorer_size)
+    else:
+        restorer = GPENRestorer(args.restorer_size, weights=args.restorer_weights, download=args.download,
+                                device=device)
     return FacePairExtractor(source, restorer, SCALE)
+
+
+def ground_truth_of(path, folder):
+    """The image in ``folder`` with the stem of ``path``, read as RGB float; PhotoError if there is none."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    found = sorted(candidate for candidate in glob.glob(os.path.join(glob.escape(folder), glob.escape(stem) + '.*'))
+                   if candidate.lower().endswith(IMAGE_EXTENSIONS))
+    if not found:
+        raise PhotoError(f'no ground truth {stem}.* in --gt {folder!r}')
+    return read_image(found[0])
 
 
 def memory_needed(height, width, bits, tile, tile_pad, num_feat):
@@ -203,7 +221,8 @@ class PhotoSuperResolver:
         lq = torch.from_numpy(photo.rgb).permute(2, 0, 1)[None].to(self.device)
         adapted, pairs, reason = None, [], None
         if self.net_mask is not None:
-            pairs = self.extractor(photo.rgb, image_path=path)
+            gt = ground_truth_of(path, self.args.gt) if self.args.gt else None
+            pairs = self.extractor(photo.rgb, gt, image_path=path)
             adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.args.seed,
                                                 lr=self.args.lr, legacy_bicubic=self.legacy_bicubic)
         sr = self.forward(adapted, lq)[0].permute(1, 2, 0).cpu().numpy()

@@ -1,7 +1,12 @@
 """`make demo`, shortened: the same script and options files, 2 training iterations instead of 200."""
 import csv
+import os
 import re
+import subprocess
+import sys
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -51,6 +56,25 @@ def test_a_second_demo_reuses_the_data_the_weights_and_the_results(first_and_sec
         return proc.stdout.split('== MetaF2N demo')[1].split('Done in')[0]
 
     assert summary(first) == summary(second)
+
+
+def test_the_readmes_metaf2n_infer_example_writes_the_demo_tests_images(first_and_second_run):
+    cwd = first_and_second_run[0]
+    with open(f'{REPO}/README.md', encoding='utf-8') as f:
+        blocks = re.findall(r'```bash\n(.*?)```', f.read(), re.S)
+    command = next(block for block in blocks if block.startswith('metaf2n-infer datasets/tiny/'))
+    env = {**os.environ, 'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
+    proc = subprocess.run(['bash', '-c', command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test_set = cwd / 'datasets' / 'tiny' / 'test' / 'Tiny_Multi_ood'
+    with open(test_set / 'landmarks.json') as f:
+        faces = sum(len(entry['faces']) for entry in yaml.safe_load(f).values())
+    assert f'4 of 4 photos super-resolved into results/infer_demo: {faces} faces used, 0 photos without' in proc.stdout
+    tested = cwd / 'results' / 'demo_metaf2n_test' / 'visualization' / 'Tiny_Multi_ood'
+    for lq in sorted((test_set / 'LQ').iterdir()):
+        ours = cv2.imread(str(cwd / 'results' / 'infer_demo' / f'{lq.stem}_metaf2n.png')).astype(int)
+        assert np.abs(ours - cv2.imread(str(tested / f'{lq.stem}_demo.png'))).max() <= 1  # NHWC vs NCHW rounding
+        assert (cwd / 'results' / 'infer_demo' / f'{lq.stem}_side_by_side.png').is_file()
 
 
 def test_demo_options_test_the_network_that_they_train():
