@@ -266,7 +266,10 @@ def output_path(path, folder, taken):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.tile < 0 or args.tile_pad < 0:
+        parser.error(f'--tile and --tile-pad must be >= 0, got {args.tile} and {args.tile_pad}')
     try:
         photos, skipped = collect_inputs(args.inputs)
         if not photos:
