@@ -7,12 +7,13 @@ import torch
 PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what BasicSR tests with)
 
 
-def read_checkpoint(path, what='weights'):
+def read_checkpoint(path, what='weights', map_location='cpu'):
     """The object saved in a ``.pth`` file, loaded with ``weights_only=True`` (a file carrying code is refused).
 
     Args:
         path: the file.
         what: names the file's role in errors, e.g. ``'--model'``.
+        map_location: where the tensors go (``torch.load``'s argument).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -22,7 +23,7 @@ def read_checkpoint(path, what='weights'):
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{what}: {path!r} does not exist')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f'{what}: {path!r} is not a PyTorch weights file that can be loaded safely ({reason})') \
@@ -48,6 +49,22 @@ def state_dict_of(checkpoint, path, what='weights'):
 def load_state_dict(path, what='weights'):
     """:func:`state_dict_of` the checkpoint at ``path`` (errors as :func:`read_checkpoint`'s)."""
     return state_dict_of(read_checkpoint(path, what), path, what)
+
+
+def load_named(net, state, path, network):
+    """``net.load_state_dict(state, strict=True)``; a mismatch is a ValueError naming ``path`` and ``network``."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise mismatch(error, path, network) from None
+
+
+def mismatch(error, path, network):
+    """A ValueError naming the file and the network for ``load_state_dict``'s RuntimeError (its first lines)."""
+    lines = str(error).splitlines()
+    detail = ' '.join(line.strip() for line in lines[1:3])[:400]
+    return ValueError(f'{os.fspath(path)!r} does not fit {network}: {lines[0]} {detail}; is it this network\'s '
+                      'checkpoint, with the same options?')
 
 
 def rrdbnet_options(state, where='the weights'):

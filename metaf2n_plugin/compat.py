@@ -29,6 +29,15 @@ it before anything else touches ``basicsr``.
    distributed training cannot run on CPUs (no upstream report found). Fix: :func:`init_dist` leaves the backend
    to torch (gloo for CPU tensors, and NCCL for CUDA tensors where CUDA exists), so that ``num_gpu: 0`` works on
    any machine, and sets the CUDA device from ``LOCAL_RANK`` (torchrun's) only when there is one.
+6. ``BaseModel.load_network`` (every ``path.pretrain_network_*``) fails on a file that is not a checkpoint of
+   the network with errors that do not name the file: ``UnpicklingError`` / ``EOFError`` for text or empty
+   files, ``KeyError`` for a missing ``param_key``, a page of missing keys for another network's weights (no
+   upstream report found). Fix: :func:`load_network` checks the file first (``weights_only=True``) and raises a
+   ``ValueError`` naming the file, what it holds and the network, then lets BasicSR load it.
+7. BasicSR's ``calculate_fid`` calls ``scipy.linalg.sqrtm(..., disp=False)``; SciPy deprecated ``disp`` in 1.16
+   and removes it in 1.18, so FID breaks on a fresh install (no upstream report found). Fix: from SciPy 1.16
+   on, ``basicsr.metrics.fid`` sees a ``linalg`` whose ``sqrtm`` takes ``disp=False`` and returns
+   ``(root, error estimate)`` as before, computing the root without ``disp``.
 """
 import importlib
 import importlib.util
@@ -54,6 +63,14 @@ def apply():
     basicsr.train.load_resume_state = load_resume_state
     import basicsr.utils.options
     basicsr.utils.options.init_dist = init_dist
+    from basicsr.models.base_model import BaseModel
+    if BaseModel.load_network is not load_network:
+        load_network.basicsr = BaseModel.load_network
+        BaseModel.load_network = load_network
+    import basicsr.metrics.fid
+    import scipy
+    if tuple(int(part) for part in scipy.__version__.split('.')[:2]) >= (1, 16):
+        basicsr.metrics.fid.linalg = SqrtmWithoutDisp()
 
 
 def _alias_functional_tensor():
@@ -105,7 +122,8 @@ def load_resume_state(opt):
     if path is None:
         return None
     device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
-    state = torch.load(path, map_location=device, weights_only=True)
+    from metaf2n_plugin.checkpoints import read_checkpoint
+    state = read_checkpoint(path, 'training state', map_location=device)
     check_resume(opt, state['iter'])
     return state
 
@@ -136,3 +154,41 @@ def build_fid_inception(output_block, state_dict):
         return inception.InceptionV3([output_block], resize_input=True, normalize_input=True)
     finally:
         inception.LOCAL_FID_WEIGHTS, inception.load_url = saved
+
+
+def load_network(self, net, load_path, strict=True, param_key='params'):
+    """Fix 6: ``BaseModel.load_network`` that names the file when it is not a checkpoint of ``net``."""
+    from metaf2n_plugin.checkpoints import mismatch, read_checkpoint, state_dict_of
+
+    checkpoint = read_checkpoint(load_path, 'weights file')
+    if param_key is not None:
+        if not isinstance(checkpoint, dict) or not ({param_key, 'params'} & set(checkpoint)):
+            found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise ValueError(f'weights file {load_path!r} has no {param_key!r} (nor \'params\') entry; it holds '
+                             f'{found}. Set param_key_* to the key that holds the state dict, or ~ for the file '
+                             'itself')
+        checkpoint = checkpoint[param_key if param_key in checkpoint else 'params']
+    state_dict_of(checkpoint, load_path, 'weights file')
+    try:
+        load_network.basicsr(self, net, load_path, strict, param_key)
+    except RuntimeError as error:
+        raise mismatch(error, load_path, type(self.get_bare_model(net)).__name__) from None
+
+
+class SqrtmWithoutDisp:
+    """Fix 7: ``scipy.linalg`` for ``basicsr.metrics.fid``, whose ``sqrtm`` accepts the removed ``disp``."""
+
+    def __getattr__(self, name):
+        from scipy import linalg
+        return getattr(linalg, name)
+
+    @staticmethod
+    def sqrtm(matrix, disp=True, **kwargs):
+        """``disp=False``: ``(root, ||root @ root - matrix||_F / ||matrix||_F)``, as SciPy < 1.18 returned."""
+        import numpy as np
+        from scipy import linalg
+
+        root = linalg.sqrtm(matrix, **kwargs)
+        if disp:
+            return root
+        return root, np.linalg.norm(root @ root - matrix, 'fro') / np.linalg.norm(matrix, 'fro')

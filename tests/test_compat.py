@@ -123,3 +123,78 @@ def test_launcher_pytorch_lets_torch_pick_gloo_or_nccl_and_sets_a_cuda_device_on
     assert calls[1:] == [('set_device', 1), {'backend': None}]
     with pytest.raises(ValueError, match='Invalid launcher type'):  # other launchers: BasicSR's own code
         compat.init_dist('mpi')
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+        return pathlib.Path.touch, (pathlib.Path(self.marker), )
+
+
+def test_weights_files_that_are_not_checkpoints_of_the_network_are_named(tmp_path):
+    from basicsr.models.base_model import BaseModel
+    from metaf2n_plugin.archs.masknet_arch import MaskNet
+
+    model, net = BaseModel.__new__(BaseModel), MaskNet(6, 4, 2)
+    (tmp_path / 'text.pth').write_text('not weights')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    torch.save({'state': net.state_dict()}, tmp_path / 'other_key.pth')
+    torch.save({'params': MaskNet(6, 8, 2).state_dict()}, tmp_path / 'other_net.pth')
+    torch.save({'params': Payload(tmp_path / 'ran')}, tmp_path / 'payload.pth')
+    cases = {'text.pth': 'is not a PyTorch weights file that can be loaded safely',
+             'empty.pth': 'is not a PyTorch weights file that can be loaded safely',
+             'other_key.pth': r"has no 'params' \(nor 'params'\) entry; it holds \['state'\]",
+             'other_net.pth': 'does not fit MaskNet: Error.*size mismatch for convs.0.weight',
+             'payload.pth': 'is not a PyTorch weights file that can be loaded safely'}
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=f"'{tmp_path / name}'.*{message}"):
+            model.load_network(net, str(tmp_path / name))
+    assert not (tmp_path / 'ran').exists()  # the payload never ran
+    torch.save({'params': net.state_dict()}, tmp_path / 'good.pth')
+    model.load_network(MaskNet(6, 4, 2), str(tmp_path / 'good.pth'))  # still BasicSR's loading
+
+
+def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
+    from metaf2n_plugin.faces import GPENRestorer, RetinaFaceDetector
+    from metaf2n_plugin.metrics.backbones import load_weights
+
+    torch.save(Payload(tmp_path / 'ran'), tmp_path / 'payload.pth')
+    state_dir = tmp_path / 'training_states'
+    state_dir.mkdir()
+    torch.save({'iter': 3, 'x': Payload(tmp_path / 'ran')}, state_dir / '3.state')
+    loaders = {
+        'GPEN weights': lambda: GPENRestorer(32, 1, 1 / 16, weights=tmp_path / 'payload.pth', style_dim=32, n_mlp=1),
+        'RetinaFace weights': lambda: RetinaFaceDetector('retinaface_mobile0.25', weights=tmp_path / 'payload.pth'),
+        'metric weights': lambda: load_weights(tmp_path / 'payload.pth'),  # LPIPS's AlexNet, FID's Inception
+        'training state': lambda: compat.load_resume_state(resume_options(tmp_path, auto_resume=True)),
+    }
+    for what, load in loaders.items():
+        with pytest.raises(ValueError, match=f"{what}: '.*' is not a PyTorch weights file that can be loaded safely"):
+            load()
+    assert not (tmp_path / 'ran').exists()
+
+
+def test_fid_works_without_scipys_disp(monkeypatch):
+    import warnings
+
+    import numpy as np
+    import scipy.linalg
+    from basicsr.metrics.fid import calculate_fid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(64, 6)), rng.normal(1, 1, size=(64, 6))
+    stats = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # SciPy 1.16-1.17 warn about disp
+        today = calculate_fid(*stats)
+    sqrtm = scipy.linalg.sqrtm
+    monkeypatch.setattr(scipy.linalg, 'sqrtm', lambda matrix: sqrtm(matrix))  # SciPy 1.18: no disp argument
+    assert calculate_fid(*stats) == pytest.approx(today, rel=1e-9)
+    root_trace = np.sqrt(np.linalg.eigvals(stats[1] @ stats[3]).real).sum()  # tr sqrt(S1 S2), without sqrtm
+    expected = np.sum((stats[0] - stats[2])**2) + np.trace(stats[1]) + np.trace(stats[3]) - 2 * root_trace
+    assert today == pytest.approx(expected, rel=1e-6)

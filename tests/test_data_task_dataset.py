@@ -288,3 +288,13 @@ def test_grayscale_rgba_and_16_bit_faces_are_read_as_rgb(folders):
     dataset = build_dataset(options(folders, use_hflip=False))
     for index, rgb in ((0, [0.2, 0.2, 0.2]), (1, [0, 0.4, 0]), (2, [0.2, 0.2, 0.2])):
         assert dataset[index]['face_gt'][0, :, 5, 5].tolist() == pytest.approx(rgb)
+
+
+def test_a_missing_dataroot_names_the_option_and_the_dataset():
+    from metaf2n_plugin.data.metaf2n_paired_face_dataset import MetaF2NPairedFaceDataset
+    from metaf2n_plugin.data.metaf2n_task_dataset import MetaF2NTaskDataset
+
+    with pytest.raises(KeyError, match="dataset 'train' \\(MetaF2NTaskDataset\\) needs option dataroot_face: the folder"):
+        MetaF2NTaskDataset({'name': 'train', 'type': 'MetaF2NTaskDataset', 'dataroot_background': 'x'})
+    with pytest.raises(KeyError, match="dataset 'val' \\(MetaF2NPairedFaceDataset\\) needs option dataroot_lq"):
+        MetaF2NPairedFaceDataset({'name': 'val', 'type': 'MetaF2NPairedFaceDataset'})

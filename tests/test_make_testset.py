@@ -37,7 +37,7 @@ def inputs(tmp_path):
     folder = tmp_path / 'inputs'
     folder.mkdir()
     write_rgb(folder / 'a.png', dotted_face(128, 0))
-    write_rgb(folder / 'b.png', np.pad(dotted_face(140, 1), ((10, 10), (0, 0), (0, 0))))  # centre-cropped to 140
+    write_rgb(folder / 'b.png', dotted_face(140, 1))  # resized to 128
     return folder
 
 
@@ -98,8 +98,16 @@ def test_single_face_landmarks_follow_the_crop_and_resize_into_lq_pixels(inputs,
     expected = (face_template(128) - 1.5) / 4  # aligned inputs: the template, in LQ pixel centres
     (face, ) = table['a.png']['faces']  # 128 -> 128: exact
     np.testing.assert_allclose(face['landmarks'], expected, atol=1e-3)
-    (face, ) = table['b.png']['faces']  # 140 x 160, cropped to 140 and resized to 128: GPEN's template scales
+    (face, ) = table['b.png']['faces']  # 140 resized to 128: GPEN's template scales
     np.testing.assert_allclose(face['landmarks'], expected, atol=0.02)  # about pixel edges, resizing about centres
+
+
+def test_a_non_square_face_without_landmarks_is_refused_by_name(inputs, tmp_path):
+    write_rgb(inputs / 'c.png', np.pad(dotted_face(140, 2), ((10, 10), (0, 0), (0, 0))))
+    report = build_testset(sorted(inputs.iterdir()), tmp_path / 'set', gt_size=128, progress=False)
+    assert report.written == ['a.png', 'b.png']
+    ((source, reason), ) = report.skipped
+    assert source.endswith('c.png') and 'is 140x160: without a landmarks JSON an input must be a square' in reason
 
 
 def test_ood_preset_lies_past_the_training_ranges():

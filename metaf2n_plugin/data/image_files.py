@@ -10,6 +10,14 @@ from basicsr.data.data_util import paths_from_lmdb
 from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
 
 
+def dataroot(opt, key, what):
+    """``opt[key]``, a dataset's folder option; ``what`` says what it holds. KeyError naming the dataset if absent."""
+    if opt.get(key) is None:
+        raise KeyError(f'dataset {opt.get("name", "?")!r} ({opt.get("type", "?")}) needs option {key}: the folder of '
+                       f'{what}')
+    return opt[key]
+
+
 def list_images(folder, meta_info=None, backend='disk', what='image'):
     """The image paths (or lmdb keys) of a dataset folder, sorted.
 

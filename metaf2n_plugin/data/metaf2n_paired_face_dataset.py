@@ -6,7 +6,7 @@ import torch
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from metaf2n_plugin.data.image_files import list_images
+from metaf2n_plugin.data.image_files import dataroot, list_images
 from metaf2n_plugin.faces import LandmarkSource, PairFolderSource, read_image
 
 FACE_SOURCES = ('landmarks', 'pairs')
@@ -59,7 +59,7 @@ class MetaF2NPairedFaceDataset(data.Dataset):
         super().__init__()
         self.opt = opt
         self.scale = opt.get('scale', 4)
-        self.lq_paths = list_images(opt['dataroot_lq'], what='LQ')
+        self.lq_paths = list_images(dataroot(opt, 'dataroot_lq', 'the LQ photos'), what='LQ')
         self.gt_paths = None
         if opt.get('dataroot_gt') is not None:
             self.gt_paths = [os.path.join(opt['dataroot_gt'], os.path.basename(p)) for p in self.lq_paths]

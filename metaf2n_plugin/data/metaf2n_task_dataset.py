@@ -7,7 +7,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
-from metaf2n_plugin.data.image_files import list_images
+from metaf2n_plugin.data.image_files import dataroot, list_images
 from metaf2n_plugin.faces.files import decode_image
 from metaf2n_plugin.data.task_degradation import random_crops
 
@@ -70,9 +70,10 @@ class MetaF2NTaskDataset(data.Dataset):
                              'background_size')
         self.io_backend_opt = dict(opt.get('io_backend', {'type': 'disk'}))
         backend = self.io_backend_opt['type']
-        self.face_paths = list_images(opt['dataroot_face'], opt.get('meta_info_face'), backend, 'face')
-        self.background_paths = list_images(opt['dataroot_background'], opt.get('meta_info_background'), backend,
-                                            'background')
+        self.face_paths = list_images(dataroot(opt, 'dataroot_face', 'aligned face images (e.g. FFHQ)'),
+                                      opt.get('meta_info_face'), backend, 'face')
+        self.background_paths = list_images(dataroot(opt, 'dataroot_background', 'natural images (e.g. DF2K)'),
+                                            opt.get('meta_info_background'), backend, 'background')
         if len(self.face_paths) < self.faces_per_task:
             raise ValueError(f'face folder {opt["dataroot_face"]!r} has {len(self.face_paths)} images, fewer '
                              f'than faces_per_task ({self.faces_per_task})')

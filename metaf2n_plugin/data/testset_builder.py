@@ -156,8 +156,11 @@ def _landmarks(source, path, image):
     """``(5, 2)`` landmarks of the one face of the input image at ``path`` (input pixels)."""
     if source is None:
         height, width = image.shape[:2]
-        side = min(height, width)
-        return face_template(side) + [(width - side) // 2, (height - side) // 2]
+        if height != width:
+            raise ValueError(f'{path!r} is {width}x{height}: without a landmarks JSON an input must be a square '
+                             'aligned face (FFHQ / CelebA-HQ style), whose landmarks are the template\'s; give '
+                             'its landmarks (--landmarks) or align it first')
+        return face_template(width)
     faces = source(image, path)
     if len(faces) != 1:
         raise ValueError(f'{path!r} has {len(faces)} faces in {source.json_path!r}; inputs need exactly one')

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from facexlib.detection.retinaface import RetinaFace
 
+from metaf2n_plugin.checkpoints import load_named, read_checkpoint, state_dict_of
 from metaf2n_plugin.faces.annotations import Face
 from metaf2n_plugin.faces.weights import DEFAULT_WEIGHTS_DIR, locate_weights
 
@@ -46,8 +47,8 @@ class RetinaFaceDetector:
         self.net = build_retinaface(model, device)
         file_name = RETINAFACE_MODELS[model][1]
         path = locate_weights(weights, file_name, FACEXLIB_RELEASE + file_name, download)
-        state = torch.load(path, map_location='cpu', weights_only=True)
-        self.net.load_state_dict({k.removeprefix('module.'): v for k, v in state.items()}, strict=True)
+        state = state_dict_of(read_checkpoint(path, 'RetinaFace weights'), path, 'RetinaFace weights')
+        load_named(self.net, {k.removeprefix('module.'): v for k, v in state.items()}, path, f'RetinaFace {model}')
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.resize_above = resize_above

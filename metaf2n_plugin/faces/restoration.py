@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from metaf2n_plugin.archs.gpen_arch import GPEN
+from metaf2n_plugin.checkpoints import load_named, read_checkpoint, state_dict_of
 from metaf2n_plugin.faces.weights import DEFAULT_WEIGHTS_DIR, locate_weights
 
 GPEN_URL = 'https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/'
@@ -77,7 +78,8 @@ class GPENRestorer:
         self.device = torch.device(device)
         self.net = GPEN(size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier,
                         narrow=narrow)
-        self.net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True), strict=True)
+        load_named(self.net, state_dict_of(read_checkpoint(path, 'GPEN weights'), path, 'GPEN weights'), path,
+                   f'GPEN-{size} (channel_multiplier {channel_multiplier}, narrow {narrow})')
         self.net.eval().requires_grad_(False).to(self.device)
 
     @torch.no_grad()

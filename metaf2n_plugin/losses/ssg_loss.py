@@ -208,6 +208,10 @@ def _graph_difference(logits_pred, logits_target, kl_weight):
     return rows
 
 
+def _odd(size):
+    return isinstance(size, int) and size >= 1 and size % 2 == 1
+
+
 @LOSS_REGISTRY.register()
 class SSGLoss(nn.Module):
     """Self-similarity graph loss between a prediction and its target (BasicSR loss conventions).
@@ -227,8 +231,17 @@ class SSGLoss(nn.Module):
     def __init__(self, loss_weight=1.0, reduction='mean', patch_size=9, search_size=25, h=0.004, threshold=20,
                  mask_stride=1, kl_weight=0.0):
         super().__init__()
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        checks = [('reduction', reduction, reduction in ('none', 'mean', 'sum'), "'none', 'mean' or 'sum'"),
+                  ('loss_weight', loss_weight, loss_weight >= 0, 'a number >= 0'),
+                  ('patch_size', patch_size, _odd(patch_size), 'an odd integer >= 1 (SSL: 9)'),
+                  ('search_size', search_size, _odd(search_size), 'an odd integer >= 1 (SSL: 25)'),
+                  ('h', h, h > 0, 'a number > 0 (SSL: 0.004, for images in [0, 1])'),
+                  ('threshold', threshold, 0 <= threshold <= 255, 'a Laplacian response in [0, 255] (SSL: 20)'),
+                  ('mask_stride', mask_stride, isinstance(mask_stride, int) and mask_stride >= 1, 'an integer >= 1'),
+                  ('kl_weight', kl_weight, kl_weight >= 0, 'a number >= 0')]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f'SSGLoss option {name} must be {allowed}, got {value!r}')
         self.loss_weight, self.reduction = loss_weight, reduction
         self.patch_size, self.search_size, self.h = patch_size, search_size, h
         self.threshold, self.mask_stride, self.kl_weight = threshold, mask_stride, kl_weight
@@ -246,8 +259,14 @@ class SSGLoss(nn.Module):
             Tensor: scalar, or (N, 1, H, W) for reduction 'none'. Zero (still differentiable) when no
             pixel is masked.
         """
+        if pred.dim() != 4:
+            raise ValueError(f'SSGLoss takes (N, C, H, W) batches, got a {pred.dim()}-D pred {tuple(pred.shape)}'
+                             + ('; add the batch dimension: x[None]' if pred.dim() == 3 else ''))
         if pred.shape != target.shape:
             raise ValueError(f'SSGLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ')
+        if target.detach().abs().amax() > 2:
+            raise ValueError(f'SSGLoss takes images in [0, 1] (h = {self.h} is set for that range); the target '
+                             f'reaches {target.detach().abs().amax().item():.4g}: divide [0, 255] images by 255')
         if mask is None:
             mask = laplacian_mask(target, self.threshold, self.mask_stride)
         logits_pred = patch_distances(pred, mask, self.patch_size, self.search_size, scale=-1 / self.h)

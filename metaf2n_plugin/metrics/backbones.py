@@ -16,6 +16,8 @@ import os
 import numpy as np
 import torch
 
+from metaf2n_plugin.checkpoints import read_checkpoint, state_dict_of
+
 BASICSR_WEIGHTS_DIR = os.path.join('experiments', 'pretrained_models')
 
 
@@ -56,7 +58,7 @@ def find_weights(file_name, url, what, weights_path=None, download=False):
 
 def load_weights(path):
     """The state dict in ``path``, on the CPU, loaded with ``weights_only=True`` (no arbitrary pickles)."""
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return state_dict_of(read_checkpoint(path, 'metric weights'), path, 'metric weights')
 
 
 def metric_device(device=None):
