@@ -38,7 +38,15 @@ it before anything else touches ``basicsr``.
    and removes it in 1.18, so FID breaks on a fresh install (no upstream report found). Fix: from SciPy 1.16
    on, ``basicsr.metrics.fid`` sees a ``linalg`` whose ``sqrtm`` takes ``disp=False`` and returns
    ``(root, error estimate)`` as before, computing the root without ``disp``.
+8. ``BaseModel.save_network`` and ``save_training_state`` write checkpoints in place with ``torch.save``: a run
+   killed while saving leaves a truncated ``net_g_<iter>.pth`` or ``<iter>.state`` under its final name, and
+   ``--auto_resume`` then fails on it (no upstream report found). Fix: ``basicsr.models.base_model`` sees a
+   ``torch`` whose ``save`` writes to a temporary file and renames it into place
+   (:func:`~metaf2n_plugin.faces.files.atomic_file`); :func:`load_resume_state` falls back, with a warning, to
+   the newest training state that loads, and removes the temporary files a killed save left.
 """
+import contextlib
+import glob
 import importlib
 import importlib.util
 import os
@@ -67,6 +75,9 @@ def apply():
     if BaseModel.load_network is not load_network:
         load_network.basicsr = BaseModel.load_network
         BaseModel.load_network = load_network
+    import basicsr.models.base_model
+    if not isinstance(basicsr.models.base_model.torch, TorchWithAtomicSave):
+        basicsr.models.base_model.torch = TorchWithAtomicSave()
     import basicsr.metrics.fid
     import scipy
     if tuple(int(part) for part in scipy.__version__.split('.')[:2]) >= (1, 16):
@@ -101,7 +112,8 @@ class RunInWorkingDirectory:
 
 
 def load_resume_state(opt):
-    """Fix 3: ``basicsr.train.load_resume_state`` that also works without CUDA.
+    """Fixes 3 and 8: ``basicsr.train.load_resume_state`` that works without CUDA and, with ``--auto_resume``,
+    takes the newest training state that loads (an unreadable one is named in a warning).
 
     Args:
         opt (dict): parsed BasicSR options; reads ``auto_resume``, ``num_gpu`` and ``path``.
@@ -109,21 +121,38 @@ def load_resume_state(opt):
     Returns:
         dict | None: the training state (``epoch``, ``iter``, ``optimizers``, ``schedulers``), or None
         for a fresh start. Sets ``opt['path']['resume_state']`` like BasicSR does.
-    """
-    from basicsr.utils import check_resume, scandir
 
-    path = opt['path'].get('resume_state')
-    if opt['auto_resume']:
-        state_dir = opt['path']['training_states']
-        states = sorted(int(name[:-len('.state')]) for name in (
-            scandir(state_dir, suffix='.state', recursive=False) if os.path.isdir(state_dir) else ()))
-        path = os.path.join(state_dir, f'{states[-1]}.state') if states else None
-        opt['path']['resume_state'] = path
-    if path is None:
-        return None
-    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
+    Raises:
+        ValueError: an explicit ``path.resume_state`` that does not load, naming it.
+    """
+    from basicsr.utils import get_root_logger, scandir
+
     from metaf2n_plugin.checkpoints import read_checkpoint
-    state = read_checkpoint(path, 'training state', map_location=device)
+
+    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
+    path = opt['path'].get('resume_state')
+    if not opt['auto_resume']:
+        return None if path is None else _resumed(opt, read_checkpoint(path, 'training state', map_location=device))
+    state_dir = opt['path']['training_states']
+    for folder in (state_dir, opt['path'].get('models')):  # what a killed save left behind
+        for leftover in glob.glob(os.path.join(glob.escape(folder or ''), '.*.tmp')) if folder else ():
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
+    states = sorted(int(name[:-len('.state')]) for name in (
+        scandir(state_dir, suffix='.state', recursive=False) if os.path.isdir(state_dir) else ()))
+    for iteration in reversed(states):  # the newest state that loads
+        opt['path']['resume_state'] = os.path.join(state_dir, f'{iteration}.state')
+        try:
+            return _resumed(opt, read_checkpoint(opt['path']['resume_state'], 'training state', map_location=device))
+        except ValueError as error:
+            get_root_logger().warning(f'{error}; resuming from an older state')
+    opt['path']['resume_state'] = None
+    return None
+
+
+def _resumed(opt, state):
+    from basicsr.utils import check_resume
+
     check_resume(opt, state['iter'])
     return state
 
@@ -192,3 +221,19 @@ class SqrtmWithoutDisp:
         if disp:
             return root
         return root, np.linalg.norm(root @ root - matrix, 'fro') / np.linalg.norm(matrix, 'fro')
+
+
+class TorchWithAtomicSave:
+    """Fix 8: ``torch`` as ``basicsr.models.base_model`` sees it, with ``save`` to a path made atomic."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def save(obj, f, *args, **kwargs):
+        from metaf2n_plugin.faces.files import atomic_file
+
+        if not isinstance(f, (str, os.PathLike)):
+            return torch.save(obj, f, *args, **kwargs)
+        with atomic_file(f) as file:
+            torch.save(obj, file, *args, **kwargs)

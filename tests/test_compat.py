@@ -1,5 +1,6 @@
 """Each BasicSR 1.4.2 fix: needed on today's stack, and doing exactly its job."""
 import importlib.util
+import os
 import sys
 import types
 
@@ -171,7 +172,7 @@ def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
         'GPEN weights': lambda: GPENRestorer(32, 1, 1 / 16, weights=tmp_path / 'payload.pth', style_dim=32, n_mlp=1),
         'RetinaFace weights': lambda: RetinaFaceDetector('retinaface_mobile0.25', weights=tmp_path / 'payload.pth'),
         'metric weights': lambda: load_weights(tmp_path / 'payload.pth'),  # LPIPS's AlexNet, FID's Inception
-        'training state': lambda: compat.load_resume_state(resume_options(tmp_path, auto_resume=True)),
+        'training state': lambda: compat.load_resume_state(resume_options(tmp_path, False, str(state_dir / '3.state'))),
     }
     for what, load in loaders.items():
         with pytest.raises(ValueError, match=f"{what}: '.*' is not a PyTorch weights file that can be loaded safely"):
@@ -198,3 +199,33 @@ def test_fid_works_without_scipys_disp(monkeypatch):
     root_trace = np.sqrt(np.linalg.eigvals(stats[1] @ stats[3]).real).sum()  # tr sqrt(S1 S2), without sqrtm
     expected = np.sum((stats[0] - stats[2])**2) + np.trace(stats[1]) + np.trace(stats[3]) - 2 * root_trace
     assert today == pytest.approx(expected, rel=1e-6)
+
+
+def test_auto_resume_falls_back_to_the_newest_state_that_loads(tmp_path, caplog):
+    opt = resume_options(tmp_path, auto_resume=True)
+    for iteration in (2, 4):
+        save_training_state(tmp_path / 'training_states', iteration)
+    latest = tmp_path / 'training_states' / '4.state'
+    latest.write_bytes(latest.read_bytes()[:100])  # a state truncated by a crash (BasicSR wrote in place)
+    state = compat.load_resume_state(opt)
+    assert state['iter'] == 2 and opt['path']['resume_state'].endswith('2.state')
+    assert "training state: '" in caplog.text and "4.state' is not a PyTorch weights file" in caplog.text
+
+
+def test_basicsr_saves_checkpoints_atomically(tmp_path, monkeypatch):
+    from basicsr.models import base_model
+    from metaf2n_plugin.archs.masknet_arch import MaskNet
+
+    model = base_model.BaseModel.__new__(base_model.BaseModel)
+    model.opt = {'path': {'models': str(tmp_path)}}
+    net = MaskNet(6, 4, 2)
+    model.save_network(net, 'net_mask', 5)
+    first = (tmp_path / 'net_mask_5.pth').read_bytes()
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        f.write(b'half a checkpoint')
+        raise KeyboardInterrupt  # what a kill during torch.save looks like to the file: the write stops
+    monkeypatch.setattr(torch, 'save', dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_network(MaskNet(6, 4, 2), 'net_mask', 5)
+    assert (tmp_path / 'net_mask_5.pth').read_bytes() == first and os.listdir(tmp_path) == ['net_mask_5.pth']

@@ -13,6 +13,7 @@ them, so face coordinates computed here match the images BasicSR's datasets load
 16 bits). Writers put the data into a temporary file in the destination folder and then ``os.replace`` it,
 so a crash never leaves a half-written file under the final name.
 """
+import contextlib
 import json
 import os
 import struct
@@ -188,11 +189,22 @@ def write_json(path, obj):
 
 def write_atomically(path, data):
     """Write ``data`` (bytes) to ``path`` through a temporary file in its folder, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file to write ``path`` through: a temporary file in its folder, flushed to disk and renamed into
+    place when the block ends, removed when it raises. A reader (or a crash) never sees a partial ``path``."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f'.{os.path.basename(path)}.',
+                               suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
-            f.write(data)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
