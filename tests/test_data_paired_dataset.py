@@ -89,9 +89,11 @@ def test_pairs_face_source_returns_every_pair(test_set, tmp_path):
 def test_lq_gt_size_mismatch_names_both_files(test_set, tmp_path):
     shutil.copytree(test_set, tmp_path / 'set')
     write_image(tmp_path / 'set' / 'GT' / 'grace_hopper.png', np.zeros((500, 512, 3)))
-    with pytest.raises(ValueError, match=r"GT '.*GT/grace_hopper\.png' is 512x500, but LQ '.*LQ/grace_hopper\.png' "
-                       r'is 128x128: at scale 4 the GT must be 512x512'):
-        paired(tmp_path / 'set')[1]
+    (tmp_path / 'set' / 'LQ' / 'astronaut.png').write_bytes(b'')
+    with pytest.raises(ValueError, match=r"(?s)test set 'paired': 2 of 2 photos are unusable.*"
+                       r"astronaut\.png': the file is empty.*GT '.*GT/grace_hopper\.png' is 512x500, but LQ "
+                       r"'.*LQ/grace_hopper\.png' is 128x128: at scale 4 the GT must be 512x512"):
+        paired(tmp_path / 'set')  # every bad photo, named when the set is built
 
 
 def test_missing_gt_file_and_empty_lq_folder_are_named(test_set, tmp_path):

@@ -1,6 +1,7 @@
 """Meta-training tasks: what the dataset hands over, and what the device-side degrader makes of it."""
 import os
 import random
+import re
 import shutil
 
 import cv2
@@ -261,24 +262,38 @@ def test_missing_background_folder_is_named(folders):
         build_dataset(options(folders, dataroot_background=str(folders / 'nowhere')))
 
 
-def test_unreadable_face_is_named(folders):
-    (folders / 'faces' / 'f0.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
-    dataset = build_dataset(options(folders))
-    with pytest.raises(ValueError, match=r"cannot read image '.*f0\.png'"):
-        dataset[0]
+def test_files_that_are_not_images_are_all_named_when_the_dataset_is_built(folders):
+    (folders / 'faces' / 'f0.png').write_bytes(b'')
+    (folders / 'backgrounds' / 'b1.png').write_text('a text file')
+    with pytest.raises(ValueError, match=r"(?s)1 of 5 face files are unusable.*f0\.png: empty \(0 bytes\)"):
+        build_dataset(options(folders))
+    (folders / 'faces' / 'f0.png').unlink()
+    with pytest.raises(ValueError, match=r"(?s)1 of 3 background files.*b1\.png: not a PNG, JPEG, BMP, TIFF, WebP file"):
+        build_dataset(options(folders))
 
 
-def test_background_smaller_than_background_size_is_named(folders):
-    write_rgb(folders / 'backgrounds' / 'b0.png', np.zeros((100, 300, 3)))
+@pytest.mark.parametrize('broken, message', [
+    ('faces/f0.png', r"cannot read image '.*f0\.png': OpenCV cannot decode it"),
+    ('faces/f1.png', r"face image '.*f1\.png' is 136x128; faces must be square"),
+    ('backgrounds/b0.png', r"background image '.*b0\.png' is 300x100, smaller than background_size")])
+def test_an_image_that_fails_later_is_logged_by_name_and_replaced(folders, caplog, broken, message):
+    if broken == 'faces/f0.png':
+        (folders / broken).write_bytes(b'\x89PNG\r\n\x1a\n broken')  # passes the header check
+    else:
+        write_rgb(folders / broken, np.zeros((FACE, FACE + 8, 3)) if 'faces' in broken else np.zeros((100, 300, 3)))
     dataset = build_dataset(options(folders, patches_per_task=30))
-    with pytest.raises(ValueError, match=r"background image '.*b0\.png' is 300x100, smaller than background_size"):
-        dataset[0]
+    item = dataset[0 if broken == 'faces/f0.png' else 1]
+    assert broken.split('/')[1] not in item['face_paths'] + item['background_paths']
+    assert re.search(message + r'.*; drawing another image instead \(replacement 1 of this data loader worker\)',
+                     caplog.text)
+    assert dataset.replacements >= 1 and item['face_gt'].shape[0] == 2 and item['background_gt'].shape[0] == 30
 
 
-def test_non_square_face_is_refused(folders):
-    write_rgb(folders / 'faces' / 'f1.png', np.zeros((FACE, FACE + 8, 3)))
-    with pytest.raises(ValueError, match=r"face image '.*f1\.png' is 136x128; faces must be square"):
-        build_dataset(options(folders))[1]
+def test_a_data_set_of_broken_images_stops_with_a_clear_error(folders):
+    for path in (folders / 'faces').iterdir():
+        path.write_bytes(b'\x89PNG\r\n\x1a\n broken')
+    with pytest.raises(RuntimeError, match='10 images in a row failed to load'):
+        build_dataset(options(folders))[0]
 
 
 def test_grayscale_rgba_and_16_bit_faces_are_read_as_rgb(folders):

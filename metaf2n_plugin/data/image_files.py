@@ -49,3 +49,33 @@ def list_images(folder, meta_info=None, backend='disk', what='image'):
                          'fix the path')
     return sorted(paths)
 
+
+
+SIGNATURES = {'PNG': (b'\x89PNG\r\n\x1a\n', ), 'JPEG': (b'\xff\xd8\xff', ), 'BMP': (b'BM', ),
+              'TIFF': (b'II*\x00', b'MM\x00*'), 'WebP': (b'RIFF', )}
+
+
+def check_headers(paths, what='image'):
+    """Refuse, all at once, files that cannot be images: empty, or not starting like PNG, JPEG, BMP, TIFF or WebP.
+
+    Reads the first bytes of each file (cheap enough for a training set); decoding errors are found later.
+
+    Raises:
+        ValueError: naming every bad file and why.
+    """
+    bad = []
+    for path in paths:
+        try:
+            with open(path, 'rb') as f:
+                head = f.read(12)
+        except OSError as error:
+            bad.append(f'{path}: {error.strerror or error}')
+            continue
+        if not head:
+            bad.append(f'{path}: empty (0 bytes)')
+        elif not any(head.startswith(sig) for sigs in SIGNATURES.values() for sig in sigs) or \
+                (head.startswith(b'RIFF') and head[8:12] != b'WEBP'):
+            bad.append(f'{path}: not a {", ".join(SIGNATURES)} file (starts with {head[:8]!r})')
+    if bad:
+        raise ValueError(f'{len(bad)} of {len(paths)} {what} files are unusable; replace or remove them:\n  '
+                         + '\n  '.join(bad))

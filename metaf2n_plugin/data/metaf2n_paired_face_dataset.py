@@ -51,8 +51,8 @@ class MetaF2NPairedFaceDataset(data.Dataset):
 
     Raises:
         FileNotFoundError: a missing folder, or an LQ photo without its GT file (named).
-        ValueError: an empty folder, an unknown face source type, an unreadable image (named), or an LQ/GT pair
-            whose sizes are not exactly ``scale`` apart (both files named).
+        ValueError: an empty folder, an unknown face source type, or, all named in one error when the dataset is
+            built, unreadable images and LQ/GT pairs whose sizes are not exactly ``scale`` apart.
     """
 
     def __init__(self, opt):
@@ -80,21 +80,43 @@ class MetaF2NPairedFaceDataset(data.Dataset):
             raise ValueError(f'unknown face_source type {self.face_source!r}; choose {FACE_SOURCES} or omit '
                              'face_source to let the model detect faces')
 
+        self._check_files()
+
+    def _check_files(self):
+        """Read every photo now (and its GT): all unusable files are named in one error, before any test runs."""
+        bad = []
+        for index in range(len(self.lq_paths)):
+            try:
+                self._images(index)
+            except (OSError, ValueError) as error:
+                bad.append(str(error))
+        if bad:
+            raise ValueError(f'test set {self.opt.get("name", "?")!r}: {len(bad)} of {len(self.lq_paths)} photos are '
+                             'unusable; replace or remove them:\n  ' + '\n  '.join(bad))
+
+    def _images(self, index):
+        """``(lq, gt or None)`` of photo ``index``, their sizes checked."""
+        lq_path = self.lq_paths[index]
+        lq = read_image(lq_path)
+        if self.gt_paths is None:
+            return lq, None
+        gt_path = self.gt_paths[index]
+        gt = read_image(gt_path)
+        (h, w), s = lq.shape[:2], self.scale
+        if gt.shape[:2] != (s * h, s * w):
+            raise ValueError(f'GT {gt_path!r} is {gt.shape[1]}x{gt.shape[0]}, but LQ {lq_path!r} is {w}x{h}: '
+                             f'at scale {s} the GT must be {s * w}x{s * h}')
+        return lq, gt
+
     def __len__(self):
         return len(self.lq_paths)
 
     def __getitem__(self, index):
         lq_path = self.lq_paths[index]
-        lq = read_image(lq_path)
+        lq, gt = self._images(index)
         item = {'lq': _chw(lq), 'lq_path': lq_path, 'face_source': self.face_source}
-        if self.gt_paths is not None:
-            gt_path = self.gt_paths[index]
-            gt = read_image(gt_path)
-            (h, w), s = lq.shape[:2], self.scale
-            if gt.shape[:2] != (s * h, s * w):
-                raise ValueError(f'GT {gt_path!r} is {gt.shape[1]}x{gt.shape[0]}, but LQ {lq_path!r} is {w}x{h}: '
-                                 f'at scale {s} the GT must be {s * w}x{s * h}')
-            item.update(gt=_chw(gt), gt_path=gt_path)
+        if gt is not None:
+            item.update(gt=_chw(gt), gt_path=self.gt_paths[index])
         if self.face_source == 'landmarks':
             faces = self.faces(lq, lq_path)
             landmarks = np.array([face.landmarks for face in faces], dtype=np.float32).reshape(-1, 5, 2)

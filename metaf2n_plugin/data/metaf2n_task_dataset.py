@@ -2,12 +2,12 @@
 import cv2
 import numpy as np
 import torch
-from basicsr.utils import FileClient
+from basicsr.utils import FileClient, get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
-from metaf2n_plugin.data.image_files import dataroot, list_images
+from metaf2n_plugin.data.image_files import check_headers, dataroot, list_images
 from metaf2n_plugin.faces.files import decode_image
 from metaf2n_plugin.data.task_degradation import random_crops
 
@@ -47,8 +47,9 @@ class MetaF2NTaskDataset(data.Dataset):
         face_paths, background_paths: the files, joined by newlines (a string collates into a list of T)
 
     Images are read as BasicSR reads them: grayscale is replicated, alpha dropped, 16-bit reduced to 8-bit.
-    An unreadable image, a non-square face or a background smaller than ``background_size`` raises an error
-    naming the file.
+    Files that are empty or not images are refused when the dataset is built, all named at once. An image that
+    fails later (undecodable, a non-square face, a background smaller than ``background_size``) is logged by
+    name and replaced by another draw; the log counts the replacements.
     """
 
     def __init__(self, opt):
@@ -74,6 +75,10 @@ class MetaF2NTaskDataset(data.Dataset):
                                       opt.get('meta_info_face'), backend, 'face')
         self.background_paths = list_images(dataroot(opt, 'dataroot_background', 'natural images (e.g. DF2K)'),
                                             opt.get('meta_info_background'), backend, 'background')
+        if backend == 'disk':
+            check_headers(self.face_paths, 'face')
+            check_headers(self.background_paths, 'background')
+        self.replacements = 0
         if len(self.face_paths) < self.faces_per_task:
             raise ValueError(f'face folder {opt["dataroot_face"]!r} has {len(self.face_paths)} images, fewer '
                              f'than faces_per_task ({self.faces_per_task})')
@@ -91,11 +96,11 @@ class MetaF2NTaskDataset(data.Dataset):
             self.file_client = FileClient(opt.pop('type'), **opt)
         others = np.random.choice(np.delete(np.arange(len(self.face_paths)), index), self.faces_per_task - 1,
                                   replace=False)
-        face_paths = [self.face_paths[i] for i in [index, *others]]
-        background_paths = [self.background_paths[i]
-                            for i in np.random.randint(0, len(self.background_paths), self.patches_per_task)]
-        faces = np.stack([self._face(path) for path in face_paths])
-        backgrounds = np.stack([self._background(path) for path in background_paths])
+        faces, face_paths = zip(*(self._drawn(self._face, self.face_paths, i) for i in [index, *others]))
+        backgrounds, background_paths = zip(*(
+            self._drawn(self._background, self.background_paths, i)
+            for i in np.random.randint(0, len(self.background_paths), self.patches_per_task)))
+        faces, backgrounds = np.stack(faces), np.stack(backgrounds)
         if self.opt.get('use_hflip', True) and np.random.uniform() < 0.5:
             faces, backgrounds = faces[..., ::-1], backgrounds[..., ::-1]
         faces, backgrounds = np.ascontiguousarray(faces), np.ascontiguousarray(backgrounds)
@@ -113,6 +118,18 @@ class MetaF2NTaskDataset(data.Dataset):
             'face_paths': '\n'.join(face_paths),
             'background_paths': '\n'.join(background_paths),
         }
+
+    def _drawn(self, read, paths, index, tries=10):
+        """``(read(paths[index]), path)``; an image that fails is logged by name and another one is drawn."""
+        for _ in range(tries):
+            try:
+                return read(paths[index]), paths[index]
+            except (OSError, ValueError) as error:
+                self.replacements += 1
+                get_root_logger().warning(f'{error}; drawing another image instead (replacement {self.replacements} '
+                                          'of this data loader worker)')
+                index = np.random.randint(len(paths))
+        raise RuntimeError(f'{tries} images in a row failed to load (the last: {paths[index]!r}); check the data')
 
     def _read(self, path, key):
         return decode_image(self.file_client.get(path, key), path)
