@@ -1,6 +1,7 @@
 """Shared helpers: run Python the way a user would, make tiny image folders, build the tiny data set once."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,32 @@ def run_python(*args, cwd, env=None, timeout=600, python=sys.executable, check=T
     if check and proc.returncode != 0:
         pytest.fail(f'python {" ".join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}'
                     f'\n--- stderr\n{proc.stderr[-6000:]}')
+    return proc
+
+
+def readme_blocks():
+    """The README's shell examples: the contents of its ```bash blocks, in order."""
+    with open(os.path.join(REPO, 'README.md'), encoding='utf-8') as f:
+        return re.findall(r'```bash\n(.*?)```', f.read(), re.S)
+
+
+def run_readme_block(containing, cwd, timeout=600):
+    """Run the README's one bash block that contains ``containing``, as written, with bash in ``cwd``.
+
+    ``cwd`` stands for a fresh clone's root: it gets links to ``options/`` and ``scripts/``; this environment's
+    ``bin`` comes first on PATH, as after ``source .venv/bin/activate``. Fails the test if the block fails.
+    """
+    (block, ) = [block for block in readme_blocks() if containing in block]
+    for folder in ('options', 'scripts'):
+        if not os.path.exists(os.path.join(cwd, folder)):
+            os.symlink(os.path.join(REPO, folder), os.path.join(cwd, folder))
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'METAF2N_NO_AUTOLOAD')}
+    env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env['PATH']
+    proc = subprocess.run(['bash', '-e', '-c', block], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f'README block exited {proc.returncode}:\n{block}\n--- stdout\n{proc.stdout[-4000:]}'
+                    f'\n--- stderr\n{proc.stderr[-4000:]}')
     return proc
 
 

@@ -4,13 +4,14 @@
 no PYTHONPATH: the start-up hook must load the plugin, and the compat fixes must keep every output in
 that directory and let ``--auto_resume`` continue from a CPU checkpoint.
 """
+import math
 import os
 import re
 
 import basicsr
 import pytest
 
-from conftest import copy_options, run_python, write_image_pairs
+from conftest import copy_options, run_python, run_readme_block
 
 NAME = 'tiny_gpen_sr'
 OUTPUT_DIRS = ('experiments', 'results', 'tb_logger')
@@ -19,15 +20,14 @@ BASICSR_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)
 
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
-    """Train 2 iterations, auto-resume to 4, then test, with the options in options/; in a fresh working directory."""
+    """The README's block (tiny data set, train 2 iterations, test), then auto-resume to 4; in a fresh working
+    directory."""
     leftovers = [d for d in OUTPUT_DIRS if os.path.exists(os.path.join(BASICSR_ROOT, d))]
     assert not leftovers, f'remove {leftovers} from {BASICSR_ROOT} first (left by an unpatched BasicSR run)'
     cwd = tmp_path_factory.mktemp('runner')
-    write_image_pairs(cwd / 'datasets' / 'tiny_pairs', count=3, size=64)
-    train = 'train_gpen_srmodel_tiny.yml'
-    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, train), cwd=cwd)  # 2 iterations
-    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, train, total_iter=4), '--auto_resume', cwd=cwd)
-    run_python('-m', 'basicsr.test', '-opt', copy_options(cwd, 'test_gpen_srmodel_tiny.yml'), cwd=cwd)
+    run_readme_block('options/train_gpen_srmodel_tiny.yml', cwd)
+    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, 'train_gpen_srmodel_tiny.yml', total_iter=4),
+               '--auto_resume', cwd=cwd)
     return cwd
 
 
@@ -66,3 +66,11 @@ def test_test_runner_reports_psnr_and_saves_images_under_working_directory(workd
 
 def test_nothing_is_written_inside_site_packages(workdir):
     assert not [d for d in OUTPUT_DIRS if os.path.exists(os.path.join(BASICSR_ROOT, d))]
+
+
+def test_srmodel_trains_srvgg_with_the_ssg_loss(workdir):
+    """Mixing proof: BasicSR's SRModel + SRVGGNetCompact + the plugin's SSGLoss, the README block's last line."""
+    (log, ) = (workdir / 'experiments' / 'tiny_srvgg_ssg').glob('train_*.log')
+    losses = [float(v) for v in re.findall(r'l_pix: ([0-9.e+-]+)', log.read_text())]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses) and max(losses) > 0
+    assert (workdir / 'experiments' / 'tiny_srvgg_ssg' / 'models' / 'net_g_latest.pth').is_file()

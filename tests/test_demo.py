@@ -1,16 +1,13 @@
 """`make demo`, shortened: the same script and options files, 2 training iterations instead of 200."""
 import csv
-import os
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, run_python
+from conftest import REPO, run_python, run_readme_block
 
 SETS = ('Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood')
 
@@ -60,12 +57,7 @@ def test_a_second_demo_reuses_the_data_the_weights_and_the_results(first_and_sec
 
 def test_the_readmes_metaf2n_infer_example_writes_the_demo_tests_images(first_and_second_run):
     cwd = first_and_second_run[0]
-    with open(f'{REPO}/README.md', encoding='utf-8') as f:
-        blocks = re.findall(r'```bash\n(.*?)```', f.read(), re.S)
-    command = next(block for block in blocks if block.startswith('metaf2n-infer datasets/tiny/'))
-    env = {**os.environ, 'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
-    proc = subprocess.run(['bash', '-c', command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_readme_block('metaf2n-infer datasets/tiny/', cwd)
     test_set = cwd / 'datasets' / 'tiny' / 'test' / 'Tiny_Multi_ood'
     with open(test_set / 'landmarks.json') as f:
         faces = sum(len(entry['faces']) for entry in yaml.safe_load(f).values())

@@ -1,6 +1,7 @@
-"""SSG loss: equal to an explicit patch loop, exact gradients, natural masks, and usable from BasicSR."""
-import re
+"""SSG loss: equal to an explicit patch loop, exact gradients, natural masks, named bad arguments.
 
+BasicSR's SRModel training with it: tests/test_basicsr_runners.py (the README's block).
+"""
 import cv2
 import numpy as np
 import pytest
@@ -9,8 +10,6 @@ import torch.nn.functional as F
 from skimage import data
 
 from metaf2n_plugin.losses.ssg_loss import SSGLoss, laplacian_mask, patch_distances, self_similarity_graph
-
-from conftest import copy_options, run_python
 
 
 def naive_graph(img, mask, patch_size, search_size, h):
@@ -212,19 +211,3 @@ def test_images_in_0_255_and_unbatched_images_are_named():
         SSGLoss()(img * 255, img * 255)
     with pytest.raises(ValueError, match=r'\(N, C, H, W\) batches, got a 3-D pred \(3, 20, 20\); add the batch dimension'):
         SSGLoss()(img[0], img[0])
-
-
-def test_basicsr_srmodel_trains_with_ssg_loss(tmp_path):
-    """Mixing proof: BasicSR's SRModel + SRVGGNetCompact + SSGLoss through `python -m basicsr.train`."""
-    pairs = tmp_path / 'datasets' / 'tiny_pairs'
-    for sub in ('gt', 'lq'):
-        (pairs / sub).mkdir(parents=True)
-    for i, (y, x) in enumerate([(180, 200), (100, 300), (300, 100)]):
-        gt = cv2.cvtColor(data.astronaut()[y:y + 64, x:x + 64], cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(pairs / 'gt' / f'{i}.png'), gt)
-        cv2.imwrite(str(pairs / 'lq' / f'{i}.png'), cv2.GaussianBlur(gt, (5, 5), 1.0))
-    run_python('-m', 'basicsr.train', '-opt', copy_options(tmp_path, 'train_srvgg_ssg_tiny.yml'), cwd=tmp_path)
-    (log, ) = (tmp_path / 'experiments' / 'tiny_srvgg_ssg').glob('train_*.log')
-    losses = [float(v) for v in re.findall(r'l_pix: ([0-9.e+-]+)', log.read_text())]
-    assert len(losses) == 2 and all(np.isfinite(losses)) and max(losses) > 0
-    assert (tmp_path / 'experiments' / 'tiny_srvgg_ssg' / 'models' / 'net_g_latest.pth').is_file()

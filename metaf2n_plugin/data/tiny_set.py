@@ -11,6 +11,8 @@ Layout under ``root`` (``datasets/tiny`` by default; nothing of it is committed)
     sources/photos_landmarks.json       their landmarks (input of make_testset)
     sources/test_backgrounds/<image>.png  4 held-out backgrounds (retina, the right stereo motorcycle, gravel,
                                         grass), never in backgrounds/
+    pairs/{gt,lq}/<i>.png               3 restoration pairs at scale 1 for BasicSR's PairedImageDataset: 64 x 64
+                                        crops of the astronaut, and the same crops blurred (5 x 5, sigma 1)
     test/<set>/{GT,LQ}/, landmarks.json, meta.json   GT 512, LQ 128 (x4); <set> is one of
         Tiny_iid, Tiny_ood              the two photos, degraded like training (iid) or past its ranges (ood)
         Tiny_Multi_iid, Tiny_Multi_ood  4 multi-face images each: faces/ pasted into the held-out backgrounds
@@ -24,6 +26,7 @@ test set's ``LQ``, ``GT`` and ``landmarks.json`` are ``MetaF2NPairedFaceDataset`
 """
 import os
 
+import cv2
 import numpy as np
 import skimage.data
 
@@ -37,6 +40,7 @@ BACKGROUND_SIZE = 400
 # (scikit-image image, top-left corners of its 400 x 400 crops)
 BACKGROUNDS = (('coffee', [(0, 0), (0, 200)]), ('rocket', [(27, 120)]), ('hubble_deep_field', [(0, 0), (400, 500)]),
                ('immunohistochemistry', [(56, 56)]))
+PAIR_CORNERS = ((180, 200), (100, 300), (300, 100))  # top-left corners of the astronaut's 64 x 64 pair crops
 TEST_GT_SIZE = 512
 # held-out test backgrounds, each a square crop (top, left, side) of a scikit-image picture; gray ones made RGB
 TEST_BACKGROUNDS = {'retina': (450, 450, 512), 'motorcycle_right': (0, 241, 500), 'gravel': (0, 0, 512),
@@ -69,6 +73,7 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
                         image[top:top + BACKGROUND_SIZE, left:left + BACKGROUND_SIZE])
     motorcycle = skimage.data.stereo_motorcycle()[0].astype(np.float32) / 255.0
     write_image(os.path.join(folders['backgrounds'], 'motorcycle_0.png'), motorcycle[50:450, 170:570])
+    _write_pairs(os.path.join(root, 'pairs'))
     test_backgrounds = _write_test_backgrounds(os.path.join(root, 'sources', 'test_backgrounds'))
     photos = sorted(os.path.join(folders['sources/photos'], f'{photo}.png') for photo in PHOTOS)
     faces = sorted(os.path.join(folders['faces'], name) for name in os.listdir(folders['faces']))
@@ -81,6 +86,17 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
             build_testset(photos, out_dir, preset, seed + k, TEST_GT_SIZE, progress=progress,
                           landmarks_json=os.path.join(root, 'sources', 'photos_landmarks.json'))
     return root
+
+
+def _write_pairs(folder):
+    """``pairs/{gt,lq}``: 64 x 64 astronaut crops and the same crops blurred (scale 1)."""
+    astronaut = skimage.data.astronaut().astype(np.float32) / 255.0
+    for sub in ('gt', 'lq'):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for i, (top, left) in enumerate(PAIR_CORNERS):
+        gt = astronaut[top:top + 64, left:left + 64]
+        write_image(os.path.join(folder, 'gt', f'{i}.png'), gt)
+        write_image(os.path.join(folder, 'lq', f'{i}.png'), cv2.GaussianBlur(gt, (5, 5), 1.0))
 
 
 def _write_test_backgrounds(folder):
