@@ -6,11 +6,10 @@ naive formulation is SSL's pure-PyTorch one: unfold the search window around eve
 every patch in it (≈ 608 KB per masked pixel), here with reflect-padded full patches so that its
 numbers equal ours.
 
-Each measurement runs in a fresh process. "Peak extra memory" is the peak RSS of a process that runs
-the loss once minus its RSS just before, with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_``)
-so that freed tensors leave the RSS instead of staying cached in the heap. That setting slows every
-allocation, so times come from another process with the default allocator: the median of ``--repeats``
-runs after a warm-up run. The machine is noisy: read the ratios, which are measured side by side.
+Each variant runs in a fresh process with the default allocator, as a user's training process runs it: a
+warm-up call, then ``--repeats`` timed calls (forward + backward). "Peak extra memory" is the process's peak
+RSS over all those calls minus its RSS just before the first; the time is the median of the timed calls.
+The machine is noisy: read the ratios, which are measured side by side.
 
 Targets (``--check`` exits 1 when one is missed): peak extra memory <= 400 MB at 4x3x256x256; at the
 largest size where the unfold formulation fits in ``--unfold-budget-gb``, >= 10x less memory and
@@ -71,8 +70,8 @@ def unfold_ssg_loss(pred, target, h=0.004, patch_size=9, search_size=25):
     return (graphs[0] - graphs[1]).abs().mean()
 
 
-def measure(what, variant, n, side, repeats):
-    """Run in a child process: the peak extra memory of one forward+backward, or the median time."""
+def measure(variant, n, side, repeats):
+    """Run in a child process: peak extra memory over a warm-up and ``repeats`` calls, their median time."""
     import torch
     from metaf2n_plugin.losses.ssg_loss import SSGLoss, laplacian_mask
 
@@ -87,30 +86,25 @@ def measure(what, variant, n, side, repeats):
         loss.backward()
         return loss.item()
 
-    if what == 'memory':
-        rss_before = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])  # kB
-        value = step()
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-        return {'peak_mb': peak_mb, 'loss': value, 'rows': int(laplacian_mask(target).sum())}
-    step()  # warm-up
+    rss_before = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])  # kB
+    value = step()  # warm-up
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - start)
-    return {'seconds': statistics.median(seconds)}
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    return {'peak_mb': peak_mb, 'seconds': statistics.median(seconds), 'loss': value,
+            'rows': int(laplacian_mask(target).sum())}
 
 
 def run_child(variant, n, side, repeats):
-    """Memory and time of one variant and size, each measured in a fresh process."""
-    result = {}
-    for what, env in (('memory', dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')), ('time', os.environ)):
-        proc = subprocess.run([sys.executable, __file__, '--child', what, variant, str(n), str(side), str(repeats)],
-                              env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f'{variant} at {n}x3x{side}x{side} failed:\n{proc.stderr[-3000:]}')
-        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return result
+    """Memory and time of one variant and size, measured together in a fresh process."""
+    proc = subprocess.run([sys.executable, __file__, '--child', variant, str(n), str(side), str(repeats)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f'{variant} at {n}x3x{side}x{side} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def mask_rows(n, side):
@@ -124,11 +118,11 @@ def main():
     parser.add_argument('--unfold-budget-gb', type=float, default=8.0,
                         help='largest estimated memory the unfold formulation may use (3 planes of 608 KB per row)')
     parser.add_argument('--check', action='store_true', help='exit 1 if a target is missed')
-    parser.add_argument('--child', nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        what, variant, n, side, repeats = args.child
-        print(json.dumps(measure(what, variant, int(n), int(side), int(repeats))))
+        variant, n, side, repeats = args.child
+        print(json.dumps(measure(variant, int(n), int(side), int(repeats))))
         return
 
     fits = [s for s in SIZES if mask_rows(*s) * UNFOLD_BYTES_PER_ROW <= args.unfold_budget_gb * 2**30]

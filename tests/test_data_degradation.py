@@ -142,3 +142,16 @@ def test_every_image_gets_a_noise_field_of_its_own_also_in_gray():
     noise = add_noise(image, draw, 1) - image
     assert noise.std() > 0.05 and torch.equal(noise[:, 0], noise[:, 1])  # gray: one field for R, G and B
     assert abs(torch.corrcoef(noise[:, 0].flatten(1))[0, 1]) < 0.1  # and another one for each image
+
+
+def test_jpeg_quality_goes_in_as_a_float32_tensor_as_real_esrgan_passes_it():
+    from basicsr.utils import DiffJPEG
+
+    from metaf2n_plugin.data.degradation import _jpeg
+
+    jpeger = DiffJPEG(differentiable=False)
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 40, 56)
+    for quality in (30.0, 47.31, 94.9):
+        real_esrgan = jpeger(images.clamp(0, 1), quality=images.new_full((3, ), quality))  # its feed_data's call
+        assert torch.equal(_jpeg(images, quality, jpeger), real_esrgan.contiguous())

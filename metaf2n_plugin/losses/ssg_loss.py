@@ -15,13 +15,13 @@ distances of all masked pixels to one window offset ``o`` come from one squared-
 ``E_o = sum_c (x - shift_o(x))^2`` and a box filter (two running sums), then only masked pixels are
 kept: O(search_size² · C · H · W) work and O(masked · search_size²) memory. The offsets are processed in
 blocks, and the hand-written backward recomputes a block's planes instead of storing search_size²
-full-size planes; the graph rows are compared in checkpointed blocks. ``bench/ssg.py`` measures both
-formulations.
+full-size planes. The loss compares the two graphs row block by row block and keeps, for backward, only the
+gradient of each row's loss with respect to the SR logits, written over them: one (masked, search_size²)
+matrix outlives the forward pass. ``bench/ssg.py`` measures both formulations.
 """
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
 from basicsr.utils.registry import LOSS_REGISTRY
 
@@ -91,6 +91,14 @@ def patch_distances(img, mask, patch_size=9, search_size=25, scale=1.0, step_byt
     Arguments and layout as in :func:`self_similarity_graph`. Window offsets are processed in blocks
     whose temporary planes take about ``step_bytes`` each; backward recomputes them block by block.
     """
+    with torch.autocast(img.device.type, enabled=False):
+        padded, where, blocks = _prepare(img, mask, patch_size, search_size, step_bytes)
+        return _PatchDistances.apply(padded, where, blocks, patch_size, search_size,
+                                     scale / (img.size(1) * patch_size**2))
+
+
+def _prepare(img, mask, patch_size, search_size, step_bytes=8 << 20):
+    """``(padded, where, blocks)``: the reflect-padded fp32 (fp64) image, the masked (n, y, x), the offset blocks."""
     if patch_size % 2 == 0 or search_size % 2 == 0:
         raise ValueError(f'patch_size and search_size must be odd, got {patch_size} and {search_size}')
     if mask.shape != (img.size(0), 1, *img.shape[2:]):
@@ -99,14 +107,11 @@ def patch_distances(img, mask, patch_size=9, search_size=25, scale=1.0, step_byt
     reach = search_size // 2 + patch_size // 2
     if min(height, width) <= reach:
         raise ValueError(f'the SSG needs images larger than {reach} px on each side, got {height}x{width}')
-    with torch.autocast(img.device.type, enabled=False):
-        img = img.double() if img.dtype == torch.float64 else img.float()
-        padded = F.pad(img, (reach, ) * 4, mode='reflect')
-        plane_bytes = padded.element_size() * img.size(0) * (height + patch_size) * (width + patch_size)
-        blocks = _offset_blocks(search_size, max(1, step_bytes // plane_bytes))
-        where = mask[:, 0].nonzero(as_tuple=True)  # (n, y, x), row-major
-        return _PatchDistances.apply(padded, where, blocks, patch_size, search_size,
-                                     scale / (img.size(1) * patch_size**2))
+    img = img.double() if img.dtype == torch.float64 else img.float()
+    padded = F.pad(img, (reach, ) * 4, mode='reflect')
+    plane_bytes = padded.element_size() * img.size(0) * (height + patch_size) * (width + patch_size)
+    blocks = _offset_blocks(search_size, max(1, step_bytes // plane_bytes))
+    return padded, mask[:, 0].nonzero(as_tuple=True), blocks  # where: (n, y, x), row-major
 
 
 def _offset_blocks(search_size, per_block):
@@ -131,15 +136,7 @@ class _PatchDistances(torch.autograd.Function):
     def forward(ctx, padded, where, blocks, patch_size, search_size, scale):
         ctx.save_for_backward(padded, *where)
         ctx.blocks, ctx.patch_size, ctx.search_size, ctx.scale = blocks, patch_size, search_size, scale
-        n, y, x = where
-        out = []
-        for block in blocks:
-            centre, others = _block_views(padded, block, patch_size, search_size)
-            sq_diff = sum((centre[:, c] - others[:, c]).square() for c in range(padded.size(1)))
-            running_y = F.pad(_box_sum_last(sq_diff, patch_size).cumsum(-2), (0, 0, 1, 0))  # (N, Ky, Kx, Hp+1, W)
-            dist = running_y[n, :, :, y + patch_size, x] - running_y[n, :, :, y, x]  # (M, Ky, Kx)
-            out.append(dist.flatten(1) * scale)
-        return torch.cat(out, dim=1)
+        return _distances(padded, where, blocks, patch_size, search_size, scale)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -167,12 +164,75 @@ class _PatchDistances(torch.autograd.Function):
             grad_sq = _box_sum_last(F.pad(grad_box, (patch_size - 1, patch_size - 1)), patch_size)  # (..., Hp, Wp)
             top, left = block[0], block[2]
             for c in range(padded.size(1)):
-                pull = 2 * grad_sq * (centre[:, c] - others[:, c])  # d loss / d centre, per offset
+                pull = (centre[:, c] - others[:, c]).mul_(grad_sq).mul_(2)  # d loss / d centre, per offset
                 grad[:, c, r_search:r_search + hp, r_search:r_search + wp] += pull.sum(dim=(1, 2))
                 for i in range(k_y):
                     for j in range(k_x):
                         grad[:, c, top + i:top + i + hp, left + j:left + j + wp] -= pull[:, i, j]
         return grad
+
+
+def _distances(padded, where, blocks, patch_size, search_size, scale):
+    """``scale * d(p, q)``: (M, search_size²), each offset block written into its columns."""
+    n, y, x = where
+    out = padded.new_empty(len(n), search_size**2)
+    first = 0
+    for block in blocks:
+        centre, others = _block_views(padded, block, patch_size, search_size)
+        sq_diff = (centre[:, 0] - others[:, 0]).square_()
+        for c in range(1, padded.size(1)):
+            diff = centre[:, c] - others[:, c]
+            sq_diff.addcmul_(diff, diff)
+        running_y = F.pad(_box_sum_last(sq_diff, patch_size).cumsum(-2), (0, 0, 1, 0))  # (N, Ky, Kx, Hp+1, W)
+        dist = running_y[n, :, :, y + patch_size, x] - running_y[n, :, :, y, x]  # (M, Ky, Kx)
+        columns = (block[1] - block[0]) * (block[3] - block[2])
+        torch.mul(dist.flatten(1), scale, out=out[:, first:first + columns])
+        first += columns
+    return out
+
+
+class _GraphRowLosses(torch.autograd.Function):
+    """Per-row losses between the SR and HR graphs of the masked pixels, differentiable in the SR image only.
+
+    Forward computes both graphs' logits, then, row block by row block, each row's loss and its gradient with
+    respect to the SR logits, written over them; backward scales that gradient by the incoming one and pushes
+    it through :class:`_PatchDistances`'s backward.
+    """
+
+    @staticmethod
+    def forward(ctx, padded_pred, padded_target, where, blocks, patch_size, search_size, scale, kl_weight):
+        logits = _distances(padded_pred, where, blocks, patch_size, search_size, scale)
+        target_logits = _distances(padded_target, where, blocks, patch_size, search_size, scale)
+        rows = logits.new_empty(len(logits))
+        for start in range(0, len(logits), ROW_BLOCK):
+            block = slice(start, start + ROW_BLOCK)
+            rows[block] = _row_losses_and_gradients(logits[block], target_logits[block], kl_weight)
+        ctx.save_for_backward(padded_pred, logits, *where)  # logits now hold d rows / d logits
+        ctx.blocks, ctx.patch_size, ctx.search_size, ctx.scale = blocks, patch_size, search_size, scale
+        return rows
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_rows):
+        padded_pred, row_gradients, *where = ctx.saved_tensors
+        with torch.autocast(padded_pred.device.type, enabled=False):
+            grad = _PatchDistances._backward(ctx, padded_pred, where, row_gradients.mul_(grad_rows[:, None]))
+        return grad, None, None, None, None, None, None, None
+
+
+def _row_losses_and_gradients(logits, target_logits, kl_weight):
+    """Rows ``mean_q |S̄ - S̄_t| + kl_weight * KL(S̄_t || S̄)`` of logit rows (M, Q); ``logits`` is overwritten
+    with the rows' gradients with respect to it (the Jacobian of the softmax applied in closed form)."""
+    graph, target = torch.softmax(logits, dim=1), torch.softmax(target_logits, dim=1)
+    sign = torch.sign(graph - target)
+    rows = (graph - target).abs().mean(dim=1)
+    gradient = graph * (sign - (graph * sign).sum(dim=1, keepdim=True)) / logits.size(1)
+    if kl_weight:
+        log_target = torch.log_softmax(target_logits, dim=1)
+        rows += kl_weight * (target * (log_target - torch.log_softmax(logits, dim=1))).sum(dim=1)
+        gradient += kl_weight * (graph - target)
+    logits.copy_(gradient)
+    return rows
 
 
 def _block_views(padded, block, patch_size, search_size):
@@ -189,23 +249,6 @@ def _box_sum_last(x, size):
     """Sums of ``size`` consecutive entries along the last dim (length L -> L - size + 1), by a running sum."""
     running = F.pad(x.cumsum(-1), (1, 0))
     return running[..., size:] - running[..., :-size]
-
-
-def _checkpointed(fn, *args):
-    """``fn(*args)``; under autograd, checkpointed so that backward recomputes its intermediates."""
-    if any(torch.is_tensor(a) and a.requires_grad for a in args):
-        return checkpoint(fn, *args, use_reentrant=False)
-    return fn(*args)
-
-
-def _graph_difference(logits_pred, logits_target, kl_weight):
-    """Per-row loss between graphs given as logits (rows of ``-d / h``): (M, Q), (M, Q) -> (M,)."""
-    rows = (torch.softmax(logits_pred, dim=1) - torch.softmax(logits_target, dim=1)).abs().mean(dim=1)
-    if kl_weight:
-        kl = F.kl_div(torch.log_softmax(logits_pred, dim=1), torch.log_softmax(logits_target, dim=1),
-                      reduction='none', log_target=True).sum(dim=1)
-        rows = rows + kl_weight * kl
-    return rows
 
 
 def _odd(size):
@@ -251,7 +294,7 @@ class SSGLoss(nn.Module):
 
         Args:
             pred (Tensor): (N, C, H, W) in [0, 1].
-            target (Tensor): (N, C, H, W) in [0, 1].
+            target (Tensor): (N, C, H, W) in [0, 1]; no gradient flows into it.
             weight (Tensor | None): (N, 1, H, W) per-pixel weights of the graph rows.
             mask (Tensor | None): (N, 1, H, W) bool rows to compare; None: ``laplacian_mask(target)``.
 
@@ -269,14 +312,12 @@ class SSGLoss(nn.Module):
                              f'reaches {target.detach().abs().amax().item():.4g}: divide [0, 255] images by 255')
         if mask is None:
             mask = laplacian_mask(target, self.threshold, self.mask_stride)
-        logits_pred = patch_distances(pred, mask, self.patch_size, self.search_size, scale=-1 / self.h)
-        logits_target = patch_distances(target, mask, self.patch_size, self.search_size, scale=-1 / self.h)
-        # Rows are independent: in blocks, checkpointed, so that no graph-sized temporaries pile up.
-        rows = torch.cat([
-            _checkpointed(_graph_difference, logits_pred[start:start + ROW_BLOCK],
-                          logits_target[start:start + ROW_BLOCK], self.kl_weight)
-            for start in range(0, logits_pred.size(0), ROW_BLOCK)
-        ]) if logits_pred.size(0) else logits_pred.sum(dim=1)  # (M,)
+        with torch.autocast(pred.device.type, enabled=False):
+            padded_pred, where, blocks = _prepare(pred, mask, self.patch_size, self.search_size)
+            padded_target, _, _ = _prepare(target.detach(), mask, self.patch_size, self.search_size)
+            rows = _GraphRowLosses.apply(padded_pred, padded_target, where, blocks, self.patch_size,
+                                         self.search_size, -1 / (self.h * pred.size(1) * self.patch_size**2),
+                                         self.kl_weight)  # (M,)
         if weight is not None:
             if weight.shape != mask.shape:
                 raise ValueError(f'SSGLoss: weight must be (N, 1, H, W) = {tuple(mask.shape)}, got {tuple(weight.shape)}')
