@@ -199,14 +199,14 @@ def test_face_patch_retry_scores_the_restored_face_and_cuts_the_pseudo_gt_there(
 
 
 class RecordingJPEG(torch.nn.Module):
-    """Wraps DiffJPEG and records the quality of every call."""
+    """Wraps DiffJPEG and records the qualities of every call (before DiffJPEG overwrites them)."""
 
     def __init__(self, jpeger):
         super().__init__()
         self.jpeger, self.qualities = jpeger, []
 
     def forward(self, x, quality):
-        self.qualities.append((x.shape[0], quality))
+        self.qualities.append((x.shape[0], quality.tolist()))
         return self.jpeger(x, quality)
 
 
@@ -218,8 +218,9 @@ def test_every_image_of_a_task_gets_the_drawn_jpeg_qualities(folders):
     degrader.jpeger = RecordingJPEG(degrader.jpeger)
     degrader(batch)
     calls = degrader.jpeger.qualities
-    # per task: faces (2 images) stage 1 and 2, backgrounds (2 images) stage 1 and 2; one quality per call
-    expected = [(2, q) for q1, q2 in drawn for q in (q1, q2, q1, q2)]
+    # per task: faces (2 images) stage 1 and 2, backgrounds (2 images) stage 1 and 2; one quality per call,
+    # given per image as float32, as Real-ESRGAN gives it
+    expected = [(2, [torch.tensor(q).float().item()] * 2) for q1, q2 in drawn for q in (q1, q2, q1, q2)]
     assert calls == expected
     assert [batch['degradation']['jpeg_quality1'][t].item() for t in range(2)] == [q for q, _ in drawn]
 
