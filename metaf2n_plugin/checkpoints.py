@@ -68,7 +68,8 @@ def mismatch(error, path, network):
 
 
 def rrdbnet_options(state, where='the weights'):
-    """BasicSR ``RRDBNet`` options that fit a state dict (x4, as MetaF2N), checked by a strict load.
+    """BasicSR ``RRDBNet`` options read off a state dict's shapes (x4, as MetaF2N); check them with
+    :func:`network_from`.
 
     Raises:
         ValueError: the state dict is not an x4 RRDBNet's; names ``where``.
@@ -84,26 +85,31 @@ def rrdbnet_options(state, where='the weights'):
     if options['num_in_ch'] != 3:
         raise ValueError(f'{where}: conv_first takes {options["num_in_ch"]} channels; MetaF2N\'s RRDBNet takes '
                          'RGB at x4 (3; an x2 or x1 RRDBNet unshuffles its input to 12 or 48)')
-    _check_loads(state, options, where)
     return options
 
 
 def masknet_options(state, where='the weights'):
-    """``MaskNet`` options that fit a state dict, checked by a strict load (ValueError naming ``where``)."""
+    """``MaskNet`` options read off a state dict's shapes (ValueError naming ``where``); check them with
+    :func:`network_from`."""
     try:
         options = {'type': 'MaskNet', 'num_in_ch': state['convs.0.weight'].shape[1],
                    'num_feat': state['convs.0.weight'].shape[0], 'num_conv': len(state) // 2}
     except KeyError as error:
         raise ValueError(f'{where}: no variable {error}; not a MaskNet\'s weights') from None
-    _check_loads(state, options, where)
     return options
 
 
-def _check_loads(state, options, where):
-    """Load ``state`` into the network ``options`` describe (strict): names and shapes must all fit."""
+def network_from(state, options, where='the weights'):
+    """The network ``options`` describe, with ``state`` loaded strictly (names and shapes must all fit).
+
+    Raises:
+        ValueError: a variable is missing, extra or of another shape; names ``where``.
+    """
     from basicsr.archs import build_network
 
+    net = build_network(dict(options))
     try:
-        build_network(dict(options)).load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f'{where}: its {options["type"]} variables do not fit {options}: {error}') from None
+    return net

@@ -71,13 +71,12 @@ def apply():
     basicsr.train.load_resume_state = load_resume_state
     import basicsr.utils.options
     basicsr.utils.options.init_dist = init_dist
-    from basicsr.models.base_model import BaseModel
-    if BaseModel.load_network is not load_network:
-        load_network.basicsr = BaseModel.load_network
-        BaseModel.load_network = load_network
-    import basicsr.models.base_model
-    if not isinstance(basicsr.models.base_model.torch, TorchWithAtomicSave):
-        basicsr.models.base_model.torch = TorchWithAtomicSave()
+    from basicsr.models import base_model
+    if base_model.BaseModel.load_network is not load_network:
+        load_network.basicsr = base_model.BaseModel.load_network
+        base_model.BaseModel.load_network = load_network
+    if not isinstance(base_model.torch, TorchWithAtomicSave):
+        base_model.torch = TorchWithAtomicSave()
     import basicsr.metrics.fid
     import scipy
     if tuple(int(part) for part in scipy.__version__.split('.')[:2]) >= (1, 16):
@@ -134,8 +133,8 @@ def load_resume_state(opt):
     if not opt['auto_resume']:
         return None if path is None else _resumed(opt, read_checkpoint(path, 'training state', map_location=device))
     state_dir = opt['path']['training_states']
-    for folder in (state_dir, opt['path'].get('models')):  # what a killed save left behind
-        for leftover in glob.glob(os.path.join(glob.escape(folder or ''), '.*.tmp')) if folder else ():
+    for folder in filter(None, (state_dir, opt['path'].get('models'))):  # what a killed save left behind
+        for leftover in glob.glob(os.path.join(glob.escape(folder), '.*.tmp')):
             with contextlib.suppress(OSError):
                 os.remove(leftover)
     states = sorted(int(name[:-len('.state')]) for name in (

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from metaf2n_plugin.checkpoints import load_state_dict, masknet_options, read_checkpoint, rrdbnet_options, \
-    state_dict_of
+from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
+                                       rrdbnet_options, state_dict_of)
 from metaf2n_plugin.faces import (FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector,
                                   read_image)
 from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS, Photo, read_photo, write_image, write_photo
@@ -122,8 +122,6 @@ def check_output_folder(folder):
 
 def load_networks(args, device):
     """``(net_g, net_mask, legacy_bicubic)`` on ``device``; net_mask is None with ``--no-adapt``."""
-    from basicsr.archs import build_network
-
     missing = [(flag, path) for flag, path in (('--model', args.model), ('--mask', args.mask))
                if not os.path.isfile(path) and not (flag == '--mask' and args.no_adapt)]
     if missing:
@@ -134,16 +132,13 @@ def load_networks(args, device):
             f'`metaf2n-convert <checkpoint prefix> --out {os.path.dirname(args.model) or "."}` writes '
             f'{os.path.basename(args.model)} and {os.path.basename(args.mask)} there. Or point --model/--mask at '
             'a training run\'s experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
-    state = load_state_dict(args.model, '--model')
-    net_g = build_network(rrdbnet_options(state, f'--model {args.model!r}'))
-    net_g.load_state_dict(state)
-    net_g.eval().to(device)
+    state, where = load_state_dict(args.model, '--model'), f'--model {args.model!r}'
+    net_g = network_from(state, rrdbnet_options(state, where), where).eval().to(device)
     if args.no_adapt:
         return net_g, None, False
     checkpoint = read_checkpoint(args.mask, '--mask')
-    state = state_dict_of(checkpoint, args.mask, '--mask')
-    net_mask = build_network(masknet_options(state, f'--mask {args.mask!r}'))
-    net_mask.load_state_dict(state)
+    state, where = state_dict_of(checkpoint, args.mask, '--mask'), f'--mask {args.mask!r}'
+    net_mask = network_from(state, masknet_options(state, where), where)
     legacy = bool(isinstance(checkpoint, dict) and checkpoint.get('legacy_bicubic'))
     return net_g, net_mask.eval().requires_grad_(False).to(device), legacy
 

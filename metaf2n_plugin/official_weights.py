@@ -29,7 +29,7 @@ import sys
 import numpy as np
 import torch
 
-from metaf2n_plugin.checkpoints import masknet_options, rrdbnet_options
+from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
 from metaf2n_plugin.faces.files import write_atomically
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
@@ -88,7 +88,10 @@ def convert(variables, where='the checkpoint'):
         if not found:
             raise ValueError(f'{where} has no {scope}/... variables; is it an official MetaF2N checkpoint? '
                              f'(first names: {sorted(variables)[:5]})')
-    return {'g': (g, rrdbnet_options(g, where)), 'mask': (mask, masknet_options(mask, where))}
+    converted = {'g': (g, rrdbnet_options(g, where)), 'mask': (mask, masknet_options(mask, where))}
+    for state, options in converted.values():
+        network_from(state, options, where)  # every variable fits the architecture read off the shapes
+    return converted
 
 
 def save_checkpoint(state, path, **extras):

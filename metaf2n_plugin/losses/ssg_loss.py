@@ -92,13 +92,14 @@ def patch_distances(img, mask, patch_size=9, search_size=25, scale=1.0, step_byt
     whose temporary planes take about ``step_bytes`` each; backward recomputes them block by block.
     """
     with torch.autocast(img.device.type, enabled=False):
-        padded, where, blocks = _prepare(img, mask, patch_size, search_size, step_bytes)
+        (padded, ), where, blocks = _prepare((img, ), mask, patch_size, search_size, step_bytes)
         return _PatchDistances.apply(padded, where, blocks, patch_size, search_size,
                                      scale / (img.size(1) * patch_size**2))
 
 
-def _prepare(img, mask, patch_size, search_size, step_bytes=8 << 20):
-    """``(padded, where, blocks)``: the reflect-padded fp32 (fp64) image, the masked (n, y, x), the offset blocks."""
+def _prepare(images, mask, patch_size, search_size, step_bytes=8 << 20):
+    """``(padded, where, blocks)``: the reflect-padded fp32 (fp64) images, the masked (n, y, x), the offset blocks."""
+    img = images[0]
     if patch_size % 2 == 0 or search_size % 2 == 0:
         raise ValueError(f'patch_size and search_size must be odd, got {patch_size} and {search_size}')
     if mask.shape != (img.size(0), 1, *img.shape[2:]):
@@ -107,9 +108,9 @@ def _prepare(img, mask, patch_size, search_size, step_bytes=8 << 20):
     reach = search_size // 2 + patch_size // 2
     if min(height, width) <= reach:
         raise ValueError(f'the SSG needs images larger than {reach} px on each side, got {height}x{width}')
-    img = img.double() if img.dtype == torch.float64 else img.float()
-    padded = F.pad(img, (reach, ) * 4, mode='reflect')
-    plane_bytes = padded.element_size() * img.size(0) * (height + patch_size) * (width + patch_size)
+    dtype = torch.float64 if img.dtype == torch.float64 else torch.float32
+    padded = [F.pad(image.to(dtype), (reach, ) * 4, mode='reflect') for image in images]
+    plane_bytes = padded[0].element_size() * img.size(0) * (height + patch_size) * (width + patch_size)
     blocks = _offset_blocks(search_size, max(1, step_bytes // plane_bytes))
     return padded, mask[:, 0].nonzero(as_tuple=True), blocks  # where: (n, y, x), row-major
 
@@ -313,8 +314,8 @@ class SSGLoss(nn.Module):
         if mask is None:
             mask = laplacian_mask(target, self.threshold, self.mask_stride)
         with torch.autocast(pred.device.type, enabled=False):
-            padded_pred, where, blocks = _prepare(pred, mask, self.patch_size, self.search_size)
-            padded_target, _, _ = _prepare(target.detach(), mask, self.patch_size, self.search_size)
+            (padded_pred, padded_target), where, blocks = _prepare((pred, target.detach()), mask, self.patch_size,
+                                                                   self.search_size)
             rows = _GraphRowLosses.apply(padded_pred, padded_target, where, blocks, self.patch_size,
                                          self.search_size, -1 / (self.h * pred.size(1) * self.patch_size**2),
                                          self.kl_weight)  # (M,)
