@@ -19,7 +19,7 @@ from basicsr.utils.img_process_util import USMSharp
 from torch.nn import functional as F
 
 from metaf2n_plugin.data.degradation import apply_degradation, sample_degradation
-from metaf2n_plugin.faces import read_image
+from metaf2n_plugin.image_io import read_image
 from metaf2n_plugin.losses.ssg_loss import SSGLoss
 
 

@@ -42,7 +42,7 @@ it before anything else touches ``basicsr``.
    killed while saving leaves a truncated ``net_g_<iter>.pth`` or ``<iter>.state`` under its final name, and
    ``--auto_resume`` then fails on it (no upstream report found). Fix: ``basicsr.models.base_model`` sees a
    ``torch`` whose ``save`` writes to a temporary file and renames it into place
-   (:func:`~metaf2n_plugin.faces.files.atomic_file`); :func:`load_resume_state` falls back, with a warning, to
+   (:func:`~metaf2n_plugin.atomic_write.atomic_file`); :func:`load_resume_state` falls back, with a warning, to
    the newest training state that loads, and removes the temporary files a killed save left.
 """
 import contextlib
@@ -230,7 +230,7 @@ class TorchWithAtomicSave:
 
     @staticmethod
     def save(obj, f, *args, **kwargs):
-        from metaf2n_plugin.faces.files import atomic_file
+        from metaf2n_plugin.atomic_write import atomic_file
 
         if not isinstance(f, (str, os.PathLike)):
             return torch.save(obj, f, *args, **kwargs)

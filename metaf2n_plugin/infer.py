@@ -1,19 +1,22 @@
 """metaf2n-infer: MetaF2N on your photos. Faces are found and restored, the network adapts to the photo in one
 step on them (Algorithm 2), then super-resolves the whole photo x4.
 
-    metaf2n-infer photo.jpg                          # -> results/photo_metaf2n.png
-    metaf2n-infer photos/ 'more/*.png' -o out        # folders (their images) and globs
-    metaf2n-infer photo.jpg --landmarks faces.json   # faces given, no detector
-    metaf2n-infer photo.jpg --no-adapt               # the plain network, no faces needed
+Examples:
+    # one photo, written as results/photo_metaf2n.png
+    metaf2n-infer photo.jpg
+    # folders (their images) and globs, into out/
+    metaf2n-infer photos/ 'more/*.png' -o out
+    # faces given as landmarks: no detector
+    metaf2n-infer photo.jpg --landmarks faces.json
+    # the plain network: no faces needed
+    metaf2n-infer photo.jpg --no-adapt
 
-Weights are looked up in weights/ (see --help of each option). MetaF2N's own come from metaf2n-convert (the
-official TensorFlow checkpoint) or from a training run (experiments/<name>/models/net_g_<iter>.pth and
-net_mask_<iter>.pth). The output keeps the photo's alpha (upscaled bicubically), grayness and 16 bits, and is
-written upright (EXIF orientation applied) as <stem>_metaf2n.png; an input is never overwritten. A photo that
-fails is named with the reason, the others are still processed, and the exit status is then 1 (2: nothing
-could start, e.g. missing weights).
+MetaF2N's weights come from metaf2n-convert (the official TensorFlow checkpoint) or from a training run
+(experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth). The output keeps the photo's alpha
+(upscaled bicubically), grayness and 16 bits, and is written upright (EXIF orientation applied) as
+<stem>_metaf2n.png; an input is never overwritten. A photo that fails is named with the reason, the others are
+still processed, and the exit status is then 1 (2: nothing could start, e.g. missing weights).
 """
-import argparse
 import glob
 import os
 import sys
@@ -23,16 +26,20 @@ import time
 import cv2
 import numpy as np
 import torch
+from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm
 
+from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
                                        rrdbnet_options, state_dict_of)
-from metaf2n_plugin.faces import (FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector,
-                                  read_image)
-from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS, Photo, read_photo, write_image, write_photo
+from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector
+from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
+                                     write_image, write_photo)
 from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
+from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE
 from metaf2n_plugin.side_by_side import compose
+from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
 SCALE = 4
 MIN_SIDE = 16  # one LR face patch (64 / 4)
@@ -45,23 +52,20 @@ class PhotoError(ValueError):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog='metaf2n-infer', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = parser_from_doc(__doc__, 'metaf2n-infer')
     parser.add_argument('inputs', nargs='+', help='photos: files, folders (their images) or globs')
     parser.add_argument('-o', '--output', default='results', help='output folder (default: results)')
     weights = parser.add_argument_group('weights')
-    weights.add_argument('--model', default='weights/MetaF2N_net_g.pth',
+    weights.add_argument('--model', default=f'weights/{NET_G_FILE}',
                          help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
-    weights.add_argument('--mask', default='weights/MetaF2N_net_mask.pth', help='MaskNet: net_mask_<iter>.pth')
-    weights.add_argument('--restorer-weights', default='weights',
-                         help='GPEN-BFR-<size>.pth, or the folder holding it (default: weights)')
+    weights.add_argument('--mask', default=f'weights/{NET_MASK_FILE}', help='MaskNet: net_mask_<iter>.pth')
+    weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
     weights.add_argument('--restorer-size', type=int, default=512, choices=(512, 256),
                          help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
                          'faces are aligned at')
-    weights.add_argument('--detector-weights', default='weights',
-                         help='detection_Resnet50_Final.pth (RetinaFace), or its folder (default: weights)')
-    weights.add_argument('--download', action='store_true',
-                         help='download missing GPEN and RetinaFace weights into their folders (needs internet)')
+    weights.add_argument('--detector-weights',
+                         help=f'detection_Resnet50_Final.pth (RetinaFace), or its folder ({WEIGHTS_HELP})')
+    weights.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
     faces = parser.add_argument_group('adaptation')
     faces.add_argument('--landmarks', help='faces as JSON (keyed by file name, LQ pixels) instead of the detector')
     faces.add_argument('--no-adapt', action='store_true', help='the plain network: no faces, no adaptation')
@@ -94,7 +98,7 @@ def collect_inputs(arguments):
         if os.path.isdir(argument):
             entries = sorted(os.path.join(argument, name) for name in os.listdir(argument) if not name.startswith('.'))
             files = [path for path in entries if os.path.isfile(path)]
-            found = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
+            found = [path for path in files if is_image_file(path)]
             skipped += [path for path in files if path not in found]
         elif os.path.isfile(argument):
             found = [argument]
@@ -160,11 +164,10 @@ def build_extractor(args, device):
 def ground_truth_of(path, folder):
     """The image in ``folder`` with the stem of ``path``, read as RGB float; PhotoError if there is none."""
     stem = os.path.splitext(os.path.basename(path))[0]
-    found = sorted(candidate for candidate in glob.glob(os.path.join(glob.escape(folder), glob.escape(stem) + '.*'))
-                   if candidate.lower().endswith(IMAGE_EXTENSIONS))
-    if not found:
+    found = image_with_stem(folder, stem)
+    if found is None:
         raise PhotoError(f'no ground truth {stem}.* in --gt {folder!r}')
-    return read_image(found[0])
+    return read_image(found)
 
 
 def memory_needed(height, width, bits, tile, tile_pad, num_feat):
@@ -213,14 +216,14 @@ class PhotoSuperResolver:
         """
         name = os.path.basename(path)
         photo = read_photo(path, self.check_size)
-        lq = torch.from_numpy(photo.rgb).permute(2, 0, 1)[None].to(self.device)
+        lq = img2tensor(photo.rgb, bgr2rgb=False)[None].to(self.device)
         adapted, pairs, reason = None, [], None
         if self.net_mask is not None:
             gt = ground_truth_of(path, self.args.gt) if self.args.gt else None
             pairs = self.extractor(photo.rgb, gt, image_path=path)
             adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.args.seed,
                                                 lr=self.args.lr, legacy_bicubic=self.legacy_bicubic)
-        sr = self.forward(adapted, lq)[0].permute(1, 2, 0).cpu().numpy()
+        sr = tensor2img(self.forward(adapted, lq), rgb2bgr=False, out_type=np.float32)
         alpha = None
         if photo.alpha is not None:
             alpha = np.clip(cv2.resize(photo.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
@@ -229,7 +232,7 @@ class PhotoSuperResolver:
         if self.args.save_faces:
             self.save_faces(pairs, stem)
         if self.args.side_by_side:
-            plain = sr if adapted is None else self.forward(None, lq)[0].permute(1, 2, 0).cpu().numpy()
+            plain = sr if adapted is None else tensor2img(self.forward(None, lq), rgb2bgr=False, out_type=np.float32)
             boxes = [pair.box for pair in pairs]
             write_image(f'{stem}_side_by_side.png', compose([('LQ', photo.rgb), ('plain network', plain),
                                                              ('MetaF2N', sr)], boxes))
@@ -240,8 +243,7 @@ class PhotoSuperResolver:
     def save_faces(self, pairs, stem):
         """``<stem>_face<k>.png``: the LQ face, its restoration (valid pixels) and MaskNet's weights W / max W."""
         for k, pair in enumerate(pairs):
-            lq = torch.from_numpy(pair.lq).permute(2, 0, 1)[None].to(self.device)
-            hq = torch.from_numpy(pair.hq).permute(2, 0, 1)[None].to(self.device)
+            lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
             weights = self.net_mask(torch.cat([upsample(lq, hq.shape[-2:], self.legacy_bicubic), hq], dim=1))
             weights = weights[0, 0].cpu().numpy() * pair.mask
             peak = float(weights.max())

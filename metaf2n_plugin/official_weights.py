@@ -20,7 +20,6 @@ and ``path.pretrain_network_mask``, and prints the matching ``network_g`` / ``ne
 Reading a TensorFlow checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same
 variable names needs nothing more.
 """
-import argparse
 import io
 import os
 import re
@@ -29,11 +28,13 @@ import sys
 import numpy as np
 import torch
 
+from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE
 from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
-from metaf2n_plugin.faces.files import write_atomically
+from metaf2n_plugin.atomic_write import write_atomically
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
-OUTPUTS = {'g': 'MetaF2N_net_g.pth', 'mask': 'MetaF2N_net_mask.pth'}
+OUTPUTS = {'g': NET_G_FILE, 'mask': NET_MASK_FILE}
 _SR_VARIABLE = re.compile(rf'^{SR_SCOPE}/((?:conv_\w+|body/\d+/rdb\d/conv\d))/(weight|bias)$')
 _MASK_VARIABLE = re.compile(rf'^{MASK_SCOPE}/conv(\d+)/(kernel|bias)$')
 
@@ -103,12 +104,11 @@ def save_checkpoint(state, path, **extras):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='metaf2n-convert', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_from_doc(__doc__, 'metaf2n-convert')
     parser.add_argument('checkpoint', help='the official TensorFlow checkpoint prefix (e.g. .../model-400000) or '
                         'an .npz of its variables')
-    parser.add_argument('--out', default='experiments/pretrained_models',
-                        help='output folder (default: experiments/pretrained_models)')
+    parser.add_argument('--out', default='weights', help='output folder (default: weights, where metaf2n-infer '
+                        'looks)')
     args = parser.parse_args(argv)
     try:
         converted = convert(read_variables(args.checkpoint), repr(args.checkpoint))

@@ -9,7 +9,6 @@ Runs, from the working directory (the repository root under `make demo`):
 A step whose output is already there is skipped, so a second run reuses the data and the trained weights; an
 interrupted training resumes from its last checkpoint. --total-iter shortens the training (the tests use it).
 """
-import argparse
 import csv
 import glob
 import os
@@ -19,6 +18,8 @@ import time
 
 import yaml
 
+from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON, METRICS_CSV, METRICS_MD
 from metaf2n_plugin.data.tiny_set import TEST_SETS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,8 +60,7 @@ def verdict(metrics_csv):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--total-iter', type=int, help='training iterations (default: train.total_iter of the '
                         'options, 200)')
     args = parser.parse_args(argv)
@@ -68,7 +68,7 @@ def main(argv=None):
     print(OFFLINE_NOTE, flush=True)
     train_opt, test_opt = map(read_options, (TRAIN_OPTIONS, TEST_OPTIONS))
 
-    if all(os.path.isfile(os.path.join(DATA_ROOT, 'test', name, 'meta.json')) for name, _, _ in TEST_SETS):
+    if all(os.path.isfile(os.path.join(DATA_ROOT, 'test', name, META_JSON)) for name, _, _ in TEST_SETS):
         skip('1/5 data', f'{DATA_ROOT} is there')
     else:
         run('1/5 data', os.path.join(REPO, 'scripts', 'make_tiny_dataset.py'), '--root', DATA_ROOT)
@@ -82,7 +82,7 @@ def main(argv=None):
         run('2/5 meta-training', '-m', 'basicsr.train', '-opt', TRAIN_OPTIONS, '--auto_resume', *force)
 
     results = os.path.join('results', test_opt['name'])
-    table = os.path.join(results, 'metrics.md')
+    table = os.path.join(results, METRICS_MD)
     if os.path.isfile(table) and os.path.getmtime(table) > os.path.getmtime(weights):
         skip('3/5 test', f'{table} is newer than {weights}')
     else:
@@ -94,13 +94,13 @@ def main(argv=None):
         folder = os.path.join(DATA_ROOT, 'test', name)
         run(f'5/5 side by side, {name}', os.path.join(REPO, 'scripts', 'side_by_side.py'),
             os.path.join(results, 'visualization', name), '--lq', os.path.join(folder, 'LQ'), '--gt',
-            os.path.join(folder, 'GT'), '--faces', os.path.join(folder, 'landmarks.json'), '--suffix',
+            os.path.join(folder, 'GT'), '--faces', os.path.join(folder, LANDMARKS_JSON), '--suffix',
             test_opt['val']['suffix'])
 
     with open(table, encoding='utf-8') as f:
         print(f'\n== MetaF2N demo: one adaptation step on each photo\'s faces, against the same network unadapted '
               f'(PSNR-Y and SSIM-Y)\n\n{f.read()}')
-    print(verdict(os.path.join(results, 'metrics.csv')))
+    print(verdict(os.path.join(results, METRICS_CSV)))
     print(OFFLINE_NOTE)
     print(f'Side-by-side images (LQ | unadapted | adapted | GT, face boxes in green): '
           f'{os.path.join(results, "side_by_side")}/<set>/<image>.png, sets {", ".join(sets)}')

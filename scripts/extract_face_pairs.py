@@ -12,27 +12,28 @@ that cannot be read (or whose faces cannot be used) is reported and skipped; the
 exit status is then 1.
 
 Examples:
-    python scripts/extract_face_pairs.py --lq datasets/RealFaces/LQ --out datasets/RealFaces --weights weights
+    python scripts/extract_face_pairs.py --lq datasets/RealFaces/LQ --out datasets/RealFaces
     python scripts/extract_face_pairs.py --lq LQ --gt GT --out pairs --restorer oracle --source landmarks \
         --landmarks LQ/faces.json
 """
-import argparse
 import os
 import sys
 
 import torch
 from tqdm import tqdm
 
-from metaf2n_plugin.faces import FacePairExtractor, read_image, write_json, write_pairs
-from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
+from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.faces import FacePairExtractor, write_pairs
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
+from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, images_in, read_image
+from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--lq', required=True, help='folder of LQ photos')
     parser.add_argument('--gt', help='folder of GT photos with the same file names (needed by --restorer oracle)')
     parser.add_argument('--out', required=True, help='output folder')
@@ -41,38 +42,37 @@ def parse_args(argv):
     parser.add_argument('--landmarks', help='source landmarks: one JSON for the folder (default: a sidecar '
                         '<stem>.json next to every image)')
     parser.add_argument('--detector', choices=sorted(RETINAFACE_MODELS), default='retinaface_resnet50')
-    parser.add_argument('--score_threshold', type=float, default=0.9)
+    parser.add_argument('--score-threshold', type=float, default=0.9, help='detector score a face needs (0.9)')
     parser.add_argument('--restorer', choices=['gpen', 'oracle', 'identity'], default='gpen')
-    parser.add_argument('--gpen_size', type=int, choices=sorted(GPEN_RELEASES), default=512,
-                        help='GPEN-BFR-512 (default, test time) or GPEN-BFR-256 (training)')
-    parser.add_argument('--batch_size', type=int, default=4, help='faces per GPEN forward pass')
-    parser.add_argument('--weights', default='weights', help='folder holding the official weight files')
-    parser.add_argument('--detector_weights', help='RetinaFace weight file (default: in --weights)')
-    parser.add_argument('--gpen_weights', help='GPEN weight file (default: in --weights)')
-    parser.add_argument('--download', action='store_true', help='download missing official weights')
+    parser.add_argument('--restorer-size', type=int, choices=sorted(GPEN_RELEASES), default=512,
+                        help='GPEN-BFR-512 (default, test time) or GPEN-BFR-256 (training); the size faces are '
+                        'aligned at')
+    parser.add_argument('--batch-size', type=int, default=4, help='faces per GPEN forward pass')
+    parser.add_argument('--detector-weights', help=f'RetinaFace weights file or folder ({WEIGHTS_HELP})')
+    parser.add_argument('--restorer-weights', help=f'GPEN weights file or folder ({WEIGHTS_HELP})')
+    parser.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return parser.parse_args(argv)
 
 
 def build_extractor(args):
     if args.source == 'retinaface':
-        source = {'type': 'retinaface', 'model': args.detector, 'weights': args.detector_weights or args.weights,
+        source = {'type': 'retinaface', 'model': args.detector, 'weights': args.detector_weights,
                   'download': args.download, 'score_threshold': args.score_threshold}
     else:
         source = {'type': 'landmarks', 'json_path': args.landmarks}
     if args.restorer == 'gpen':
-        restorer = {'type': 'gpen', 'size': args.gpen_size,
-                    'weights': args.gpen_weights or args.weights, 'download': args.download,
-                    'batch_size': args.batch_size}
+        restorer = {'type': 'gpen', 'size': args.restorer_size, 'weights': args.restorer_weights,
+                    'download': args.download, 'batch_size': args.batch_size}
     else:
-        restorer = {'type': args.restorer, 'size': args.gpen_size}
+        restorer = {'type': args.restorer, 'size': args.restorer_size}
     return FacePairExtractor.from_options({'scale': args.scale, 'source': source, 'restorer': restorer},
                                           device=args.device)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    names = sorted(n for n in os.listdir(args.lq) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
+    names = [os.path.basename(path) for path in images_in(args.lq)] if os.path.isdir(args.lq) else []
     stems = [os.path.splitext(n)[0] for n in names]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if not names or clashes:

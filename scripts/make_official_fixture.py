@@ -12,11 +12,11 @@ kernels, SAME padding, LeakyReLU 0.2, nearest x2 upsampling by repetition, resid
 
     python scripts/make_official_fixture.py       (the same --seed gives the same values)
 """
-import argparse
 import os
 
 import numpy as np
 import tensorflow as tf
+from metaf2n_plugin.cli import parser_from_doc
 
 NUM_FEAT, GROW, BLOCKS, MASK_FEAT, MASK_CONVS = 8, 4, 2, 8, 8
 
@@ -84,7 +84,7 @@ def save_checkpoint(variables, prefix):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), '..', 'tests', 'fixtures',
                                                       'official_tiny'))
     parser.add_argument('--seed', type=int, default=0)

@@ -16,16 +16,15 @@ Examples (the six sets of the paper's tables):
     python scripts/make_testset.py --input datasets/FFHQ_test --backgrounds datasets/DIV2K_valid_HR \
         --num-images 100 --out datasets/test/FFHQ_Multi_ood --preset ood
 """
-import argparse
 import sys
 
+from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.data.image_files import list_images
 from metaf2n_plugin.data.testset_builder import PRESETS, build_testset
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--input', required=True, help='folder of HQ face images (one face each)')
     parser.add_argument('--out', required=True, help="the set's folder, e.g. datasets/test/FFHQ_iid")
     parser.add_argument('--preset', choices=sorted(PRESETS), default='iid')

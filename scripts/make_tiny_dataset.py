@@ -6,15 +6,14 @@ metaf2n_plugin/data/tiny_set.py.
 Example:
     python scripts/make_tiny_dataset.py --root datasets/tiny
 """
-import argparse
 import sys
 
+from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.data.tiny_set import make_tiny_dataset
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--root', default='datasets/tiny', help='output folder (default datasets/tiny)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)

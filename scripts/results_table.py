@@ -8,16 +8,17 @@ It reads the ``Validation <dataset>`` blocks that BasicSR's models log (one ``# 
 dataset; one column per metric key, PSNR, SSIM, LPIPS, FID and NIQE first. A metric ``<m>_unadapted`` is
 the same metric of the un-adapted network's output (how the MetaF2N model reports it): it goes next to
 ``<m>``, followed by the delta ``<m>_delta = <m> - <m>_unadapted``. A run without such metrics (e.g.
-BasicSR's SRModel) gets the metric columns alone. Both files are replaced atomically. Standard library only.
+BasicSR's SRModel) gets the metric columns alone. Both files are replaced atomically.
 """
-import argparse
 import csv
 import glob
 import io
 import os
 import re
+from metaf2n_plugin.atomic_write import write_atomically
+from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.names import METRICS_CSV, METRICS_MD, UNADAPTED
 
-UNADAPTED = '_unadapted'
 DELTA = '_delta'
 # known metric key -> (which way is better, decimals in metrics.md); also their column order
 KNOWN = {'psnr': ('↑', 2), 'ssim': ('↑', 4), 'lpips': ('↓', 4), 'fid': ('↓', 2), 'niqe': ('↓', 2)}
@@ -96,20 +97,8 @@ def to_markdown(results, columns, source):
     return '\n'.join(lines) + f'\n\n{note}From `{source}`.\n'
 
 
-def write_atomically(path, text):
-    """Write ``text`` to a temporary file next to ``path``, then rename it onto ``path``."""
-    temporary = f'{path}.{os.getpid()}.tmp'
-    try:
-        with open(temporary, 'w', encoding='utf-8', newline='') as f:
-            f.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = parser_from_doc(__doc__)
     parser.add_argument('run_dir', help='results/<name> of a `python -m basicsr.test` run; the tables go there')
     parser.add_argument('--log', help='the log to read (default: the newest test_*.log in run_dir)')
     args = parser.parse_args(argv)
@@ -124,8 +113,8 @@ def main(argv=None):
     if not results:
         parser.error(f'{log} has no validation metrics: list them under val.metrics in the test options')
     columns = columns_of(results)
-    for name, text in (('metrics.csv', to_csv(results, columns)),
-                       ('metrics.md', to_markdown(results, columns, os.path.basename(log)))):
+    for name, text in ((METRICS_CSV, to_csv(results, columns)),
+                       (METRICS_MD, to_markdown(results, columns, os.path.basename(log)))):
         write_atomically(os.path.join(args.run_dir, name), text)
         print(os.path.join(args.run_dir, name))
 

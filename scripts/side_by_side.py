@@ -14,15 +14,15 @@ every face's box on every panel. Panels missing for an image (no GT, no unadapte
 Results are written atomically to ``--out`` (default: ``<run>/side_by_side/<dataset>``, next to the
 visualization folder). An image that cannot be read is reported and skipped; the exit status is then 1.
 """
-import argparse
-import glob
 import os
 import sys
 
 from tqdm import tqdm
 
-from metaf2n_plugin.faces import LandmarkSource, landmark_box, read_image, write_image
-from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
+from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.faces import LandmarkSource, landmark_box
+from metaf2n_plugin.image_io import image_with_stem, images_in, read_image, write_image
+from metaf2n_plugin.names import UNADAPTED
 from metaf2n_plugin.side_by_side import compose
 
 
@@ -30,20 +30,17 @@ def panels_of(lq_path, visualization, suffix, gt_folder):
     """``[(label, path)]`` of one image's panels, in display order; ValueError when it has no output."""
     stem = os.path.splitext(os.path.basename(lq_path))[0]
     adapted = os.path.join(visualization, f'{stem}_{suffix}.png')
-    unadapted = os.path.join(visualization, f'{stem}_{suffix}_unadapted.png')
+    unadapted = os.path.join(visualization, f'{stem}_{suffix}{UNADAPTED}.png')
     if not os.path.isfile(adapted):
         raise ValueError(f'no output {adapted} for {lq_path}; was it in the test set, and is --suffix right?')
     panels = [('LQ', lq_path)] + [('unadapted', unadapted)] * os.path.isfile(unadapted) + [('adapted', adapted)]
-    if gt_folder is not None:
-        gts = [path for path in glob.glob(os.path.join(glob.escape(gt_folder), glob.escape(stem) + '.*'))
-               if path.lower().endswith(IMAGE_EXTENSIONS)]
-        panels += [('GT', gts[0])] if gts else []
+    gt = None if gt_folder is None else image_with_stem(gt_folder, stem)
+    panels += [('GT', gt)] if gt else []
     return panels
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = parser_from_doc(__doc__)
     parser.add_argument('visualization', help='results/<name>/visualization/<dataset> of a basicsr.test run')
     parser.add_argument('--lq', required=True, help='the dataset\'s LQ folder')
     parser.add_argument('--gt', help='the dataset\'s GT folder')
@@ -55,8 +52,7 @@ def main(argv=None):
     run = os.path.dirname(os.path.dirname(visualization))
     suffix = args.suffix or os.path.basename(run)
     out = args.out or os.path.join(run, 'side_by_side', os.path.basename(visualization))
-    lq_paths = sorted(path for path in glob.glob(os.path.join(glob.escape(args.lq), '*'))
-                      if path.lower().endswith(IMAGE_EXTENSIONS))
+    lq_paths = images_in(args.lq) if os.path.isdir(args.lq) else []
     if not lq_paths:
         parser.error(f'no images in {args.lq}')
     os.makedirs(out, exist_ok=True)

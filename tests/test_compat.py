@@ -162,7 +162,7 @@ def test_weights_files_that_are_not_checkpoints_of_the_network_are_named(tmp_pat
 
 def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
     from metaf2n_plugin.faces import GPENRestorer, RetinaFaceDetector
-    from metaf2n_plugin.metrics.backbones import load_weights
+    from metaf2n_plugin.checkpoints import load_state_dict
 
     torch.save(Payload(tmp_path / 'ran'), tmp_path / 'payload.pth')
     state_dir = tmp_path / 'training_states'
@@ -171,7 +171,7 @@ def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
     loaders = {
         'GPEN weights': lambda: GPENRestorer(32, 1, 1 / 16, weights=tmp_path / 'payload.pth', style_dim=32, n_mlp=1),
         'RetinaFace weights': lambda: RetinaFaceDetector('retinaface_mobile0.25', weights=tmp_path / 'payload.pth'),
-        'metric weights': lambda: load_weights(tmp_path / 'payload.pth'),  # LPIPS's AlexNet, FID's Inception
+        'metric weights': lambda: load_state_dict(tmp_path / 'payload.pth', 'metric weights'),  # LPIPS, FID
         'training state': lambda: compat.load_resume_state(resume_options(tmp_path, False, str(state_dir / '3.state'))),
     }
     for what, load in loaders.items():

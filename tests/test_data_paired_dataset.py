@@ -11,7 +11,8 @@ from basicsr.data import build_dataset
 
 from conftest import REPO, run_python
 from metaf2n_plugin.data.task_degradation import TaskDegrader
-from metaf2n_plugin.faces import FacePair, builtin_photo, read_image, write_image, write_pairs
+from metaf2n_plugin.faces import FacePair, builtin_photo, write_pairs
+from metaf2n_plugin.image_io import read_image, write_image
 
 
 @pytest.fixture(scope='module')
@@ -68,7 +69,7 @@ def test_item_has_lq_gt_paths_and_landmarks_in_lq_pixels(test_set):
 def test_real_world_mode_has_no_gt_and_leaves_faces_to_the_model(test_set):
     item = paired(test_set, dataroot_gt=None)[1]
     assert 'gt' not in item and 'gt_path' not in item and 'landmarks' not in item
-    assert item['face_source'] == 'detect' and item['lq'].shape == (3, 128, 128)
+    assert item['face_source'] == 'retinaface' and item['lq'].shape == (3, 128, 128)
 
 
 def test_pairs_face_source_returns_every_pair(test_set, tmp_path):

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from metaf2n_plugin.faces import read_image, write_image, write_json
+from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.image_io import read_image, write_image
 
 
 def test_read_image_returns_rgb_float(tmp_path):
@@ -57,7 +58,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
 
 
 def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
-    from metaf2n_plugin.faces import write_json
+    from metaf2n_plugin.atomic_write import write_json
     write_json(tmp_path / 'a.json', {'k': 1})
     (tmp_path / 'plain').write_text('x')
     assert (tmp_path / 'a.json').stat().st_mode & 0o777 == (tmp_path / 'plain').stat().st_mode & 0o777

@@ -78,8 +78,8 @@ def test_gpen_restorer_defaults_to_the_released_architecture_of_its_size(tmp_pat
 
 
 def test_weights_may_be_any_existing_file(tmp_path):
-    from metaf2n_plugin.faces.weights import locate_weights
+    from metaf2n_plugin.weights import locate_weights
     path = tmp_path / 'my_gpen.pt'
     path.write_bytes(b'x')
-    assert locate_weights(str(path), 'GPEN-BFR-512.pth', 'https://example.invalid/x') == str(path)
-    assert locate_weights(str(tmp_path), 'my_gpen.pt', 'https://example.invalid/x') == str(path)
+    assert locate_weights('GPEN-BFR-512.pth', 'https://example.invalid/x', 'GPEN', str(path)) == str(path)
+    assert locate_weights('my_gpen.pt', 'https://example.invalid/x', 'GPEN', str(tmp_path)) == str(path)

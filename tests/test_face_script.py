@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import REPO, load_script
 
-from metaf2n_plugin.faces import builtin_photo, read_image, write_image
+from metaf2n_plugin.faces import builtin_photo
+from metaf2n_plugin.image_io import read_image, write_image
 from metaf2n_plugin.faces.alignment import apply_affine, invert_affine, upscale_map
 
 SCRIPT = os.path.join(REPO, 'scripts', 'extract_face_pairs.py')
@@ -69,7 +70,7 @@ def test_script_pairs_a_folder_and_reports_the_broken_image(photos, tmp_path):
 
 def test_script_refuses_missing_weights_and_an_oracle_without_gt(photos, tmp_path, capsys):
     script = load_script('extract_face_pairs')
-    assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--weights', str(tmp_path)]) == 2
+    assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--detector-weights', str(tmp_path)]) == 2
     assert 'detection_Resnet50_Final.pth not found' in capsys.readouterr().err
     assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--restorer', 'oracle']) == 2
     assert '--restorer oracle needs --gt' in capsys.readouterr().err

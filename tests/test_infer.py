@@ -16,8 +16,9 @@ from conftest import run_python
 from metaf2n_plugin import infer
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.archs.masknet_arch import MaskNet
-from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo, write_image
-from metaf2n_plugin.faces.files import read_photo
+from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo
+from metaf2n_plugin.image_io import write_image
+from metaf2n_plugin.image_io import read_photo
 from metaf2n_plugin.models.adaptation import adapt_to_photo
 
 SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches

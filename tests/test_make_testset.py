@@ -15,7 +15,8 @@ from basicsr.utils import DiffJPEG
 from conftest import REPO, load_script
 from metaf2n_plugin.data.degradation import DEGRADATION_DEFAULTS, apply_degradation, sample_degradation
 from metaf2n_plugin.data.testset_builder import PRESETS, build_testset
-from metaf2n_plugin.faces import face_template, read_image
+from metaf2n_plugin.faces import face_template
+from metaf2n_plugin.image_io import read_image
 
 SCRIPT = os.path.join(REPO, 'scripts', 'make_testset.py')
 

@@ -7,6 +7,7 @@ import lpips
 import numpy as np
 import pytest
 import torch
+from basicsr.utils import download_util
 from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 
@@ -120,11 +121,11 @@ def test_explicit_weights_path_loads_that_file_into_every_trunk_layer(alexnet_fi
 def test_download_fetches_the_trunk_into_torch_cache_only_when_asked(torch_home, alexnet_file, monkeypatch):
     fetched = []
 
-    def fake_download(url, destination):
+    def fake_download(url, destination, hash_prefix=None, progress=True):
         fetched.append((url, destination))
         torch.save({k: v for k, v in alexnet_file[1].items() if k.startswith('features.')}, destination)
 
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+    monkeypatch.setattr(download_util, 'download_url_to_file', fake_download)  # what load_file_from_url calls
     with pytest.raises(FileNotFoundError):
         lpips_metric.lpips_network('alex', device='cpu')
     assert fetched == []

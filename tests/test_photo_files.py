@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metaf2n_plugin.faces.files import Photo, read_photo, write_photo
+from metaf2n_plugin.image_io import Photo, read_photo, write_photo
 
 
 def _asymmetric(height=6, width=9):

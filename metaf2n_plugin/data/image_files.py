@@ -1,13 +1,12 @@
 """Listing the images of a dataset folder: a plain folder, a meta_info list, or an lmdb.
 
-They are decoded by :func:`metaf2n_plugin.faces.files.decode_image` (as BasicSR's ``imfrombytes(...,
-flag='color')``: grayscale replicated to three channels, alpha dropped, 16-bit reduced to 8 bits).
+They are decoded by :func:`metaf2n_plugin.image_io.decode_image`.
 """
 import os
 
 from basicsr.data.data_util import paths_from_lmdb
 
-from metaf2n_plugin.faces.files import IMAGE_EXTENSIONS
+from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, images_in
 
 
 def dataroot(opt, key, what):
@@ -43,7 +42,7 @@ def list_images(folder, meta_info=None, backend='disk', what='image'):
         with open(meta_info) as f:
             paths = [os.path.join(folder, line.split(' ')[0]) for line in map(str.strip, f) if line]
     else:
-        paths = [os.path.join(folder, name) for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS)]
+        paths = images_in(folder)
     if not paths:
         raise ValueError(f'{what} folder {folder!r} holds no images ({", ".join(IMAGE_EXTENSIONS)}); fill it or '
                          'fix the path')

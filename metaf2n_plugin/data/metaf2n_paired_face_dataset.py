@@ -3,18 +3,15 @@ import os
 
 import numpy as np
 import torch
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from metaf2n_plugin.data.image_files import dataroot, list_images
-from metaf2n_plugin.faces import LandmarkSource, PairFolderSource, read_image
+from metaf2n_plugin.faces import LandmarkSource, PairFolderSource
+from metaf2n_plugin.image_io import read_image
 
-FACE_SOURCES = ('landmarks', 'pairs')
-
-
-def _chw(image):
-    """``(H, W, C)`` float32 array -> ``(C, H, W)`` tensor."""
-    return torch.from_numpy(image.transpose(2, 0, 1).copy())
+FACE_SOURCES = ('retinaface', 'landmarks', 'pairs')  # the extractor's source types (faces.extractor)
 
 
 @DATASET_REGISTRY.register()
@@ -27,7 +24,7 @@ class MetaF2NPairedFaceDataset(data.Dataset):
         dataroot_gt: folder of GT photos with the same file names, s times larger; omit it for real-world
                      photos (no GT: only no-reference metrics such as NIQE make sense)
         scale: 4             set by BasicSR from the options' top-level scale
-        face_source: ~       the model detects faces itself (no face keys in the item)
+        face_source: retinaface  (or ~) the model's detector finds the faces (no face keys in the item)
         face_source: {type: landmarks, json_path: <dataroot_lq>/../landmarks.json}
                              5 landmarks per face in LQ pixels (metaf2n_plugin.faces.annotations); json_path
                              omitted or ~ -> a sidecar <image stem>.json next to each LQ photo
@@ -41,7 +38,7 @@ class MetaF2NPairedFaceDataset(data.Dataset):
         lq_path:     str
         gt:          (3, s*h, s*w) float32 RGB in [0, 1]       only with dataroot_gt
         gt_path:     str                                       only with dataroot_gt
-        face_source: 'landmarks' | 'pairs' | 'detect'
+        face_source: 'retinaface' | 'landmarks' | 'pairs'
         landmarks:   (K, 5, 2) float32 (x, y) in LQ pixels, K >= 0 faces        only for 'landmarks'
         face_lq:     list of K (3, h_k, w_k) LQ face crops                      only for 'pairs'
         face_hq:     list of K (3, s*h_k, s*w_k) pseudo ground truths           only for 'pairs'
@@ -68,7 +65,7 @@ class MetaF2NPairedFaceDataset(data.Dataset):
                     raise FileNotFoundError(f'LQ photo {lq_path!r} has no GT {gt_path!r}; GT files must have the '
                                             'same names as the LQ files (or omit dataroot_gt for real-world photos)')
         source = opt.get('face_source')
-        source = {'type': source} if isinstance(source, str) else dict(source or {'type': 'detect'})
+        source = {'type': source} if isinstance(source, str) else dict(source or {'type': 'retinaface'})
         self.face_source = source.pop('type', None)
         if self.face_source == 'landmarks':
             self.faces = LandmarkSource(source.get('json_path'))
@@ -76,9 +73,9 @@ class MetaF2NPairedFaceDataset(data.Dataset):
             if not source.get('root'):
                 raise ValueError('face_source {type: pairs} needs `root`: the folder that holds Face_LQ/ and Face_HQ/')
             self.faces = PairFolderSource(source['root'])
-        elif self.face_source != 'detect':
-            raise ValueError(f'unknown face_source type {self.face_source!r}; choose {FACE_SOURCES} or omit '
-                             'face_source to let the model detect faces')
+        elif self.face_source != 'retinaface':
+            raise ValueError(f'unknown face_source type {self.face_source!r}; choose one of {FACE_SOURCES} '
+                             '(retinaface, the default: the model detects the faces)')
 
         self._check_files()
 
@@ -114,16 +111,16 @@ class MetaF2NPairedFaceDataset(data.Dataset):
     def __getitem__(self, index):
         lq_path = self.lq_paths[index]
         lq, gt = self._images(index)
-        item = {'lq': _chw(lq), 'lq_path': lq_path, 'face_source': self.face_source}
+        item = {'lq': img2tensor(lq, bgr2rgb=False), 'lq_path': lq_path, 'face_source': self.face_source}
         if gt is not None:
-            item.update(gt=_chw(gt), gt_path=self.gt_paths[index])
+            item.update(gt=img2tensor(gt, bgr2rgb=False), gt_path=self.gt_paths[index])
         if self.face_source == 'landmarks':
             faces = self.faces(lq, lq_path)
             landmarks = np.array([face.landmarks for face in faces], dtype=np.float32).reshape(-1, 5, 2)
             item['landmarks'] = torch.from_numpy(landmarks)
         elif self.face_source == 'pairs':
             pairs = self.faces.pairs(lq_path, self.scale)
-            item['face_lq'] = [_chw(pair.lq) for pair in pairs]
-            item['face_hq'] = [_chw(pair.hq) for pair in pairs]
-            item['face_mask'] = [_chw(pair.mask[:, :, None].astype(np.float32)) for pair in pairs]
+            item['face_lq'] = [img2tensor(pair.lq, bgr2rgb=False) for pair in pairs]
+            item['face_hq'] = [img2tensor(pair.hq, bgr2rgb=False) for pair in pairs]
+            item['face_mask'] = [img2tensor(pair.mask[:, :, None].astype(np.float32), bgr2rgb=False) for pair in pairs]
         return item

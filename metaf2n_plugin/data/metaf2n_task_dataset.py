@@ -8,7 +8,7 @@ from torch.utils import data
 
 from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
 from metaf2n_plugin.data.image_files import check_headers, dataroot, list_images
-from metaf2n_plugin.faces.files import decode_image
+from metaf2n_plugin.image_io import decode_image
 from metaf2n_plugin.data.task_degradation import random_crops
 
 

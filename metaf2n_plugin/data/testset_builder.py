@@ -45,11 +45,15 @@ import cv2
 import numpy as np
 import torch
 from basicsr.utils import DiffJPEG
+from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm
 
 from metaf2n_plugin.data.degradation import (PER_IMAGE, apply_degradation, degradation_options,
                                             sample_degradation)
-from metaf2n_plugin.faces import LandmarkSource, face_template, read_image, write_image, write_json
+from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.faces import LandmarkSource, face_template
+from metaf2n_plugin.image_io import read_image, write_image
+from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON
 
 PRESETS = {
     'iid': {},
@@ -140,15 +144,15 @@ def build_testset(inputs, out_dir, preset='iid', seed=0, gt_size=512, scale=4, l
         np.random.seed(image_seed)
         torch.manual_seed(image_seed)
         draw = sample_degradation(options, 1)
-        lq = apply_degradation(torch.from_numpy(gt.transpose(2, 0, 1).copy())[None], draw, scale, jpeger)
+        lq = apply_degradation(img2tensor(gt, bgr2rgb=False)[None], draw, scale, jpeger)
         write_image(os.path.join(out_dir, 'GT', name), gt)
-        write_image(os.path.join(out_dir, 'LQ', name), lq[0].permute(1, 2, 0).numpy())
+        write_image(os.path.join(out_dir, 'LQ', name), tensor2img(lq, rgb2bgr=False, out_type=np.float32))
         shift = (scale - 1) / 2  # HQ pixel centre -> LQ pixel centre (faces.alignment.upscale_map)
         table[name] = {'faces': [{'landmarks': np.round((lm - shift) / scale, 3).tolist()} for lm in faces]}
         meta[name] = {'seed': image_seed, 'sources': sources, 'degradation': _jsonable(draw)}
         report.written.append(name)
-    write_json(os.path.join(out_dir, 'landmarks.json'), table)
-    write_json(os.path.join(out_dir, 'meta.json'), meta)
+    write_json(os.path.join(out_dir, LANDMARKS_JSON), table)
+    write_json(os.path.join(out_dir, META_JSON), meta)
     return report
 
 

@@ -31,7 +31,9 @@ import numpy as np
 import skimage.data
 
 from metaf2n_plugin.data.testset_builder import build_testset
-from metaf2n_plugin.faces import builtin_photo, face_template, similarity_transform, write_image, write_json
+from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.faces import builtin_photo, face_template, similarity_transform
+from metaf2n_plugin.image_io import write_image
 from metaf2n_plugin.faces.alignment import align_face, compose_affine
 
 PHOTOS = ('astronaut', 'grace_hopper')

@@ -1,12 +1,13 @@
 """Face pairs for MetaF2N: detect (or look up) faces, align them, restore them, paste them back at x scale.
 
 Arrays are ``(H, W, 3)`` float32 **RGB** in [0, 1] and tensors ``(N, 3, H, W)`` RGB in [0, 1]; OpenCV's BGR
-order never leaves :mod:`~metaf2n_plugin.faces.files` and :mod:`~metaf2n_plugin.faces.detection`. Points are
+order never leaves :mod:`~metaf2n_plugin.image_io` and :mod:`~metaf2n_plugin.faces.detection`. Points are
 ``(x, y)`` with pixel centres at integers (OpenCV's convention).
 
-    from metaf2n_plugin.faces import FacePairExtractor, read_image, sample_patches
+    from metaf2n_plugin.faces import FacePairExtractor, sample_patches
+    from metaf2n_plugin.image_io import read_image
 
-    extractor = FacePairExtractor.from_options({'scale': 4, 'restorer': {'type': 'gpen', 'weights': 'weights'}})
+    extractor = FacePairExtractor.from_options({'scale': 4, 'restorer': {'type': 'gpen'}})
     pairs = extractor(read_image('photo.png'), image_path='photo.png')
     batch = sample_patches(pairs, scale=4)   # 16 patches of 16x16 LR / 64x64 HR per face
 """
@@ -14,7 +15,6 @@ from metaf2n_plugin.faces.alignment import align_face, face_template, landmark_b
 from metaf2n_plugin.faces.annotations import Face, LandmarkSource, builtin_photo
 from metaf2n_plugin.faces.detection import RetinaFaceDetector
 from metaf2n_plugin.faces.extractor import FacePairExtractor
-from metaf2n_plugin.faces.files import read_image, write_image, write_json
 from metaf2n_plugin.faces.pair_folders import PairFolderSource, write_pairs
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
@@ -24,6 +24,5 @@ from metaf2n_plugin.faces.restoration import GPENRestorer, IdentityRestorer, Ora
 __all__ = [
     'Face', 'FacePair', 'FacePairExtractor', 'GPENRestorer', 'IdentityRestorer', 'LandmarkSource', 'OracleRestorer',
     'PairFolderSource', 'PatchBatch', 'RetinaFaceDetector', 'align_face', 'builtin_photo', 'face_template',
-    'landmark_box', 'paste_back', 'read_image', 'sample_patches', 'similarity_transform', 'write_image',
-    'write_json', 'write_pairs'
+    'landmark_box', 'paste_back', 'sample_patches', 'similarity_transform', 'write_pairs'
 ]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metaf2n_plugin.faces.files import read_image
+from metaf2n_plugin.image_io import read_image
 
 BUILTIN_JSON = Path(__file__).with_name('builtin_faces.json')
 

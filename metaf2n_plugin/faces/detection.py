@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from facexlib.detection.retinaface import RetinaFace
 
-from metaf2n_plugin.checkpoints import load_named, read_checkpoint, state_dict_of
+from metaf2n_plugin.checkpoints import load_named, load_state_dict
 from metaf2n_plugin.faces.annotations import Face
-from metaf2n_plugin.faces.weights import DEFAULT_WEIGHTS_DIR, locate_weights
+from metaf2n_plugin.weights import locate_weights
 
 FACEXLIB_RELEASE = 'https://github.com/xinntao/facexlib/releases/download/v0.1.0/'
 # model name -> (facexlib's network name, official weight file)
@@ -32,9 +32,8 @@ class RetinaFaceDetector:
 
     Args:
         model: ``'retinaface_resnet50'`` (MetaF2N's) or ``'retinaface_mobile0.25'``.
-        weights: the weight file, or the folder holding it under its official name
-            (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``).
-        download: fetch missing weights from facexlib's release page into that folder.
+        weights, download: the weights file (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``)
+            or its folder, and whether to fetch it from facexlib's releases (:mod:`metaf2n_plugin.weights`).
         score_threshold: keep faces whose score is above this (facexlib compares with ``>``).
         nms_threshold: IoU above which the weaker of two overlapping detections is dropped.
         resize_above, resize_to: an image whose long side exceeds ``resize_above`` pixels is shrunk to a long
@@ -42,12 +41,12 @@ class RetinaFaceDetector:
         device: torch device for the network.
     """
 
-    def __init__(self, model='retinaface_resnet50', weights=DEFAULT_WEIGHTS_DIR, download=False,
+    def __init__(self, model='retinaface_resnet50', weights=None, download=False,
                  score_threshold=0.9, nms_threshold=0.4, resize_above=1500, resize_to=1000, device='cpu'):
         self.net = build_retinaface(model, device)
         file_name = RETINAFACE_MODELS[model][1]
-        path = locate_weights(weights, file_name, FACEXLIB_RELEASE + file_name, download)
-        state = state_dict_of(read_checkpoint(path, 'RetinaFace weights'), path, 'RetinaFace weights')
+        path = locate_weights(file_name, FACEXLIB_RELEASE + file_name, f'RetinaFace ({model})', weights, download)
+        state = load_state_dict(path, 'RetinaFace weights')
         load_named(self.net, {k.removeprefix('module.'): v for k, v in state.items()}, path, f'RetinaFace {model}')
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold

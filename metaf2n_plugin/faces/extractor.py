@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+from basicsr.utils import img2tensor, tensor2img
 
 from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
 from metaf2n_plugin.faces.annotations import Face, LandmarkSource
@@ -77,11 +78,11 @@ class FacePairExtractor:
         """Face pairs of one item of ``MetaF2NPairedFaceDataset`` as BasicSR's test loader collates it (batch 1).
 
         ``face_source`` ``pairs``: the item's pairs; ``landmarks``: its faces, aligned and restored here;
-        ``detect``: this extractor's source finds them.
+        ``retinaface``: this extractor's source finds them.
         """
-        kind = data.get('face_source', ['detect'])[0]
+        kind = data.get('face_source', ['retinaface'])[0]
         if kind == 'pairs':
-            return [FacePair(_hwc(lq), _hwc(hq), _hwc(mask)[:, :, 0] > 0.5)
+            return [FacePair(_hwc(lq), _hwc(hq), _hwc(mask) > 0.5)
                     for lq, hq, mask in zip(data['face_lq'], data['face_hq'], data['face_mask'])]
         faces = None
         if kind == 'landmarks':
@@ -131,8 +132,9 @@ class FacePairExtractor:
         gt_aligned = None
         if self.restorer.needs_gt and gt is not None:
             hq_to_lq = invert_affine(upscale_map(self.scale))
-            gt_aligned = _to_tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0] for m in matrices])
-        restored = self.restorer(_to_tensor(aligned), gt_aligned).permute(0, 2, 3, 1).numpy()
+            gt_aligned = torch.stack(img2tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0]
+                                                 for m in matrices], bgr2rgb=False))
+        restored = self.restorer(torch.stack(img2tensor(list(aligned), bgr2rgb=False)), gt_aligned).permute(0, 2, 3, 1).numpy()
         pairs = []
         for face, box, matrix, face_hq in zip(faces, boxes, matrices, restored):
             hq, mask = paste_back(face_hq, matrix, box, self.scale)
@@ -163,7 +165,7 @@ def _checked_image(image, name):
             and np.issubdtype(image.dtype, np.floating)):
         got = f'{image.dtype} array of shape {image.shape}' if isinstance(image, np.ndarray) else type(image)
         raise ValueError(f'{name}: expected an (H, W, 3) float RGB array in [0, 1] (see '
-                         f'metaf2n_plugin.faces.files.read_image), got {got}')
+                         f'metaf2n_plugin.image_io.read_image), got {got}')
     return image.astype(np.float32, copy=False)
 
 
@@ -178,11 +180,5 @@ def _crop_box(face, width, height, where):
     return x0, y0, x1, y1
 
 
-def _hwc(tensor):
-    """A collated ``(1, C, H, W)`` tensor -> ``(H, W, C)`` float32 array."""
-    return tensor[0].permute(1, 2, 0).float().numpy()
-
-
-def _to_tensor(crops):
-    """List of ``(S, S, 3)`` float32 -> ``(N, 3, S, S)`` tensor."""
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+# a collated (1, C, H, W) tensor in [0, 1] -> (H, W, C) float32 array ((H, W) for C = 1)
+_hwc = functools.partial(tensor2img, rgb2bgr=False, out_type=np.float32)

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from metaf2n_plugin.faces.files import read_image, write_image
+from metaf2n_plugin.image_io import read_image, write_image
 from metaf2n_plugin.faces.pairs import FacePair
 
 LQ_DIR, HQ_DIR, MASK_DIR = 'Face_LQ', 'Face_HQ', 'Face_Mask'

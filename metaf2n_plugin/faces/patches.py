@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from basicsr.utils import get_root_logger
+from basicsr.utils import img2tensor
 
 
 @dataclass
@@ -99,4 +100,4 @@ def _valid_counts(mask, lr_size, scale):
 def _to_tensor(patches, side, channels):
     if not patches:
         return torch.zeros(0, channels, side, side)
-    return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float().contiguous()
+    return torch.stack(img2tensor(patches, bgr2rgb=False))

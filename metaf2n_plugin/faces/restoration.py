@@ -12,8 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from metaf2n_plugin.archs.gpen_arch import GPEN
-from metaf2n_plugin.checkpoints import load_named, read_checkpoint, state_dict_of
-from metaf2n_plugin.faces.weights import DEFAULT_WEIGHTS_DIR, locate_weights
+from metaf2n_plugin.checkpoints import load_named, load_state_dict
+from metaf2n_plugin.weights import locate_weights
 
 GPEN_URL = 'https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/'
 # Architecture of the released checkpoints GPEN-BFR-<size>.pth: 512 restores at test time, 256 in training.
@@ -59,26 +59,26 @@ class GPENRestorer:
         size, channel_multiplier, narrow, style_dim, n_mlp: the :class:`GPEN` architecture; left at None,
             channel_multiplier and narrow are those of the released model of that size, ``GPEN_RELEASES``
             (512: 2, 1 at test time; 256: 1, 0.5 in training).
-        weights: the checkpoint file, or the folder holding it as ``GPEN-BFR-<size>.pth`` (official name).
-        download: fetch a missing official checkpoint from GPEN's model page into that folder.
+        weights, download: the checkpoint file (``GPEN-BFR-<size>.pth``) or its folder, and whether to fetch it
+            from GPEN's model page (:mod:`metaf2n_plugin.weights`).
         batch_size: faces per forward pass.
         device: torch device for the network.
     """
     needs_gt = False
 
-    def __init__(self, size=512, channel_multiplier=None, narrow=None, weights=DEFAULT_WEIGHTS_DIR, download=False,
+    def __init__(self, size=512, channel_multiplier=None, narrow=None, weights=None, download=False,
                  batch_size=4, style_dim=512, n_mlp=8, device='cpu'):
         release = GPEN_RELEASES.get(size, {'channel_multiplier': 2, 'narrow': 1})
         channel_multiplier = release['channel_multiplier'] if channel_multiplier is None else channel_multiplier
         narrow = release['narrow'] if narrow is None else narrow
         file_name = f'GPEN-BFR-{size}.pth'
-        path = locate_weights(weights, file_name, GPEN_URL + file_name, download)
+        path = locate_weights(file_name, GPEN_URL + file_name, f'GPEN-{size} (face restorer)', weights, download)
         self.size = size
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.net = GPEN(size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier,
                         narrow=narrow)
-        load_named(self.net, state_dict_of(read_checkpoint(path, 'GPEN weights'), path, 'GPEN weights'), path,
+        load_named(self.net, load_state_dict(path, 'GPEN weights'), path,
                    f'GPEN-{size} (channel_multiplier {channel_multiplier}, narrow {narrow})')
         self.net.eval().requires_grad_(False).to(self.device)
 

@@ -14,6 +14,7 @@ BasicSR's validation scores images one at a time and averages the scores, so FID
 - :func:`calculate_fid`, registered only to explain this in a model without the mixin.
 """
 import functools
+import math
 import os
 
 import numpy as np
@@ -21,12 +22,16 @@ import torch
 import torch.nn.functional as F
 from basicsr.archs import inception
 from basicsr.metrics.fid import calculate_fid as frechet_distance
-from basicsr.utils import get_root_logger, tensor2img
+from basicsr.metrics import calculate_metric
+from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
+from tqdm import tqdm
 
 from metaf2n_plugin.compat import build_fid_inception
-from metaf2n_plugin.metrics.backbones import bgr_to_rgb_tensor, find_weights, load_weights, metric_device
+from metaf2n_plugin.checkpoints import load_state_dict
+from metaf2n_plugin.metrics.backbones import metric_device, metric_input
+from metaf2n_plugin.weights import locate_weights
 
 
 @METRIC_REGISTRY.register()
@@ -112,7 +117,7 @@ def load_fid_statistics(path):
 def inception_features(img, network):
     """(D,) float64 features of one (H, W, 3) BGR image in [0, 255], from :func:`fid_inception`'s ``network``."""
     with torch.no_grad():
-        feature_map = network(bgr_to_rgb_tensor(img, next(network.parameters()).device))[0]
+        feature_map = network(metric_input(img, next(network.parameters()).device))[0]
     return F.adaptive_avg_pool2d(feature_map, 1).flatten().double().cpu().numpy()
 
 
@@ -122,7 +127,7 @@ def fid_inception(dims=2048, weights_path=None, download=False, random_weights=F
     Args:
         dims (int): 64, 192, 768 or 2048: which block's output it returns.
         weights_path (str | None): ``pt_inception-2015-12-05-6726825d.pth``; None looks in the usual places
-            (:mod:`metaf2n_plugin.metrics.backbones`).
+            (:mod:`metaf2n_plugin.weights`).
         download (bool): fetch the weights when they are nowhere.
         random_weights (bool): untrained network instead; scores are meaningless (plumbing tests only).
         device (str | None): CUDA if available when None.
@@ -136,7 +141,9 @@ def fid_inception(dims=2048, weights_path=None, download=False, random_weights=F
     if dims not in inception.InceptionV3.BLOCK_INDEX_BY_DIM:
         raise ValueError(f'FID dims must be one of {sorted(inception.InceptionV3.BLOCK_INDEX_BY_DIM)}, got {dims}')
     url = inception.FID_WEIGHTS_URL
-    weights_file = None if random_weights else find_weights(os.path.basename(url), url, 'FID', weights_path, download)
+    weights_file = None
+    if not random_weights:
+        weights_file = locate_weights(os.path.basename(url), url, 'FID', weights_path, download, 'weights_path')
     return _build_inception(dims, weights_file, str(metric_device(device)))
 
 
@@ -150,78 +157,90 @@ def _build_inception(dims, weights_file, device):
         untrained = models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
         state_dict = untrained.state_dict()
     else:
-        state_dict = load_weights(weights_file)
+        state_dict = load_state_dict(weights_file, 'metric weights')
     network = build_fid_inception(inception.InceptionV3.BLOCK_INDEX_BY_DIM[dims], state_dict)
     return network.to(device).eval()
 
 
 class FIDValidationMixin:
-    """Reports FID per validation set from a model that runs BasicSR's per-image validation loop.
+    """BasicSR's per-image validation loop, with FID per set and a score for every output the model returns.
 
-    Apply it to a complete model class, mixin first: ``class FIDSRModel(FIDValidationMixin, SRModel)``. Every
-    ``val.metrics`` entry with ``type: calculate_fid`` (its other keys are :class:`FrechetInceptionDistance`'s
-    arguments) is then reported per dataset next to the image-level metrics: logged in BasicSR's format, sent
-    to TensorBoard, tracked as best (lower is better).
-
-    Each visual ``result<suffix>`` that the model's ``get_current_visuals()`` returns is scored against the
-    visual ``gt`` (or the entry's ``reference_stats``) as metric ``<name><suffix>``: ``result`` gives ``fid``,
-    and a model that also returns ``result_unadapted`` gets ``fid_unadapted``. The mixin sees the visuals of
-    the classes after it in the MRO, hence "complete model". A model with a validation loop of its own can
-    use :class:`FrechetInceptionDistance` directly instead.
-
-    It relies on what BasicSR 1.4.2's ``SRModel.nondist_validation`` does: one dataset per call; per image,
-    one ``get_current_visuals()`` (tensors (1, 3, H, W), RGB in [0, 1]); at the end, the per-image metrics
-    averaged in ``metric_results``, then ``_log_validation_metric_values``. The FID entries are hidden from
-    that loop (it would call them per image) and added to ``metric_results`` just before the log.
+    Put it first in a complete model class: ``class FIDSRModel(FIDValidationMixin, SRModel)``. Its
+    ``nondist_validation`` replaces ``SRModel``'s and reads the options without changing them. Every visual
+    ``result<suffix>`` of ``get_current_visuals()`` (tensors (1, 3, H, W), RGB in [0, 1]) is saved where
+    ``SRModel`` saves ``result``, with ``<suffix>`` added to the file name, and scored by every ``val.metrics``
+    entry as metric ``<name><suffix>``: ``result`` gives ``psnr``, ``result_unadapted`` gives ``psnr_unadapted``.
+    Entries of ``type: calculate_fid`` (their other keys are :class:`FrechetInceptionDistance`'s arguments)
+    compare the whole set with its GT images (lower is better); the others are averaged over the images.
     """
-    _fid_options = None  # {metric name: FrechetInceptionDistance kwargs} while nondist_validation runs
-    _fid_meters = {}  # {metric name + suffix: FrechetInceptionDistance} of the current (or last) dataset
-    _fid_references = {}  # {metric name: GT features}, shared by that entry's meters of every output
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
         metrics = self.opt['val'].get('metrics') or {}
-        fid_names = [name for name, options in metrics.items() if options.get('type') == 'calculate_fid']
-        if not fid_names:
-            return super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        for name in self._fid_meters:  # the last dataset's FID: the loop would average it again as a zero sum
-            self.metric_results.pop(name, None)
-        self._fid_options = {name: {key: value for key, value in metrics[name].items() if key not in ('type', 'better')}
-                             for name in fid_names}
-        self._fid_meters, self._fid_references = {}, {}
-        self.opt['val']['metrics'] = {name: options for name, options in metrics.items() if name not in fid_names}
-        try:
-            return super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        finally:
-            self.opt['val']['metrics'] = metrics
-            self._fid_options = None
+        suffixes, sums, meters = None, {}, {}
+        for data in tqdm(dataloader, unit='image', desc=dataset_name, disable=not self.opt['val'].get('pbar', False)):
+            stem = os.path.splitext(os.path.basename(data['lq_path'][0]))[0]
+            self.feed_data(data)
+            self.test()
+            visuals = self.get_current_visuals()
+            if suffixes is None:  # the outputs of the first image name the metrics, in the log's order
+                suffixes = [key[len('result'):] for key in visuals if key.startswith('result')]
+                sums = {name + suffix: 0.0 for name in metrics if not _is_fid(metrics[name]) for suffix in suffixes}
+                meters = _fid_meters({name: options for name, options in metrics.items() if _is_fid(options)},
+                                     suffixes)
+            gt = tensor2img([visuals['gt']]) if 'gt' in visuals else None
+            for suffix in suffixes:
+                image = tensor2img([visuals['result' + suffix]])
+                if save_img:
+                    imwrite(image, self.visualization_path(dataset_name, stem, current_iter, suffix))
+                for name, options in metrics.items():
+                    if _is_fid(options):  # the GT's features are shared by all outputs: computed once
+                        meters[name + suffix].update(image, gt if suffix == suffixes[0] else None)
+                    else:
+                        sums[name + suffix] += calculate_metric({'img': image, 'img2': gt} if gt is not None else
+                                                                {'img': image}, options)
+            self.release_test_data()
+        self.metric_results = {key: value / len(dataloader) for key, value in sums.items()}
+        self.metric_results.update({key: meter.compute() for key, meter in meters.items()})
+        if self.metric_results:
+            self._update_best_metrics(dataset_name, metrics, suffixes, current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
 
-    def get_current_visuals(self):
-        visuals = super().get_current_visuals()
-        if self._fid_options is None:
-            return visuals
-        outputs = {key[len('result'):]: tensor2img(visuals[key]) for key in visuals if key.startswith('result')}
-        gt = tensor2img(visuals['gt']) if 'gt' in visuals else None
-        for name, options in self._fid_options.items():
-            meters = [self._fid_meter(name, suffix, options) for suffix in outputs]
-            if gt is not None and meters and meters[0].reference is None:  # once per image, for all outputs
-                meters[0].reference_features.append(inception_features(gt, meters[0].inception))
-            for meter, output in zip(meters, outputs.values()):
-                meter.update(output)
-        return visuals
+    def release_test_data(self):
+        """Drop one image's tensors before the next (as ``SRModel`` does)."""
+        for name in ('lq', 'gt', 'output'):
+            self.__dict__.pop(name, None)
 
-    def _fid_meter(self, name, suffix, options):
-        """The meter of metric ``name + suffix``; all meters of one entry share its GT features."""
-        if name + suffix not in self._fid_meters:
-            meter = FrechetInceptionDistance(**options)
-            meter.reference_features = self._fid_references.setdefault(name, [])
-            self._fid_meters[name + suffix] = meter
-        return self._fid_meters[name + suffix]
+    def visualization_path(self, dataset_name, stem, current_iter, suffix=''):
+        """Where BasicSR's ``SRModel`` saves a validation image, ``suffix`` added to the name."""
+        if self.opt['is_train']:
+            return os.path.join(self.opt['path']['visualization'], stem, f'{stem}_{current_iter}{suffix}.png')
+        tag = self.opt['val'].get('suffix') or self.opt['name']
+        return os.path.join(self.opt['path']['visualization'], dataset_name, f'{stem}_{tag}{suffix}.png')
 
-    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
-        if self._fid_options is not None:
-            for metric, meter in self._fid_meters.items():
-                self.metric_results[metric] = meter.compute()
-                self.best_metric_results[dataset_name].setdefault(
-                    metric, dict(better='lower', val=float('inf'), iter=-1))
-                self._update_best_metric_result(dataset_name, metric, self.metric_results[metric], current_iter)
-        super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+    def _update_best_metrics(self, dataset_name, metrics, suffixes, current_iter):
+        if not hasattr(self, 'best_metric_results'):
+            self.best_metric_results = {}
+        best = self.best_metric_results.setdefault(dataset_name, {})
+        for name, options in metrics.items():
+            better = 'lower' if _is_fid(options) else options.get('better', 'higher')
+            for suffix in suffixes:
+                best.setdefault(name + suffix, dict(better=better, val=math.inf * (1 if better == 'lower' else -1),
+                                                    iter=-1))
+                self._update_best_metric_result(dataset_name, name + suffix, self.metric_results[name + suffix],
+                                                current_iter)
+
+
+def _is_fid(options):
+    return options['type'] == 'calculate_fid'
+
+
+def _fid_meters(fid_metrics, suffixes):
+    """``{<name><suffix>: FrechetInceptionDistance}``; the meters of one entry share its GT features."""
+    meters = {}
+    for name, options in fid_metrics.items():
+        options = {key: value for key, value in options.items() if key not in ('type', 'better')}
+        for suffix in suffixes:
+            meters[name + suffix] = FrechetInceptionDistance(**options)
+            meters[name + suffix].reference_features = meters[name + suffixes[0]].reference_features
+    return meters

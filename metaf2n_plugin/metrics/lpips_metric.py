@@ -2,7 +2,7 @@
 
 ``val.metrics: {lpips: {type: calculate_lpips, better: lower}}`` scores each output against its GT with
 the ``lpips`` package (AlexNet trunk by default, as MetaF2N reports it). The package ships its linear
-heads; the trunk's ImageNet weights are looked up offline (:mod:`metaf2n_plugin.metrics.backbones`).
+heads; the trunk's ImageNet weights are looked up offline (:mod:`metaf2n_plugin.weights`).
 """
 import functools
 import os
@@ -13,7 +13,9 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 
-from metaf2n_plugin.metrics.backbones import bgr_to_rgb_tensor, find_weights, load_weights, metric_device
+from metaf2n_plugin.checkpoints import load_state_dict
+from metaf2n_plugin.metrics.backbones import metric_device, metric_input
+from metaf2n_plugin.weights import locate_weights
 
 # lpips trunk name -> the torchvision ImageNet weights that lpips's pretrained trunk is made of
 TRUNK_WEIGHTS = {
@@ -51,7 +53,7 @@ def calculate_lpips(img, img2, crop_border=0, net='alex', weights_path=None, dow
     network = lpips_network(net, weights_path, download, random_weights, device)
     on = next(network.parameters()).device
     with torch.no_grad():  # lpips takes RGB in [-1, 1]; normalize=True maps [0, 1] onto it
-        return network(bgr_to_rgb_tensor(img, on), bgr_to_rgb_tensor(img2, on), normalize=True).item()
+        return network(metric_input(img, on), metric_input(img2, on), normalize=True).item()
 
 
 def lpips_network(net='alex', weights_path=None, download=False, random_weights=False, device=None):
@@ -74,7 +76,7 @@ def lpips_weights_file(net='alex', weights_path=None, download=False, random_wei
     if random_weights:
         return None
     url = TRUNK_WEIGHTS[net].url
-    return find_weights(os.path.basename(url), url, f'LPIPS (net: {net})', weights_path, download)
+    return locate_weights(os.path.basename(url), url, f'LPIPS (net: {net})', weights_path, download, 'weights_path')
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,7 +94,7 @@ def build_lpips(net, weights_file):
         get_root_logger().warning(f'LPIPS (net: {net}) runs with a randomly initialised trunk: its scores are '
                                   'meaningless (random_weights is for plumbing tests only).')
     else:
-        _load_trunk(network.net, load_weights(weights_file))
+        _load_trunk(network.net, load_state_dict(weights_file, 'metric weights'))
     return network.eval()
 
 

@@ -14,39 +14,35 @@ Algorithm 2, per photo: its face pairs, 16 patch pairs per face, one step with M
 super-resolved with the adapted weights (and with the plain ones, for comparison).
 """
 import inspect
-import math
 import os
 from collections import OrderedDict
 
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
-from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.models.srgan_model import SRGANModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.func import functional_call
-from tqdm import tqdm
 
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
 from metaf2n_plugin.faces import FacePairExtractor
 from metaf2n_plugin.faces.extractor import build_restorer
 from metaf2n_plugin.faces.restoration import restore_lq_faces
-from metaf2n_plugin.metrics.fid_metric import FrechetInceptionDistance
+from metaf2n_plugin.metrics.fid_metric import FIDValidationMixin
 from metaf2n_plugin.models.adaptation import adapt_to_faces, adapt_to_photo, inner_loss
 from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
 from metaf2n_plugin.models.recompute import replayed_rng, rng_state
 from metaf2n_plugin.models.tiling import tiled_forward
+from metaf2n_plugin.names import UNADAPTED
 
 ADAPTATION_DEFAULTS = {'lr': 0.01, 'steps': 1, 'params': None, 'legacy_bicubic': False, 'num_patches': 16,
                        'patch_size': 64}
-UNADAPTED = '_unadapted'  # suffix of the unadapted output's visual, metrics and image files
-OUTPUTS = ('', UNADAPTED)
 
 
 @MODEL_REGISTRY.register()
-class MetaF2NModel(SRGANModel):
+class MetaF2NModel(FIDValidationMixin, SRGANModel):
     """MetaF2N: an SR network meta-learned to adapt to a photo's degradation from the faces in it.
 
     Options beyond SRGANModel's (``network_d`` is optional: without it no GAN terms)::
@@ -335,76 +331,24 @@ class MetaF2NModel(SRGANModel):
         return {'tile': val.get('tile', 0), 'tile_pad': val.get('tile_pad', 10)}
 
     def get_current_visuals(self):
-        visuals = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu(),
-                              result_unadapted=self.output_unadapted.detach().cpu())
+        visuals = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu())
+        visuals['result' + UNADAPTED] = self.output_unadapted.detach().cpu()
         if hasattr(self, 'gt'):
             visuals['gt'] = self.gt.detach().cpu()
         return visuals
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        """Algorithm 2 on every photo of one set: each ``val.metrics`` entry ``<m>`` of the adapted output and
-        ``<m>_unadapted`` of the plain one (FID per set), images saved as ``<name>.png`` / ``<name>_unadapted.png``."""
-        dataset_name = dataloader.dataset.opt['name']
-        metrics = self.opt['val'].get('metrics') or {}
-        fid_names = [name for name, options in metrics.items() if options['type'] == 'calculate_fid']
-        fid = self.fid_meters({name: metrics[name] for name in fid_names})
-        sums = {name + suffix: 0.0 for name in metrics if name not in fid_names for suffix in OUTPUTS}
+        """Algorithm 2 on every photo of one set, scored as adapted (``<m>``) and unadapted (``<m>_unadapted``)
+        by :class:`FIDValidationMixin`; photos without a usable face are listed in the log."""
         self.not_adapted = []
-        for data in tqdm(dataloader, unit='image', desc=dataset_name, disable=not self.opt['val'].get('pbar', False)):
-            stem = os.path.splitext(os.path.basename(data['lq_path'][0]))[0]
-            self.feed_data(data)
-            self.test()
-            visuals = self.get_current_visuals()
-            gt = tensor2img([visuals['gt']]) if 'gt' in visuals else None
-            for suffix in OUTPUTS:
-                image = tensor2img([visuals['result' + suffix]])
-                if save_img:
-                    imwrite(image, self.visualization_path(dataset_name, stem, current_iter, suffix))
-                for name, options in metrics.items():
-                    if name in fid_names:
-                        fid[name + suffix].update(image, gt if suffix == '' else None)
-                    else:
-                        pair = {'img': image} if gt is None else {'img': image, 'img2': gt}
-                        sums[name + suffix] += calculate_metric(pair, options)
-            del self.lq, self.output, self.output_unadapted, self.item
-            self.__dict__.pop('gt', None)
-        self.metric_results = {key: value / len(dataloader) for key, value in sums.items()}
-        self.metric_results.update({key: meter.compute() for key, meter in fid.items()})
-        if self.metric_results:
-            self.update_best_metrics(dataset_name, metrics, current_iter)
-            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        get_root_logger().info(f'{dataset_name}: {len(dataloader) - len(self.not_adapted)} of {len(dataloader)} '
-                               f'images adapted; {len(self.not_adapted)} got the unadapted output'
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        get_root_logger().info(f'{dataloader.dataset.opt["name"]}: {len(dataloader) - len(self.not_adapted)} of '
+                               f'{len(dataloader)} images adapted; {len(self.not_adapted)} got the unadapted output'
                                + ''.join(f'\n\t{name}: {reason}' for name, reason in self.not_adapted))
 
-    def fid_meters(self, fid_metrics):
-        """``{<name><suffix>: FrechetInceptionDistance}``; the meters of one entry share its GT features."""
-        meters = {}
-        for name, options in fid_metrics.items():
-            options = {key: value for key, value in options.items() if key not in ('type', 'better')}
-            for suffix in OUTPUTS:
-                meters[name + suffix] = FrechetInceptionDistance(**options)
-            meters[name + UNADAPTED].reference_features = meters[name].reference_features
-        return meters
-
-    def update_best_metrics(self, dataset_name, metrics, current_iter):
-        if not hasattr(self, 'best_metric_results'):
-            self.best_metric_results = {}
-        best = self.best_metric_results.setdefault(dataset_name, {})
-        for name, options in metrics.items():
-            better = 'lower' if options['type'] == 'calculate_fid' else options.get('better', 'higher')
-            for suffix in OUTPUTS:
-                best.setdefault(name + suffix, dict(better=better, val=math.inf * (1 if better == 'lower' else -1),
-                                                    iter=-1))
-                self._update_best_metric_result(dataset_name, name + suffix, self.metric_results[name + suffix],
-                                                current_iter)
-
-    def visualization_path(self, dataset_name, stem, current_iter, suffix):
-        """Where BasicSR's SRModel saves a validation image, ``suffix`` added to the name."""
-        if self.opt['is_train']:
-            return os.path.join(self.opt['path']['visualization'], stem, f'{stem}_{current_iter}{suffix}.png')
-        tag = self.opt['val'].get('suffix') or self.opt['name']
-        return os.path.join(self.opt['path']['visualization'], dataset_name, f'{stem}_{tag}{suffix}.png')
+    def release_test_data(self):
+        super().release_test_data()
+        del self.output_unadapted, self.item
 
     def save(self, epoch, current_iter):
         self.save_network(self.net_mask, 'net_mask', current_iter)

@@ -1,33 +1,40 @@
-"""Reading images and writing results: RGB float arrays in, atomic writes out.
+"""Image files in and out: ``(H, W, 3)`` float32 **RGB** arrays in [0, 1]; OpenCV's BGR order stays here.
 
-Every array that leaves :func:`read_image` is ``(H, W, 3)`` float32 **RGB** in [0, 1]; OpenCV's BGR order
-stays inside this module. Images are decoded the way BasicSR's ``imfrombytes(..., flag='color')`` decodes
-them, so face coordinates computed here match the images BasicSR's datasets load:
-
-- grayscale images are replicated to three channels;
-- an alpha channel is dropped (the colour is kept as stored, not composited);
-- 16-bit images are reduced to 8 bits (OpenCV keeps the high byte);
-- JPEG EXIF orientation is applied.
-
-:func:`read_photo` and :func:`write_photo` keep what a photo's owner expects back instead (alpha, gray,
-16 bits). Writers put the data into a temporary file in the destination folder and then ``os.replace`` it,
-so a crash never leaves a half-written file under the final name.
+:func:`read_image` decodes as BasicSR's ``imfrombytes(..., flag='color')`` does (gray replicated, alpha dropped,
+16 bits reduced to 8, JPEG EXIF orientation applied), so coordinates found here match what BasicSR's datasets
+load. :func:`read_photo` / :func:`write_photo` keep what a photo's owner expects back: alpha, gray, 16 bits.
+Every write is atomic (:mod:`metaf2n_plugin.atomic_write`).
 """
-import contextlib
-import json
+import glob
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-_UMASK = os.umask(0)  # read the process umask (the only way is to set it), then restore it
-os.umask(_UMASK)
-
+from metaf2n_plugin.atomic_write import write_atomically
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def is_image_file(path):
+    """True when ``path`` ends with one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def images_in(folder):
+    """Sorted paths of the image files in ``folder`` (by extension; hidden files left out)."""
+    folder = os.fspath(folder)
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if is_image_file(name) and not name.startswith('.') and os.path.isfile(os.path.join(folder, name)))
+
+
+def image_with_stem(folder, stem):
+    """The image ``<folder>/<stem>.<ext>`` (the first in sorted order), or None."""
+    found = sorted(path for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), glob.escape(stem) + '.*'))
+                   if is_image_file(path))
+    return found[0] if found else None
 
 
 def read_image(path):
@@ -37,21 +44,29 @@ def read_image(path):
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file is empty or not an image OpenCV can decode; the message names the file.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'image {path!r} does not exist')
-    return decode_image(np.fromfile(path, dtype=np.uint8), path)
+    return decode_image(_file_bytes(path), os.fspath(path))
 
 
 def decode_image(data, where):
     """Bytes of an image file -> ``(H, W, 3)`` float32 RGB in [0, 1]; ``where`` names the file in errors."""
     if len(data) == 0:
-        raise ValueError(f'cannot read image {where!r}: the file is empty (0 bytes); replace or remove it')
+        raise ValueError(_EMPTY.format(where))
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f'cannot read image {where!r}: OpenCV cannot decode it (truncated, or not an image); '
-                         'replace it or convert it to PNG')
+        raise ValueError(_UNDECODABLE.format(where))
     return bgr_to_rgb_float(bgr)
+
+
+_EMPTY = 'cannot read image {!r}: the file is empty (0 bytes); replace or remove it'
+_UNDECODABLE = ('cannot read image {!r}: OpenCV cannot decode it (truncated, or not an image); replace it or '
+                'convert it to PNG')
+
+
+def _file_bytes(path):
+    """The bytes of an existing file as a uint8 array; FileNotFoundError naming ``path`` otherwise."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'image {os.fspath(path)!r} does not exist')
+    return np.fromfile(path, dtype=np.uint8)
 
 
 def bgr_to_rgb_float(bgr):
@@ -116,15 +131,12 @@ def read_photo(path, check_size=None):
         ValueError: empty, truncated or undecodable files, and depths other than 8/16 bits; naming the file.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'image {path!r} does not exist')
-    data = np.fromfile(path, dtype=np.uint8)
+    data = _file_bytes(path)
     if len(data) == 0:
-        raise ValueError(f'cannot read image {path!r}: the file is empty (0 bytes); replace or remove it')
+        raise ValueError(_EMPTY.format(path))
     pixels, kinds, metadata = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
-        raise ValueError(f'cannot read image {path!r}: OpenCV cannot decode it (truncated, or not an image); '
-                         'replace it or convert it to PNG')
+        raise ValueError(_UNDECODABLE.format(path))
     if pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'cannot read image {path!r}: {pixels.dtype} pixels; convert it to an 8- or 16-bit PNG')
     exif = [bytes(np.asarray(block).ravel()) for kind, block in zip(kinds, metadata)
@@ -179,34 +191,3 @@ def _upright(pixels, orientation):
              4: (slice(None, None, -1), ), 6: (slice(None), slice(None, None, -1)),
              7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1), )}
     return np.ascontiguousarray(pixels[flips[orientation]]) if orientation in flips else pixels
-
-
-def write_json(path, obj):
-    """Write a dict atomically as UTF-8 JSON, one top-level entry per line."""
-    lines = [f'{json.dumps(key)}: {json.dumps(value)}' for key, value in obj.items()]
-    write_atomically(os.fspath(path), ('{\n' + ',\n'.join(lines) + '\n}\n').encode('utf-8'))
-
-
-def write_atomically(path, data):
-    """Write ``data`` (bytes) to ``path`` through a temporary file in its folder, then rename it into place."""
-    with atomic_file(path) as f:
-        f.write(data)
-
-
-@contextlib.contextmanager
-def atomic_file(path):
-    """A binary file to write ``path`` through: a temporary file in its folder, flushed to disk and renamed into
-    place when the block ends, removed when it raises. A reader (or a crash) never sees a partial ``path``."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f'.{os.path.basename(path)}.',
-                               suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
