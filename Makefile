@@ -1,5 +1,5 @@
 # `make demo` sets up .venv and runs MetaF2N + SSG end to end on built-in data; `make test` sets up and runs the tests;
-# `make install` only sets up.
+# `make lint` checks the code style (setup.cfg), `make format` applies it; `make install` only sets up.
 PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
@@ -8,7 +8,9 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.metaf2n-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint format bench clean
+
+SOURCES := metaf2n_plugin scripts bench tests setup.py metaf2n_autoload.py
 
 install: $(STAMP)
 
@@ -18,7 +20,7 @@ $(STAMP): setup.py Makefile metaf2n_autoload.py metaf2n_autoload.pth
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet --no-build-isolation 'basicsr>=1.4.2'
-	$(BIN)/pip install --quiet --editable '.[test]'
+	$(BIN)/pip install --quiet --editable '.[test,lint]'
 	touch $@
 
 demo: install
@@ -26,6 +28,15 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/flake8 $(SOURCES)
+	$(BIN)/isort --check-only --diff $(SOURCES)
+	$(BIN)/yapf --diff --recursive $(SOURCES)
+
+format: install
+	$(BIN)/isort --quiet $(SOURCES)
+	$(BIN)/yapf --in-place --recursive $(SOURCES)
 
 bench: install
 	$(BIN)/python bench/startup.py

@@ -4,12 +4,12 @@ Besides the package, this installs ``metaf2n_autoload.pth`` into site-packages: 
 imports ``metaf2n_plugin`` whenever ``basicsr`` is imported, so that ``python -m basicsr.train`` sees the
 plugin's classes. setuptools has no option for a top-level ``.pth`` file, hence the two commands below.
 """
-import re
-from pathlib import Path
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
+
+import re
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HOOK = 'metaf2n_autoload.pth'
@@ -66,9 +66,19 @@ setup(
         'opencv-python>=4.12',  # imdecodeWithMetadata: photos' EXIF orientation with their alpha and 16 bits
     ],
     # The test photos ship inside scikit-image and matplotlib (both also arrive with basicsr / facexlib).
+    # `lint`: `make lint`'s tools, pinned because formatters change between releases.
     # `convert`: metaf2n-convert reads the official TensorFlow checkpoint (an .npz of its variables needs nothing).
-    extras_require={'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3'], 'convert': ['tensorflow>=2.4']},
-    entry_points={'console_scripts': ['metaf2n-convert = metaf2n_plugin.official_weights:main',
-                                    'metaf2n-infer = metaf2n_plugin.infer:main']},
-    cmdclass={'build_py': BuildPyWithHook, 'editable_wheel': EditableWheelWithHook},
+    extras_require={
+        'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3'],
+        'lint': ['flake8==7.5.0', 'isort==9.0.2', 'yapf==0.43.0'],
+        'convert': ['tensorflow>=2.4']
+    },
+    entry_points={
+        'console_scripts':
+        ['metaf2n-convert = metaf2n_plugin.official_weights:main', 'metaf2n-infer = metaf2n_plugin.infer:main']
+    },
+    cmdclass={
+        'build_py': BuildPyWithHook,
+        'editable_wheel': EditableWheelWithHook
+    },
 )

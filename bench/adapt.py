@@ -13,7 +13,6 @@ Target: (inner step + adapted forward) / plain forward <= 1.15.
 """
 import os
 import sys
-
 from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 TARGET = 1.15
@@ -61,8 +60,8 @@ def main():
     print(f'RRDBNet-{args.blocks}, {args.size}x{args.size} LQ, 16 patches 16x16 -> 64x64, CPU fp32, '
           f'{args.rounds} rounds x {args.repeats} runs (medians)')
     print('| variant | time | peak RSS |\n|---|---:|---:|')
-    for key, name in (('plain', 'plain forward'), ('adapted', 'inner step + adapted forward'),
-                      ('inner', 'inner step alone')):
+    for key, name in (('plain', 'plain forward'), ('adapted', 'inner step + adapted forward'), ('inner',
+                                                                                                'inner step alone')):
         print(f'| {name} | {fmt_seconds(median_of(results[key], "seconds"))} | '
               f'{median_of(results[key], "peak_rss_mb"):.0f} MB |')
     print(f'(inner step + adapted forward) / plain forward = {ratio:.3f}, median of the rounds\' '

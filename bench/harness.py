@@ -34,8 +34,11 @@ def measure(step, repeats, warmup=True):
         start = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - start)
-    return {'seconds': statistics.median(seconds) if seconds else None, 'runs': seconds,
-            'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        'seconds': statistics.median(seconds) if seconds else None,
+        'runs': seconds,
+        'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    }
 
 
 def report(result):
@@ -58,8 +61,11 @@ def alternate(script, variants, rounds, args):
         for variant in variants:
             result = run_child(script, variant, args)
             results[variant].append(result)
-            print(f'round {r + 1}/{rounds} {variant}: {fmt_seconds(result["seconds"])}, '
-                  f'peak RSS {result["peak_rss_mb"]:.0f} MB', file=sys.stderr, flush=True)
+            print(
+                f'round {r + 1}/{rounds} {variant}: {fmt_seconds(result["seconds"])}, '
+                f'peak RSS {result["peak_rss_mb"]:.0f} MB',
+                file=sys.stderr,
+                flush=True)
     return results
 
 

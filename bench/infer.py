@@ -22,17 +22,25 @@ import argparse
 import os
 import sys
 import tempfile
-
 from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 TARGET = 0.5
-VARIANTS = {'eager': {'channels_last': False}, 'channels_last': {}, 'compiled': {'compile': True},
-            'bf16': {'bf16': True}}
+VARIANTS = {
+    'eager': {
+        'channels_last': False
+    },
+    'channels_last': {},
+    'compiled': {
+        'compile': True
+    },
+    'bf16': {
+        'bf16': True
+    }
+}
 
 
 def child(variant, args):
     import time
-
     import torch
     from basicsr.archs.rrdbnet_arch import RRDBNet
 
@@ -65,13 +73,20 @@ def main():
     import torch
 
     with tempfile.TemporaryDirectory() as out:
-        forwarded = ['--repeats', str(args.repeats), '--size', str(args.size), '--tile', str(args.tile),
-                     '--tile-pad', str(args.tile_pad), '--blocks', str(args.blocks), '--out', out]
+        forwarded = [
+            '--repeats',
+            str(args.repeats), '--size',
+            str(args.size), '--tile',
+            str(args.tile), '--tile-pad',
+            str(args.tile_pad), '--blocks',
+            str(args.blocks), '--out', out
+        ]
         results = alternate(os.path.abspath(__file__), list(VARIANTS), args.rounds, forwarded)
         outputs = {variant: torch.load(os.path.join(out, f'{variant}.pt'), weights_only=True) for variant in VARIANTS}
     megapixels = args.size**2 / 1e6
-    print(f'RRDBNet-{args.blocks} x4, {args.size}x{args.size} LQ ({megapixels:.3f} MP) in {args.tile}x{args.tile} tiles '
-          f'+ {args.tile_pad} px context, CPU, theta\' as inputs, {args.rounds} rounds x {args.repeats} runs (medians)')
+    print(
+        f'RRDBNet-{args.blocks} x4, {args.size}x{args.size} LQ ({megapixels:.3f} MP) in {args.tile}x{args.tile} tiles '
+        f'+ {args.tile_pad} px context, CPU, theta\' as inputs, {args.rounds} rounds x {args.repeats} runs (medians)')
     print('| path | s per LQ MP | / eager | warm-up (compile) | peak RSS | max diff from eager |\n'
           '|---|---:|---:|---:|---:|---:|')
     for variant in VARIANTS:

@@ -16,7 +16,6 @@ Anchors, the original TensorFlow code on this machine: one task 17.5 s at 10.7 G
 """
 import os
 import sys
-
 from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,10 +40,15 @@ def tasks(count):
     import torch
     g = torch.Generator().manual_seed(0)
     faces, backgrounds = torch.rand(count, 4, 3, 32, 32, generator=g), torch.rand(count, 4, 3, 256, 256, generator=g)
-    return {'face_lq': torch.rand(count, 4, 3, 64, 64, generator=g), 'face_lq_patches': faces,
-            'face_gt_patches': torch.rand(count, 4, 3, 128, 128, generator=g),
-            'face_crops': torch.zeros(count, 4, 3, dtype=torch.int64), 'background_gt': backgrounds,
-            'background_lq': torch.rand(count, 4, 3, 64, 64, generator=g), 'background_gt_usm': backgrounds}
+    return {
+        'face_lq': torch.rand(count, 4, 3, 64, 64, generator=g),
+        'face_lq_patches': faces,
+        'face_gt_patches': torch.rand(count, 4, 3, 128, 128, generator=g),
+        'face_crops': torch.zeros(count, 4, 3, dtype=torch.int64),
+        'background_gt': backgrounds,
+        'background_lq': torch.rand(count, 4, 3, 64, 64, generator=g),
+        'background_gt_usm': backgrounds
+    }
 
 
 def plain_step(model, data):

@@ -63,6 +63,7 @@ def unfold_distances(img, mask, patch_size, search_size):
 
 def unfold_ssg_loss(pred, target, h=0.004, patch_size=9, search_size=25):
     import torch
+
     from metaf2n_plugin.losses.ssg_loss import laplacian_mask
 
     mask = laplacian_mask(target)
@@ -73,6 +74,7 @@ def unfold_ssg_loss(pred, target, h=0.004, patch_size=9, search_size=25):
 def measure(variant, n, side, repeats):
     """Run in a child process: peak extra memory over a warm-up and ``repeats`` calls, their median time."""
     import torch
+
     from metaf2n_plugin.losses.ssg_loss import SSGLoss, laplacian_mask
 
     torch.manual_seed(0)
@@ -94,14 +96,19 @@ def measure(variant, n, side, repeats):
         step()
         seconds.append(time.perf_counter() - start)
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-    return {'peak_mb': peak_mb, 'seconds': statistics.median(seconds), 'loss': value,
-            'rows': int(laplacian_mask(target).sum())}
+    return {
+        'peak_mb': peak_mb,
+        'seconds': statistics.median(seconds),
+        'loss': value,
+        'rows': int(laplacian_mask(target).sum())
+    }
 
 
 def run_child(variant, n, side, repeats):
     """Memory and time of one variant and size, measured together in a fresh process."""
-    proc = subprocess.run([sys.executable, __file__, '--child', variant, str(n), str(side), str(repeats)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, '--child', variant,
+         str(n), str(side), str(repeats)], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f'{variant} at {n}x3x{side}x{side} failed:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -115,8 +122,11 @@ def mask_rows(n, side):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--unfold-budget-gb', type=float, default=8.0,
-                        help='largest estimated memory the unfold formulation may use (3 planes of 608 KB per row)')
+    parser.add_argument(
+        '--unfold-budget-gb',
+        type=float,
+        default=8.0,
+        help='largest estimated memory the unfold formulation may use (3 planes of 608 KB per row)')
     parser.add_argument('--check', action='store_true', help='exit 1 if a target is missed')
     parser.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

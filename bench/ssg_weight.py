@@ -8,10 +8,9 @@ three draws), the GT blurred by a 3 x 3 box, and the GT with Gaussian noise of s
 """
 import argparse
 import glob
+import numpy as np
 import os
 import random
-
-import numpy as np
 import torch
 from basicsr.losses.basic_loss import L1Loss
 from basicsr.utils import DiffJPEG
@@ -39,8 +38,9 @@ def main():
     outputs = []
     for draw in range(3):
         lq = apply_degradation(target, sample_degradation({}, len(gt)), 4, jpeger)
-        outputs.append((f'bicubic x4 of the task LQ (draw {draw + 1})',
-                        F.interpolate(lq, scale_factor=4, mode='bicubic').clamp(0, 1)))
+        outputs.append(
+            (f'bicubic x4 of the task LQ (draw {draw + 1})', F.interpolate(lq, scale_factor=4,
+                                                                           mode='bicubic').clamp(0, 1)))
     outputs.append(('GT blurred by a 3x3 box', F.avg_pool2d(F.pad(target, (1, 1, 1, 1), mode='reflect'), 3, 1)))
     outputs.append(('GT + Gaussian noise, sigma 0.02', (target + 0.02 * torch.randn_like(target)).clamp(0, 1)))
     print(f'{len(paths)} crops of 256 x 256 from {args.root}/backgrounds\n| output | L1 | SSG |\n|---|---:|---:|')

@@ -31,8 +31,11 @@ def main():
 
     with_hook = {k: v for k, v in os.environ.items() if k != 'METAF2N_NO_AUTOLOAD'}
     without_hook = dict(with_hook, METAF2N_NO_AUTOLOAD='1')
-    probe = subprocess.run([sys.executable, '-X', 'importtime', '-c', 'pass'], env=with_hook, capture_output=True,
-                           text=True, check=True)
+    probe = subprocess.run([sys.executable, '-X', 'importtime', '-c', 'pass'],
+                           env=with_hook,
+                           capture_output=True,
+                           text=True,
+                           check=True)
     if 'metaf2n_autoload' not in probe.stderr:
         sys.exit(f'{sys.executable} does not load the hook: install the plugin first (make install)')
 

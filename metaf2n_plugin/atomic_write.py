@@ -16,8 +16,8 @@ os.umask(_UMASK)
 def atomic_file(path):
     """A binary file object that becomes ``path`` when the block ends, and is removed when it raises."""
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f'.{os.path.basename(path)}.',
-                               suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(path)), prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
             yield f

@@ -1,7 +1,6 @@
 """Weights files handed in by a user: loaded safely, named in every error, their architecture read off the shapes."""
 import os
 import pickle
-
 import torch
 
 PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what BasicSR tests with)
@@ -76,10 +75,16 @@ def rrdbnet_options(state, where='the weights'):
     """
     try:
         first = state['conv_first.weight']
-        options = {'type': 'RRDBNet', 'num_in_ch': first.shape[1], 'num_out_ch': state['conv_last.weight'].shape[0],
-                   'scale': 4, 'num_feat': first.shape[0],
-                   'num_block': len({key.split('.')[1] for key in state if key.startswith('body.')}),
-                   'num_grow_ch': state['body.0.rdb1.conv1.weight'].shape[0]}
+        options = {
+            'type': 'RRDBNet',
+            'num_in_ch': first.shape[1],
+            'num_out_ch': state['conv_last.weight'].shape[0],
+            'scale': 4,
+            'num_feat': first.shape[0],
+            'num_block': len({key.split('.')[1]
+                              for key in state if key.startswith('body.')}),
+            'num_grow_ch': state['body.0.rdb1.conv1.weight'].shape[0]
+        }
     except KeyError as error:
         raise ValueError(f'{where}: no variable {error}; not an RRDBNet\'s weights') from None
     if options['num_in_ch'] != 3:
@@ -92,8 +97,12 @@ def masknet_options(state, where='the weights'):
     """``MaskNet`` options read off a state dict's shapes (ValueError naming ``where``); check them with
     :func:`network_from`."""
     try:
-        options = {'type': 'MaskNet', 'num_in_ch': state['convs.0.weight'].shape[1],
-                   'num_feat': state['convs.0.weight'].shape[0], 'num_conv': len(state) // 2}
+        options = {
+            'type': 'MaskNet',
+            'num_in_ch': state['convs.0.weight'].shape[1],
+            'num_feat': state['convs.0.weight'].shape[0],
+            'num_conv': len(state) // 2
+        }
     except KeyError as error:
         raise ValueError(f'{where}: no variable {error}; not a MaskNet\'s weights') from None
     return options

@@ -51,7 +51,6 @@ import importlib
 import importlib.util
 import os
 import sys
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -137,8 +136,9 @@ def load_resume_state(opt):
         for leftover in glob.glob(os.path.join(glob.escape(folder), '.*.tmp')):
             with contextlib.suppress(OSError):
                 os.remove(leftover)
-    states = sorted(int(name[:-len('.state')]) for name in (
-        scandir(state_dir, suffix='.state', recursive=False) if os.path.isdir(state_dir) else ()))
+    states = sorted(
+        int(name[:-len('.state')])
+        for name in (scandir(state_dir, suffix='.state', recursive=False) if os.path.isdir(state_dir) else ()))
     for iteration in reversed(states):  # the newest state that loads
         opt['path']['resume_state'] = os.path.join(state_dir, f'{iteration}.state')
         try:

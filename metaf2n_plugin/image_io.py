@@ -5,13 +5,12 @@
 load. :func:`read_photo` / :func:`write_photo` keep what a photo's owner expects back: alpha, gray, 16 bits.
 Every write is atomic (:mod:`metaf2n_plugin.atomic_write`).
 """
+import cv2
 import glob
+import numpy as np
 import os
 import struct
 from dataclasses import dataclass
-
-import cv2
-import numpy as np
 
 from metaf2n_plugin.atomic_write import write_atomically
 
@@ -26,14 +25,16 @@ def is_image_file(path):
 def images_in(folder):
     """Sorted paths of the image files in ``folder`` (by extension; hidden files left out)."""
     folder = os.fspath(folder)
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if is_image_file(name) and not name.startswith('.') and os.path.isfile(os.path.join(folder, name)))
+    return sorted(
+        os.path.join(folder, name) for name in os.listdir(folder)
+        if is_image_file(name) and not name.startswith('.') and os.path.isfile(os.path.join(folder, name)))
 
 
 def image_with_stem(folder, stem):
     """The image ``<folder>/<stem>.<ext>`` (the first in sorted order), or None."""
-    found = sorted(path for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), glob.escape(stem) + '.*'))
-                   if is_image_file(path))
+    found = sorted(
+        path for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)),
+                                                glob.escape(stem) + '.*')) if is_image_file(path))
     return found[0] if found else None
 
 
@@ -139,8 +140,7 @@ def read_photo(path, check_size=None):
         raise ValueError(_UNDECODABLE.format(path))
     if pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'cannot read image {path!r}: {pixels.dtype} pixels; convert it to an 8- or 16-bit PNG')
-    exif = [bytes(np.asarray(block).ravel()) for kind, block in zip(kinds, metadata)
-            if kind == cv2.IMAGE_METADATA_EXIF]
+    exif = [bytes(np.asarray(block).ravel()) for kind, block in zip(kinds, metadata) if kind == cv2.IMAGE_METADATA_EXIF]
     pixels = _upright(pixels, _exif_orientation(exif[0]) if exif else 1)
     peak = np.iinfo(pixels.dtype).max
     if check_size is not None:
@@ -187,7 +187,12 @@ def _upright(pixels, orientation):
     """Apply an EXIF orientation (1..8) to ``(H, W, ...)`` pixels, as a viewer shows them."""
     if orientation in (5, 6, 7, 8):
         pixels = pixels.swapaxes(0, 1)  # transpose, then flip to make the rotations
-    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1), slice(None, None, -1)),
-             4: (slice(None, None, -1), ), 6: (slice(None), slice(None, None, -1)),
-             7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1), )}
+    flips = {
+        2: (slice(None), slice(None, None, -1)),
+        3: (slice(None, None, -1), slice(None, None, -1)),
+        4: (slice(None, None, -1), ),
+        6: (slice(None), slice(None, None, -1)),
+        7: (slice(None, None, -1), slice(None, None, -1)),
+        8: (slice(None, None, -1), )
+    }
     return np.ascontiguousarray(pixels[flips[orientation]]) if orientation in flips else pixels

@@ -17,21 +17,20 @@ MetaF2N's weights come from metaf2n-convert (the official TensorFlow checkpoint)
 <stem>_metaf2n.png; an input is never overwritten. A photo that fails is named with the reason, the others are
 still processed, and the exit status is then 1 (2: nothing could start, e.g. missing weights).
 """
+import cv2
 import glob
+import numpy as np
 import os
 import sys
 import tempfile
 import time
-
-import cv2
-import numpy as np
 import torch
 from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm
 
-from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
-                                       rrdbnet_options, state_dict_of)
+                                        rrdbnet_options, state_dict_of)
+from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
                                      write_image, write_photo)
@@ -56,37 +55,54 @@ def build_parser():
     parser.add_argument('inputs', nargs='+', help='photos: files, folders (their images) or globs')
     parser.add_argument('-o', '--output', default='results', help='output folder (default: results)')
     weights = parser.add_argument_group('weights')
-    weights.add_argument('--model', default=f'weights/{NET_G_FILE}',
-                         help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
+    weights.add_argument(
+        '--model',
+        default=f'weights/{NET_G_FILE}',
+        help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
     weights.add_argument('--mask', default=f'weights/{NET_MASK_FILE}', help='MaskNet: net_mask_<iter>.pth')
     weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
-    weights.add_argument('--restorer-size', type=int, default=512, choices=(512, 256),
-                         help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
-                         'faces are aligned at')
-    weights.add_argument('--detector-weights',
-                         help=f'detection_Resnet50_Final.pth (RetinaFace), or its folder ({WEIGHTS_HELP})')
+    weights.add_argument(
+        '--restorer-size',
+        type=int,
+        default=512,
+        choices=(512, 256),
+        help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
+        'faces are aligned at')
+    weights.add_argument(
+        '--detector-weights', help=f'detection_Resnet50_Final.pth (RetinaFace), or its folder ({WEIGHTS_HELP})')
     weights.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
     faces = parser.add_argument_group('adaptation')
     faces.add_argument('--landmarks', help='faces as JSON (keyed by file name, LQ pixels) instead of the detector')
     faces.add_argument('--no-adapt', action='store_true', help='the plain network: no faces, no adaptation')
-    faces.add_argument('--gt', help='a folder of the photos\' ground truth (same stems, x4): the faces\' pseudo GT is '
-                       'their GT crop (the oracle restorer, as in the demo) instead of GPEN\'s restoration')
-    faces.add_argument('--lr', type=float, default=0.01,
-                       help='inner learning rate: the adaptation.lr the model was trained with (MetaF2N 0.01)')
+    faces.add_argument(
+        '--gt',
+        help='a folder of the photos\' ground truth (same stems, x4): the faces\' pseudo GT is '
+        'their GT crop (the oracle restorer, as in the demo) instead of GPEN\'s restoration')
+    faces.add_argument(
+        '--lr',
+        type=float,
+        default=0.01,
+        help='inner learning rate: the adaptation.lr the model was trained with (MetaF2N 0.01)')
     faces.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
     speed = parser.add_argument_group('speed and memory')
     speed.add_argument('--tile', type=int, default=256, help='LQ tile side (0: whole photo; default 256)')
     speed.add_argument('--tile-pad', type=int, default=10, help='LQ context pixels around each tile (default 10)')
-    speed.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                       help='torch device (default: cuda when available, else cpu)')
+    speed.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='torch device (default: cuda when available, else cpu)')
     speed.add_argument('--bf16', action='store_true', help='bfloat16 autocast for the super-resolution pass')
-    speed.add_argument('--compile', action='store_true',
-                       help='torch.compile the network for the tile size (needs --tile and a C++ compiler)')
+    speed.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the network for the tile size (needs --tile and a C++ compiler)')
     extras = parser.add_argument_group('extra outputs')
-    extras.add_argument('--save-faces', action='store_true',
-                        help='<stem>_face<k>.png: LQ face | restored face | MaskNet weights')
-    extras.add_argument('--side-by-side', action='store_true',
-                        help='<stem>_side_by_side.png: LQ | plain network | MetaF2N, face boxes drawn')
+    extras.add_argument(
+        '--save-faces', action='store_true', help='<stem>_face<k>.png: LQ face | restored face | MaskNet weights')
+    extras.add_argument(
+        '--side-by-side',
+        action='store_true',
+        help='<stem>_side_by_side.png: LQ | plain network | MetaF2N, face boxes drawn')
     return parser
 
 
@@ -156,8 +172,8 @@ def build_extractor(args, device):
     if args.gt:
         restorer = OracleRestorer(args.restorer_size)
     else:
-        restorer = GPENRestorer(args.restorer_size, weights=args.restorer_weights, download=args.download,
-                                device=device)
+        restorer = GPENRestorer(
+            args.restorer_size, weights=args.restorer_weights, download=args.download, device=device)
     return FacePairExtractor(source, restorer, SCALE)
 
 
@@ -194,8 +210,14 @@ class PhotoSuperResolver:
     def __init__(self, args, net_g, net_mask, legacy_bicubic, extractor, device):
         self.args, self.net_g, self.net_mask, self.extractor = args, net_g, net_mask, extractor
         self.device, self.legacy_bicubic = torch.device(device), legacy_bicubic
-        self.forward = FastForward(net_g, SCALE, args.tile, args.tile_pad, channels_last=self.device.type == 'cpu',
-                                   bf16=args.bf16, compile=args.compile)
+        self.forward = FastForward(
+            net_g,
+            SCALE,
+            args.tile,
+            args.tile_pad,
+            channels_last=self.device.type == 'cpu',
+            bf16=args.bf16,
+            compile=args.compile)
         self.num_feat = net_g.conv_first.out_channels
         self.free = available_memory()
 
@@ -221,8 +243,15 @@ class PhotoSuperResolver:
         if self.net_mask is not None:
             gt = ground_truth_of(path, self.args.gt) if self.args.gt else None
             pairs = self.extractor(photo.rgb, gt, image_path=path)
-            adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.args.seed,
-                                                lr=self.args.lr, legacy_bicubic=self.legacy_bicubic)
+            adapted, _, reason = adapt_to_photo(
+                self.net_g,
+                self.net_mask,
+                pairs,
+                SCALE,
+                name,
+                self.args.seed,
+                lr=self.args.lr,
+                legacy_bicubic=self.legacy_bicubic)
         sr = tensor2img(self.forward(adapted, lq), rgb2bgr=False, out_type=np.float32)
         alpha = None
         if photo.alpha is not None:
@@ -234,8 +263,8 @@ class PhotoSuperResolver:
         if self.args.side_by_side:
             plain = sr if adapted is None else tensor2img(self.forward(None, lq), rgb2bgr=False, out_type=np.float32)
             boxes = [pair.box for pair in pairs]
-            write_image(f'{stem}_side_by_side.png', compose([('LQ', photo.rgb), ('plain network', plain),
-                                                             ('MetaF2N', sr)], boxes))
+            write_image(f'{stem}_side_by_side.png',
+                        compose([('LQ', photo.rgb), ('plain network', plain), ('MetaF2N', sr)], boxes))
         faces_used = len(pairs) if adapted is not None else 0
         return faces_used, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6, reason
 
@@ -248,8 +277,10 @@ class PhotoSuperResolver:
             weights = weights[0, 0].cpu().numpy() * pair.mask
             peak = float(weights.max())
             shown = np.repeat((weights / peak if peak > 0 else weights)[:, :, None], 3, axis=2)
-            write_image(f'{stem}_face{k}.png', compose([('LQ face', pair.lq), ('restored', pair.hq * pair.mask[:, :, None]),
-                                                        (f'W / {peak:.3g}', shown)], []))
+            write_image(
+                f'{stem}_face{k}.png',
+                compose([('LQ face', pair.lq), ('restored', pair.hq * pair.mask[:, :, None]),
+                         (f'W / {peak:.3g}', shown)], []))
 
 
 def output_path(path, folder, taken):
@@ -303,10 +334,10 @@ def main(argv=None):
     rate = f'{seconds / megapixels:.2f} s per LQ megapixel' if megapixels else 'no pixels processed'
     adapted = 'not adapted (--no-adapt)'
     if not args.no_adapt:
-        adapted = f'{_count(faces, "face")} used, {_count(without_faces, "photo")} without a usable face (plain network)'
-    print(f'{done} of {len(photos)} photos super-resolved into {args.output}: {adapted}; {rate}'
-          + (f'; {len(failed)} failed:' if failed else '')
-          + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
+        adapted = (f'{_count(faces, "face")} used, {_count(without_faces, "photo")} without a usable face '
+                   '(plain network)')
+    print(f'{done} of {len(photos)} photos super-resolved into {args.output}: {adapted}; {rate}' +
+          (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
     return 1 if failed else 0
 
 

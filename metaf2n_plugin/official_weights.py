@@ -21,17 +21,16 @@ Reading a TensorFlow checkpoint needs ``tensorflow`` (``pip install .[convert]``
 variable names needs nothing more.
 """
 import io
+import numpy as np
 import os
 import re
 import sys
-
-import numpy as np
 import torch
 
+from metaf2n_plugin.atomic_write import write_atomically
+from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE
-from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
-from metaf2n_plugin.atomic_write import write_atomically
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
 OUTPUTS = {'g': NET_G_FILE, 'mask': NET_MASK_FILE}
@@ -105,10 +104,13 @@ def save_checkpoint(state, path, **extras):
 
 def main(argv=None):
     parser = parser_from_doc(__doc__, 'metaf2n-convert')
-    parser.add_argument('checkpoint', help='the official TensorFlow checkpoint prefix (e.g. .../model-400000) or '
-                        'an .npz of its variables')
-    parser.add_argument('--out', default='weights', help='output folder (default: weights, where metaf2n-infer '
-                        'looks)')
+    parser.add_argument(
+        'checkpoint',
+        help='the official TensorFlow checkpoint prefix (e.g. .../model-400000) or '
+        'an .npz of its variables')
+    parser.add_argument(
+        '--out', default='weights', help='output folder (default: weights, where metaf2n-infer '
+        'looks)')
     args = parser.parse_args(argv)
     try:
         converted = convert(read_variables(args.checkpoint), repr(args.checkpoint))

@@ -25,7 +25,6 @@ def compose(panels, boxes):
             corner0 = (round(x0 * scale_x), LABEL_HEIGHT + round(y0 * scale_y))
             corner1 = (round(x1 * scale_x), LABEL_HEIGHT + round(y1 * scale_y))
             cv2.rectangle(tile, corner0, corner1, BOX_COLOUR, 2)
-        cv2.putText(tile, label, (4, LABEL_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        cv2.putText(tile, label, (4, LABEL_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
     return np.concatenate(tiles, axis=1).astype(np.float32) / 255

@@ -9,7 +9,6 @@ One rule for every weights option (GPEN, RetinaFace, LPIPS's trunk, FID's Incept
   torch's cache. Nothing is fetched otherwise, and nothing falls back to random weights.
 """
 import os
-
 import torch
 
 SEARCH_FOLDERS = ('weights', os.path.join('experiments', 'pretrained_models'))

@@ -15,12 +15,11 @@ import os
 import subprocess
 import sys
 import time
-
 import yaml
 
 from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON, METRICS_CSV, METRICS_MD
 from metaf2n_plugin.data.tiny_set import TEST_SETS
+from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON, METRICS_CSV, METRICS_MD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_OPTIONS = os.path.join(REPO, 'options', 'demo_train.yml')
@@ -61,8 +60,9 @@ def verdict(metrics_csv):
 
 def main(argv=None):
     parser = parser_from_doc(__doc__)
-    parser.add_argument('--total-iter', type=int, help='training iterations (default: train.total_iter of the '
-                        'options, 200)')
+    parser.add_argument(
+        '--total-iter', type=int, help='training iterations (default: train.total_iter of the '
+        'options, 200)')
     args = parser.parse_args(argv)
     start = time.time()
     print(OFFLINE_NOTE, flush=True)

@@ -18,18 +18,16 @@ Examples:
 """
 import os
 import sys
-
 import torch
 from tqdm import tqdm
 
-from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces import FacePairExtractor, write_pairs
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, images_in, read_image
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
-
 
 
 def parse_args(argv):
@@ -39,14 +37,20 @@ def parse_args(argv):
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--scale', type=int, default=4, help='SR factor (default 4)')
     parser.add_argument('--source', choices=['retinaface', 'landmarks'], default='retinaface')
-    parser.add_argument('--landmarks', help='source landmarks: one JSON for the folder (default: a sidecar '
-                        '<stem>.json next to every image)')
+    parser.add_argument(
+        '--landmarks',
+        help='source landmarks: one JSON for the folder (default: a sidecar '
+        '<stem>.json next to every image)')
     parser.add_argument('--detector', choices=sorted(RETINAFACE_MODELS), default='retinaface_resnet50')
     parser.add_argument('--score-threshold', type=float, default=0.9, help='detector score a face needs (0.9)')
     parser.add_argument('--restorer', choices=['gpen', 'oracle', 'identity'], default='gpen')
-    parser.add_argument('--restorer-size', type=int, choices=sorted(GPEN_RELEASES), default=512,
-                        help='GPEN-BFR-512 (default, test time) or GPEN-BFR-256 (training); the size faces are '
-                        'aligned at')
+    parser.add_argument(
+        '--restorer-size',
+        type=int,
+        choices=sorted(GPEN_RELEASES),
+        default=512,
+        help='GPEN-BFR-512 (default, test time) or GPEN-BFR-256 (training); the size faces are '
+        'aligned at')
     parser.add_argument('--batch-size', type=int, default=4, help='faces per GPEN forward pass')
     parser.add_argument('--detector-weights', help=f'RetinaFace weights file or folder ({WEIGHTS_HELP})')
     parser.add_argument('--restorer-weights', help=f'GPEN weights file or folder ({WEIGHTS_HELP})')
@@ -57,17 +61,27 @@ def parse_args(argv):
 
 def build_extractor(args):
     if args.source == 'retinaface':
-        source = {'type': 'retinaface', 'model': args.detector, 'weights': args.detector_weights,
-                  'download': args.download, 'score_threshold': args.score_threshold}
+        source = {
+            'type': 'retinaface',
+            'model': args.detector,
+            'weights': args.detector_weights,
+            'download': args.download,
+            'score_threshold': args.score_threshold
+        }
     else:
         source = {'type': 'landmarks', 'json_path': args.landmarks}
     if args.restorer == 'gpen':
-        restorer = {'type': 'gpen', 'size': args.restorer_size, 'weights': args.restorer_weights,
-                    'download': args.download, 'batch_size': args.batch_size}
+        restorer = {
+            'type': 'gpen',
+            'size': args.restorer_size,
+            'weights': args.restorer_weights,
+            'download': args.download,
+            'batch_size': args.batch_size
+        }
     else:
         restorer = {'type': args.restorer, 'size': args.restorer_size}
-    return FacePairExtractor.from_options({'scale': args.scale, 'source': source, 'restorer': restorer},
-                                          device=args.device)
+    options = {'scale': args.scale, 'source': source, 'restorer': restorer}
+    return FacePairExtractor.from_options(options, device=args.device)
 
 
 def main(argv=None):
@@ -102,8 +116,13 @@ def main(argv=None):
             failed.append(name)
             continue
         write_pairs(args.out, stem, pairs)
-        record[name] = {'size': [lq.shape[1], lq.shape[0]], 'scale': args.scale,
-                        'faces': [{**pair.face.to_json(), 'crop': list(pair.box)} for pair in pairs]}
+        record[name] = {
+            'size': [lq.shape[1], lq.shape[0]],
+            'scale': args.scale,
+            'faces': [{
+                **pair.face.to_json(), 'crop': list(pair.box)
+            } for pair in pairs]
+        }
         num_faces += len(pairs)
         if not pairs:
             without_faces.append(name)

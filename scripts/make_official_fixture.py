@@ -12,10 +12,10 @@ kernels, SAME padding, LeakyReLU 0.2, nearest x2 upsampling by repetition, resid
 
     python scripts/make_official_fixture.py       (the same --seed gives the same values)
 """
-import os
-
 import numpy as np
+import os
 import tensorflow as tf
+
 from metaf2n_plugin.cli import parser_from_doc
 
 NUM_FEAT, GROW, BLOCKS, MASK_FEAT, MASK_CONVS = 8, 4, 2, 8, 8
@@ -23,17 +23,20 @@ NUM_FEAT, GROW, BLOCKS, MASK_FEAT, MASK_CONVS = 8, 4, 2, 8, 8
 
 def official_variables(rng):
     """``{name: HWIO kernel or bias}`` with the official names and the tiny shapes."""
+
     def conv(name, c_in, c_out, kernel='weight'):
         scale = 1.0 / np.sqrt(9 * c_in)
-        return {f'{name}/{kernel}': rng.normal(0, scale, (3, 3, c_in, c_out)).astype(np.float32),
-                f'{name}/bias': rng.normal(0, 0.05, c_out).astype(np.float32)}
+        return {
+            f'{name}/{kernel}': rng.normal(0, scale, (3, 3, c_in, c_out)).astype(np.float32),
+            f'{name}/bias': rng.normal(0, 0.05, c_out).astype(np.float32)
+        }
 
     variables = conv('MODEL/conv_first', 3, NUM_FEAT)
     for i in range(BLOCKS):
         for j in range(1, 4):
             for k in range(1, 6):
-                variables.update(conv(f'MODEL/body/{i}/rdb{j}/conv{k}', NUM_FEAT + GROW * (k - 1),
-                                      NUM_FEAT if k == 5 else GROW))
+                variables.update(
+                    conv(f'MODEL/body/{i}/rdb{j}/conv{k}', NUM_FEAT + GROW * (k - 1), NUM_FEAT if k == 5 else GROW))
     for name in ('conv_body', 'conv_up1', 'conv_up2', 'conv_hr'):
         variables.update(conv(f'MODEL/{name}', NUM_FEAT, NUM_FEAT))
     variables.update(conv('MODEL/conv_last', NUM_FEAT, 3))
@@ -85,8 +88,8 @@ def save_checkpoint(variables, prefix):
 
 def main(argv=None):
     parser = parser_from_doc(__doc__)
-    parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), '..', 'tests', 'fixtures',
-                                                      'official_tiny'))
+    parser.add_argument(
+        '--out', default=os.path.join(os.path.dirname(__file__), '..', 'tests', 'fixtures', 'official_tiny'))
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -98,8 +101,12 @@ def main(argv=None):
     np.savez(os.path.join(args.out, 'variables.npz'), **variables)
     sr_input = rng.uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
     mask_input = rng.uniform(0, 1, (1, 16, 16, 6)).astype(np.float32)
-    np.savez(os.path.join(args.out, 'forward.npz'), sr_input=sr_input, sr_output=sr_forward(sr_input, variables).numpy(),
-             mask_input=mask_input, mask_output=mask_forward(mask_input, variables).numpy())
+    np.savez(
+        os.path.join(args.out, 'forward.npz'),
+        sr_input=sr_input,
+        sr_output=sr_forward(sr_input, variables).numpy(),
+        mask_input=mask_input,
+        mask_output=mask_forward(mask_input, variables).numpy())
     print(f'{len(variables)} variables -> {args.out}')
 
 

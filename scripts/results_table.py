@@ -15,6 +15,7 @@ import glob
 import io
 import os
 import re
+
 from metaf2n_plugin.atomic_write import write_atomically
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.names import METRICS_CSV, METRICS_MD, UNADAPTED
@@ -48,8 +49,10 @@ def columns_of(results):
     logged = list(dict.fromkeys(name for metrics in results.values() for name in metrics))
     bases = list(dict.fromkeys(name.removesuffix(UNADAPTED) for name in logged))
     bases.sort(key=lambda base: list(KNOWN).index(base) if base in KNOWN else len(KNOWN))
-    return [column for base in bases
-            for column in ((base, base + UNADAPTED, base + DELTA) if base + UNADAPTED in logged else (base, ))]
+    return [
+        column for base in bases
+        for column in ((base, base + UNADAPTED, base + DELTA) if base + UNADAPTED in logged else (base, ))
+    ]
 
 
 def cell(metrics, column):
@@ -89,8 +92,7 @@ def to_markdown(results, columns, source):
         decimals = KNOWN[base][1] if base in KNOWN else 4
         return '–' if value is None else f'{value:{"+" if column.endswith(DELTA) else ""}.{decimals}f}'
 
-    lines = ['| dataset | ' + ' | '.join(header(column) for column in columns) + ' |',
-             '|---|' + '---:|' * len(columns)]
+    lines = ['| dataset | ' + ' | '.join(header(column) for column in columns) + ' |', '|---|' + '---:|' * len(columns)]
     for dataset, metrics in results.items():
         lines.append(f'| {dataset} | ' + ' | '.join(formatted(cell(metrics, c), c) for c in columns) + ' |')
     note = 'Δ = adapted − unadapted. ' if any(column.endswith(DELTA) for column in columns) else ''
@@ -113,8 +115,9 @@ def main(argv=None):
     if not results:
         parser.error(f'{log} has no validation metrics: list them under val.metrics in the test options')
     columns = columns_of(results)
-    for name, text in ((METRICS_CSV, to_csv(results, columns)),
-                       (METRICS_MD, to_markdown(results, columns, os.path.basename(log)))):
+    for name, text in ((METRICS_CSV, to_csv(results,
+                                            columns)), (METRICS_MD, to_markdown(results, columns,
+                                                                                os.path.basename(log)))):
         write_atomically(os.path.join(args.run_dir, name), text)
         print(os.path.join(args.run_dir, name))
 

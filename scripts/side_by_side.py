@@ -16,7 +16,6 @@ visualization folder). An image that cannot be read is reported and skipped; the
 """
 import os
 import sys
-
 from tqdm import tqdm
 
 from metaf2n_plugin.cli import parser_from_doc
@@ -68,8 +67,8 @@ def main(argv=None):
         except (OSError, ValueError) as error:
             tqdm.write(f'skipped {lq_path}: {error}', file=sys.stderr)
             failed.append(os.path.basename(lq_path))
-    print(f'{len(lq_paths) - len(failed)} side-by-side images in {out}'
-          + (f'; {len(failed)} failed: {", ".join(failed)}' if failed else ''))
+    print(f'{len(lq_paths) - len(failed)} side-by-side images in {out}' +
+          (f'; {len(failed)} failed: {", ".join(failed)}' if failed else ''))
     return 1 if failed else 0
 
 

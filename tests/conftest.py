@@ -1,13 +1,12 @@
 """Shared helpers: run Python the way a user would, make tiny image folders, build the tiny data set once."""
+import cv2
 import importlib.util
+import numpy as np
 import os
+import pytest
 import re
 import subprocess
 import sys
-
-import cv2
-import numpy as np
-import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +38,7 @@ def run_python(*args, cwd, env=None, timeout=600, python=sys.executable, check=T
     """
     child_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'METAF2N_NO_AUTOLOAD')}
     child_env.update(env or {})
-    proc = subprocess.run([str(python), *args], cwd=cwd, env=child_env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([str(python), *args], cwd=cwd, env=child_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f'python {" ".join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}'
                     f'\n--- stderr\n{proc.stderr[-6000:]}')
@@ -65,7 +63,11 @@ def run_readme_block(containing, cwd, timeout=600):
             os.symlink(os.path.join(REPO, folder), os.path.join(cwd, folder))
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'METAF2N_NO_AUTOLOAD')}
     env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env['PATH']
-    proc = subprocess.run(['bash', '-e', '-c', block], cwd=cwd, env=env, capture_output=True, text=True,
+    proc = subprocess.run(['bash', '-e', '-c', block],
+                          cwd=cwd,
+                          env=env,
+                          capture_output=True,
+                          text=True,
                           timeout=timeout)
     if proc.returncode != 0:
         pytest.fail(f'README block exited {proc.returncode}:\n{block}\n--- stdout\n{proc.stdout[-4000:]}'

@@ -1,6 +1,5 @@
 """adapt_to_faces: MetaF2N's inner step, checked against SGD written out by hand."""
 import copy
-
 import pytest
 import torch
 from basicsr.archs.edsr_arch import EDSR
@@ -34,8 +33,9 @@ def faces(n=3, size=8, seed=2):
 def hand_written_steps(net, mask, lq, hq, lr, steps, upsample='torch', valid=None):
     """SGD on a copy of ``net``: ``loss.backward()`` and ``p -= lr * p.grad``, the textbook way."""
     net = copy.deepcopy(net)
-    up = (F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False) if upsample == 'torch' else
-          tf1_resize_bicubic(lq, hq.shape[-2:]))
+    up = (
+        F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+        if upsample == 'torch' else tf1_resize_bicubic(lq, hq.shape[-2:]))
     weights = mask(torch.cat([up, hq], 1)).detach()
     for _ in range(steps):
         net.zero_grad()
@@ -140,8 +140,15 @@ def test_non_finite_inner_loss_raises_before_any_weight_is_written():
 @pytest.mark.parametrize('name, net', [
     ('RRDBNet', lambda: RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)),
     ('SRVGGNetCompact', lambda: SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)),
-    ('SwinIR', lambda: SwinIR(upscale=4, img_size=8, window_size=4, depths=[1], embed_dim=12, num_heads=[2],
-                              mlp_ratio=2, upsampler='pixelshuffle')),
+    ('SwinIR', lambda: SwinIR(
+        upscale=4,
+        img_size=8,
+        window_size=4,
+        depths=[1],
+        embed_dim=12,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler='pixelshuffle')),
     ('EDSR', lambda: EDSR(3, 3, num_feat=8, num_block=1, upscale=4)),
 ])
 def test_any_basicsr_sr_architecture_adapts(name, net):

@@ -1,10 +1,8 @@
 """The start-up hook: BasicSR's runners see the plugin, Python start-up does not pay for it."""
 import os
+import pytest
 import sysconfig
 import zipfile
-
-import pytest
-
 from conftest import REPO, run_python
 
 REGISTERED = ("from basicsr.utils.registry import ARCH_REGISTRY as A; import sys; "
@@ -27,8 +25,9 @@ def test_switch_disables_the_hook(tmp_path):
     assert 'metaf2n_autoload' not in imported_at_startup(tmp_path, env={'METAF2N_NO_AUTOLOAD': '1'})
 
 
-@pytest.mark.parametrize('first', ['import basicsr', 'import metaf2n_plugin', 'import metaf2n_plugin, basicsr',
-                                   'import basicsr, metaf2n_plugin'])
+@pytest.mark.parametrize(
+    'first',
+    ['import basicsr', 'import metaf2n_plugin', 'import metaf2n_plugin, basicsr', 'import basicsr, metaf2n_plugin'])
 def test_any_import_order_registers_the_plugin_once(tmp_path, first):
     out = run_python('-c', f'{first}; {REGISTERED}', cwd=tmp_path).stdout
     assert out.strip() == "True True ['metaf2n_autoload', 'metaf2n_plugin']"
@@ -43,8 +42,17 @@ def test_basicsr_itself_is_the_real_package_after_the_hook(tmp_path):
 
 def test_non_editable_wheel_carries_the_hook_and_runners_see_the_plugin(tmp_path):
     """``pip install .`` (a wheel) puts the .pth at site-packages level; a process started there loads it."""
-    run_python('-m', 'pip', 'wheel', '--quiet', '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'dist'),
-               REPO, cwd=tmp_path)
+    run_python(
+        '-m',
+        'pip',
+        'wheel',
+        '--quiet',
+        '--no-deps',
+        '--no-build-isolation',
+        '-w',
+        str(tmp_path / 'dist'),
+        REPO,
+        cwd=tmp_path)
     (wheel, ) = (tmp_path / 'dist').glob('metaf2n_plugin-*.whl')
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -52,8 +60,7 @@ def test_non_editable_wheel_carries_the_hook_and_runners_see_the_plugin(tmp_path
         # Install by unpacking into a site directory of a throwaway venv that sees our dependencies
         # through a plain path entry (which, unlike site-packages, does not run the editable hook).
         run_python('-m', 'venv', '--without-pip', str(tmp_path / 'venv'), cwd=tmp_path)
-        site = sysconfig.get_path('purelib', vars={'base': str(tmp_path / 'venv'),
-                                                   'platbase': str(tmp_path / 'venv')})
+        site = sysconfig.get_path('purelib', vars={'base': str(tmp_path / 'venv'), 'platbase': str(tmp_path / 'venv')})
         zf.extractall(site)
     deps = sysconfig.get_path('purelib')
     with open(os.path.join(site, 'zz_dependencies.pth'), 'w') as f:
@@ -63,4 +70,3 @@ def test_non_editable_wheel_carries_the_hook_and_runners_see_the_plugin(tmp_path
     plugin_file, registered = proc.stdout.strip().split('\n')
     assert plugin_file.startswith(site)
     assert registered == "True True ['metaf2n_autoload', 'metaf2n_plugin']"
-

@@ -4,13 +4,11 @@
 no PYTHONPATH: the start-up hook must load the plugin, and the compat fixes must keep every output in
 that directory and let ``--auto_resume`` continue from a CPU checkpoint.
 """
+import basicsr
 import math
 import os
-import re
-
-import basicsr
 import pytest
-
+import re
 from conftest import copy_options, run_python, run_readme_block
 
 NAME = 'tiny_gpen_sr'
@@ -26,8 +24,13 @@ def workdir(tmp_path_factory):
     assert not leftovers, f'remove {leftovers} from {BASICSR_ROOT} first (left by an unpatched BasicSR run)'
     cwd = tmp_path_factory.mktemp('runner')
     run_readme_block('options/train_gpen_srmodel_tiny.yml', cwd)
-    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, 'train_gpen_srmodel_tiny.yml', total_iter=4),
-               '--auto_resume', cwd=cwd)
+    run_python(
+        '-m',
+        'basicsr.train',
+        '-opt',
+        copy_options(cwd, 'train_gpen_srmodel_tiny.yml', total_iter=4),
+        '--auto_resume',
+        cwd=cwd)
     return cwd
 
 

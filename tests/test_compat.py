@@ -1,18 +1,16 @@
 """Each BasicSR 1.4.2 fix: needed on today's stack, and doing exactly its job."""
+import basicsr.train
 import importlib.util
 import os
-import sys
-import types
-
 import pytest
+import sys
 import torch
 import torchvision
-
-import basicsr.train
+import types
 from basicsr.models import build_model
-from metaf2n_plugin import compat
-
 from conftest import run_python
+
+from metaf2n_plugin import compat
 
 
 def test_functional_tensor_alias_is_needed_and_serves_basicsr(tmp_path):
@@ -44,11 +42,39 @@ def test_runner_code_calls_the_pipeline_with_the_working_directory():
 
 def save_training_state(path, iteration):
     """Save ``<iteration>.state`` and ``net_g_<iteration>.pth`` in ``path`` through BasicSR's own SRModel."""
-    opt = {'name': 'x', 'model_type': 'SRModel', 'scale': 1, 'num_gpu': 0, 'is_train': True, 'dist': False,
-           'network_g': {'type': 'MaskNet', 'num_in_ch': 3, 'num_feat': 4, 'num_conv': 2},
-           'path': {'pretrain_network_g': None, 'models': str(path), 'training_states': str(path)},
-           'train': {'optim_g': {'type': 'Adam', 'lr': 1e-4}, 'pixel_opt': {'type': 'L1Loss'},
-                     'scheduler': {'type': 'MultiStepLR', 'milestones': [10, 20], 'gamma': 0.5}}}
+    opt = {
+        'name': 'x',
+        'model_type': 'SRModel',
+        'scale': 1,
+        'num_gpu': 0,
+        'is_train': True,
+        'dist': False,
+        'network_g': {
+            'type': 'MaskNet',
+            'num_in_ch': 3,
+            'num_feat': 4,
+            'num_conv': 2
+        },
+        'path': {
+            'pretrain_network_g': None,
+            'models': str(path),
+            'training_states': str(path)
+        },
+        'train': {
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-4
+            },
+            'pixel_opt': {
+                'type': 'L1Loss'
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [10, 20],
+                'gamma': 0.5
+            }
+        }
+    }
     model = build_model(opt)
     model.feed_data({'lq': torch.rand(1, 3, 8, 8), 'gt': torch.rand(1, 1, 8, 8)})
     model.optimize_parameters(1)
@@ -58,9 +84,18 @@ def save_training_state(path, iteration):
 def resume_options(tmp_path, auto_resume, resume_state=None):
     states = tmp_path / 'training_states'
     states.mkdir(exist_ok=True)
-    return {'name': 'x', 'auto_resume': auto_resume, 'num_gpu': 0, 'is_train': True,
-            'path': {'training_states': str(states), 'models': str(tmp_path / 'models'),
-                     'resume_state': resume_state}, 'network_g': {}}
+    return {
+        'name': 'x',
+        'auto_resume': auto_resume,
+        'num_gpu': 0,
+        'is_train': True,
+        'path': {
+            'training_states': str(states),
+            'models': str(tmp_path / 'models'),
+            'resume_state': resume_state
+        },
+        'network_g': {}
+    }
 
 
 def test_basicsr_checkpoints_load_with_weights_only(tmp_path):
@@ -139,6 +174,7 @@ class Payload:
 
 def test_weights_files_that_are_not_checkpoints_of_the_network_are_named(tmp_path):
     from basicsr.models.base_model import BaseModel
+
     from metaf2n_plugin.archs.masknet_arch import MaskNet
 
     model, net = BaseModel.__new__(BaseModel), MaskNet(6, 4, 2)
@@ -147,11 +183,13 @@ def test_weights_files_that_are_not_checkpoints_of_the_network_are_named(tmp_pat
     torch.save({'state': net.state_dict()}, tmp_path / 'other_key.pth')
     torch.save({'params': MaskNet(6, 8, 2).state_dict()}, tmp_path / 'other_net.pth')
     torch.save({'params': Payload(tmp_path / 'ran')}, tmp_path / 'payload.pth')
-    cases = {'text.pth': 'is not a PyTorch weights file that can be loaded safely',
-             'empty.pth': 'is not a PyTorch weights file that can be loaded safely',
-             'other_key.pth': r"has no 'params' \(nor 'params'\) entry; it holds \['state'\]",
-             'other_net.pth': 'does not fit MaskNet: Error.*size mismatch for convs.0.weight',
-             'payload.pth': 'is not a PyTorch weights file that can be loaded safely'}
+    cases = {
+        'text.pth': 'is not a PyTorch weights file that can be loaded safely',
+        'empty.pth': 'is not a PyTorch weights file that can be loaded safely',
+        'other_key.pth': r"has no 'params' \(nor 'params'\) entry; it holds \['state'\]",
+        'other_net.pth': 'does not fit MaskNet: Error.*size mismatch for convs.0.weight',
+        'payload.pth': 'is not a PyTorch weights file that can be loaded safely'
+    }
     for name, message in cases.items():
         with pytest.raises(ValueError, match=f"'{tmp_path / name}'.*{message}"):
             model.load_network(net, str(tmp_path / name))
@@ -161,8 +199,8 @@ def test_weights_files_that_are_not_checkpoints_of_the_network_are_named(tmp_pat
 
 
 def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
-    from metaf2n_plugin.faces import GPENRestorer, RetinaFaceDetector
     from metaf2n_plugin.checkpoints import load_state_dict
+    from metaf2n_plugin.faces import GPENRestorer, RetinaFaceDetector
 
     torch.save(Payload(tmp_path / 'ran'), tmp_path / 'payload.pth')
     state_dir = tmp_path / 'training_states'
@@ -181,10 +219,9 @@ def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
 
 
 def test_fid_works_without_scipys_disp(monkeypatch):
-    import warnings
-
     import numpy as np
     import scipy.linalg
+    import warnings
     from basicsr.metrics.fid import calculate_fid
 
     rng = np.random.default_rng(0)
@@ -214,6 +251,7 @@ def test_auto_resume_falls_back_to_the_newest_state_that_loads(tmp_path, caplog)
 
 def test_basicsr_saves_checkpoints_atomically(tmp_path, monkeypatch):
     from basicsr.models import base_model
+
     from metaf2n_plugin.archs.masknet_arch import MaskNet
 
     model = base_model.BaseModel.__new__(base_model.BaseModel)
@@ -225,6 +263,7 @@ def test_basicsr_saves_checkpoints_atomically(tmp_path, monkeypatch):
     def dies_half_way(obj, f, *args, **kwargs):
         f.write(b'half a checkpoint')
         raise KeyboardInterrupt  # what a kill during torch.save looks like to the file: the write stops
+
     monkeypatch.setattr(torch, 'save', dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         model.save_network(MaskNet(6, 4, 2), 'net_mask', 5)

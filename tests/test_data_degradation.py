@@ -1,13 +1,12 @@
 """The task degradation: one draw shared by many images, per-image noise magnitudes and gray/colour choices."""
-import random
-
 import numpy as np
 import pytest
+import random
 import torch
 from basicsr.utils import DiffJPEG
 
-from metaf2n_plugin.data.degradation import (DEGRADATION_DEFAULTS, add_noise, apply_degradation,
-                                             degradation_options, sample_degradation, select_images)
+from metaf2n_plugin.data.degradation import (DEGRADATION_DEFAULTS, add_noise, apply_degradation, degradation_options,
+                                             sample_degradation, select_images)
 
 
 def seed_all(seed):
@@ -46,9 +45,15 @@ def test_draw_shares_every_choice_and_holds_noise_level_and_gray_choice_per_imag
 
 def test_draws_follow_the_configured_probabilities_and_ranges():
     seed_all(1)
-    opt = {'gaussian_noise_prob': 1.0, 'noise_range': [5, 6], 'gaussian_noise_prob2': 0.0,
-           'poisson_scale_range2': [0.1, 0.2], 'jpeg_range': [40, 41], 'resize_prob': [0, 1, 0],
-           'kernel_size_range': [7, 9]}
+    opt = {
+        'gaussian_noise_prob': 1.0,
+        'noise_range': [5, 6],
+        'gaussian_noise_prob2': 0.0,
+        'poisson_scale_range2': [0.1, 0.2],
+        'jpeg_range': [40, 41],
+        'resize_prob': [0, 1, 0],
+        'kernel_size_range': [7, 9]
+    }
     draws = [sample_degradation(opt, 2) for _ in range(300)]
     assert all(d['noise1'] == 'gaussian' and 5 <= d['noise_level1'].min() <= d['noise_level1'].max() <= 6
                for d in draws)
@@ -73,8 +78,11 @@ def test_kernels_are_padded_to_the_largest_size():
     assert draw['kernel1'].shape == (11, 11)
 
 
-@pytest.mark.parametrize('opt, message', [({'kernel_size_range': [7, 20]}, 'odd'),
-                                          ({'jpeg_range': [0, 50]}, r'\[1, 100\]')])
+@pytest.mark.parametrize('opt, message', [({
+    'kernel_size_range': [7, 20]
+}, 'odd'), ({
+    'jpeg_range': [0, 50]
+}, r'\[1, 100\]')])
 def test_bad_options_are_refused(opt, message):
     with pytest.raises(ValueError, match=message):
         degradation_options(opt)
@@ -106,8 +114,11 @@ def test_noise_magnitude_is_per_image():
     seed_all(5)
     image = 0.1 + 0.8 * textured(1, 64, seed=6).repeat(2, 1, 1, 1)  # away from the clipping at 0 and 1
     for noise in ('gaussian', 'poisson'):
-        draw = {'noise1': noise, 'noise_level1': torch.tensor([0.2, 2.0]) if noise == 'poisson' else
-                torch.tensor([2.0, 20.0]), 'gray_noise1': torch.zeros(2)}
+        draw = {
+            'noise1': noise,
+            'noise_level1': torch.tensor([0.2, 2.0]) if noise == 'poisson' else torch.tensor([2.0, 20.0]),
+            'gray_noise1': torch.zeros(2)
+        }
         deviation = (add_noise(image, draw, 1) - image).std(dim=(1, 2, 3))
         assert 7 < deviation[1] / deviation[0] < 13, noise  # 10x the magnitude, 10x the deviation
 

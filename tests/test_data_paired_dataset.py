@@ -1,15 +1,14 @@
 """The tiny data set, and the paired face test dataset on it: items, face sources, errors, BasicSR's test runner."""
 import json
+import numpy as np
 import os
+import pytest
 import re
 import shutil
-
-import numpy as np
-import pytest
 import torch
 from basicsr.data import build_dataset
-
 from conftest import REPO, run_python
+
 from metaf2n_plugin.data.task_degradation import TaskDegrader
 from metaf2n_plugin.faces import FacePair, builtin_photo, write_pairs
 from metaf2n_plugin.image_io import read_image, write_image
@@ -27,8 +26,14 @@ def test_set(workdir):
 
 
 def paired(folder, **changes):
-    opt = {'name': 'paired', 'type': 'MetaF2NPairedFaceDataset', 'phase': 'val', 'scale': 4,
-           'dataroot_lq': str(folder / 'LQ'), 'dataroot_gt': str(folder / 'GT')}
+    opt = {
+        'name': 'paired',
+        'type': 'MetaF2NPairedFaceDataset',
+        'phase': 'val',
+        'scale': 4,
+        'dataroot_lq': str(folder / 'LQ'),
+        'dataroot_gt': str(folder / 'GT')
+    }
     opt.update(changes)
     return build_dataset(opt)
 
@@ -49,8 +54,10 @@ def test_tiny_set_holds_faces_backgrounds_and_four_test_sets(workdir):
         if 'Multi' in name:  # the multi-face sets' backgrounds are never training backgrounds
             assert {os.path.basename(entry['sources'][0]) for key, entry in meta.items() if key != 'settings'} \
                 == set(held_out)
-    seeds = {json.loads((root / 'test' / name / 'meta.json').read_text())['settings']['seed']
-             for name in ('Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood')}
+    seeds = {
+        json.loads((root / 'test' / name / 'meta.json').read_text())['settings']['seed']
+        for name in ('Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood')
+    }
     assert len(seeds) == 4  # every set draws its own degradations
 
 
@@ -74,8 +81,10 @@ def test_real_world_mode_has_no_gt_and_leaves_faces_to_the_model(test_set):
 
 def test_pairs_face_source_returns_every_pair(test_set, tmp_path):
     rng = np.random.default_rng(0)
-    pairs = [FacePair(rng.uniform(0, 1, (h, w, 3)), rng.uniform(0, 1, (4 * h, 4 * w, 3)),
-                      np.ones((4 * h, 4 * w), bool)) for h, w in ((20, 18), (24, 24))]
+    pairs = [
+        FacePair(rng.uniform(0, 1, (h, w, 3)), rng.uniform(0, 1, (4 * h, 4 * w, 3)), np.ones((4 * h, 4 * w), bool))
+        for h, w in ((20, 18), (24, 24))
+    ]
     write_pairs(tmp_path, 'grace_hopper', pairs)
     dataset = paired(test_set, face_source={'type': 'pairs', 'root': str(tmp_path)})
     item = dataset[1]
@@ -91,9 +100,11 @@ def test_lq_gt_size_mismatch_names_both_files(test_set, tmp_path):
     shutil.copytree(test_set, tmp_path / 'set')
     write_image(tmp_path / 'set' / 'GT' / 'grace_hopper.png', np.zeros((500, 512, 3)))
     (tmp_path / 'set' / 'LQ' / 'astronaut.png').write_bytes(b'')
-    with pytest.raises(ValueError, match=r"(?s)test set 'paired': 2 of 2 photos are unusable.*"
-                       r"astronaut\.png': the file is empty.*GT '.*GT/grace_hopper\.png' is 512x500, but LQ "
-                       r"'.*LQ/grace_hopper\.png' is 128x128: at scale 4 the GT must be 512x512"):
+    with pytest.raises(
+            ValueError,
+            match=r"(?s)test set 'paired': 2 of 2 photos are unusable.*"
+            r"astronaut\.png': the file is empty.*GT '.*GT/grace_hopper\.png' is 512x500, but LQ "
+            r"'.*LQ/grace_hopper\.png' is 128x128: at scale 4 the GT must be 512x512"):
         paired(tmp_path / 'set')  # every bad photo, named when the set is built
 
 
@@ -116,9 +127,19 @@ def test_unknown_face_source_and_pairs_without_root_are_refused(test_set):
 
 def test_task_dataset_and_degrader_work_on_the_tiny_set_with_the_original_sizes(workdir):
     root = workdir / 'datasets' / 'tiny'
-    dataset = build_dataset({'name': 'tiny', 'type': 'MetaF2NTaskDataset', 'phase': 'train', 'scale': 4,
-                             'dataroot_face': str(root / 'faces'), 'dataroot_background': str(root / 'backgrounds'),
-                             'io_backend': {'type': 'disk'}, 'faces_per_task': 2, 'patches_per_task': 1})
+    dataset = build_dataset({
+        'name': 'tiny',
+        'type': 'MetaF2NTaskDataset',
+        'phase': 'train',
+        'scale': 4,
+        'dataroot_face': str(root / 'faces'),
+        'dataroot_background': str(root / 'backgrounds'),
+        'io_backend': {
+            'type': 'disk'
+        },
+        'faces_per_task': 2,
+        'patches_per_task': 1
+    })
     batch = torch.utils.data.default_collate([dataset[0]])
     tasks = TaskDegrader(scale=4)(batch)
     assert tasks.face_lq.shape == (1, 2, 3, 64, 64) and tasks.face_lq_patches.shape == (1, 2, 3, 32, 32)
@@ -127,8 +148,8 @@ def test_task_dataset_and_degrader_work_on_the_tiny_set_with_the_original_sizes(
 
 
 def test_basicsr_test_runner_scores_paired_and_real_world_sets(workdir):
-    run_python('-m', 'basicsr.test', '-opt', os.path.join(REPO, 'options', 'test_paired_face_tiny_data.yml'),
-               cwd=workdir)
+    run_python(
+        '-m', 'basicsr.test', '-opt', os.path.join(REPO, 'options', 'test_paired_face_tiny_data.yml'), cwd=workdir)
     results = workdir / 'results' / 'tiny_paired_face_data'
     log = next(results.glob('test_tiny_paired_face_data_*.log')).read_text()
     scores = re.findall(r'Validation (\S+)\n\s+# niqe: ([0-9.]+)', log)

@@ -1,12 +1,11 @@
 """Meta-training tasks: what the dataset hands over, and what the device-side degrader makes of it."""
+import cv2
+import numpy as np
 import os
+import pytest
 import random
 import re
 import shutil
-
-import cv2
-import numpy as np
-import pytest
 import torch
 from basicsr.data import build_dataset
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
@@ -43,10 +42,23 @@ def folders(tmp_path):
 
 
 def options(root, **changes):
-    opt = {'name': 'tasks', 'type': 'MetaF2NTaskDataset', 'phase': 'train', 'scale': 4,
-           'dataroot_face': str(root / 'faces'), 'dataroot_background': str(root / 'backgrounds'),
-           'io_backend': {'type': 'disk'}, 'faces_per_task': 2, 'patches_per_task': 2, 'face_size': FACE,
-           'face_patch_size': 64, 'background_size': BACKGROUND, 'background_patch_size': 96}
+    opt = {
+        'name': 'tasks',
+        'type': 'MetaF2NTaskDataset',
+        'phase': 'train',
+        'scale': 4,
+        'dataroot_face': str(root / 'faces'),
+        'dataroot_background': str(root / 'backgrounds'),
+        'io_backend': {
+            'type': 'disk'
+        },
+        'faces_per_task': 2,
+        'patches_per_task': 2,
+        'face_size': FACE,
+        'face_patch_size': 64,
+        'background_size': BACKGROUND,
+        'background_patch_size': 96
+    }
     opt.update(changes)
     return opt
 
@@ -82,16 +94,20 @@ def test_a_larger_face_is_resized_to_face_size(folders):
 def test_one_flip_is_drawn_per_task_for_all_its_images(folders):
     (folders / 'faces' / 'f4_large.png').unlink()
     dataset = build_dataset(options(folders, faces_per_task=4, patches_per_task=3))
-    originals = {path: cv2.imread(path)[:, :, ::-1].astype(np.float32) / 255 for path in
-                 dataset.face_paths + dataset.background_paths}
+    originals = {
+        path: cv2.imread(path)[:, :, ::-1].astype(np.float32) / 255
+        for path in dataset.face_paths + dataset.background_paths
+    }
     seen = set()
     for seed in range(8):
         seed_all(seed)
         item = dataset[0]
         images = [*item['face_gt'], *item['background_gt']]
         paths = item['face_paths'].split('\n') + item['background_paths'].split('\n')
-        flipped = {np.allclose(image.permute(1, 2, 0).numpy(), originals[path][:, ::-1]) for image, path in
-                   zip(images, paths)}
+        flipped = {
+            np.allclose(image.permute(1, 2, 0).numpy(), originals[path][:, ::-1])
+            for image, path in zip(images, paths)
+        }
         assert len(flipped) == 1, 'some images of a task were flipped, others not'
         seen |= flipped
     assert seen == {True, False}
@@ -136,8 +152,8 @@ def test_degrader_returns_the_documented_shapes_and_cuts_gt_at_the_crops(folders
     assert tasks.background_lq.shape == (2, 2, 3, 24, 24)
     assert tasks.background_gt.shape == tasks.background_gt_usm.shape == (2, 2, 3, 96, 96)
     assert tasks.face_crops.shape == (2, 2, 3)
-    assert all(crop in candidates.tolist() for crop, candidates in zip(tasks.face_crops.flatten(0, 1).tolist(),
-                                                                       batch['face_crop_candidates'].flatten(0, 1)))
+    assert all(crop in candidates.tolist() for crop, candidates in zip(
+        tasks.face_crops.flatten(0, 1).tolist(), batch['face_crop_candidates'].flatten(0, 1)))
     y, x, p = tasks.face_crops[1, 0].tolist()
     assert torch.equal(tasks.face_gt_patches[1, 0], batch['face_gt'][1, 0, :, 4 * y:4 * (y + p), 4 * x:4 * (x + p)])
     assert torch.equal(tasks.face_hq_patches, tasks.face_gt_patches)  # no restorer: the GT is the pseudo-GT
@@ -171,8 +187,8 @@ def test_faces_and_backgrounds_of_a_task_share_its_degradation(folders):
 
 
 def test_backgrounds_are_degraded_from_the_sharpened_gt_and_faces_from_the_plain_gt(folders):
-    batch = without_noise(collated_batch(folders, background_size=FACE, background_patch_size=FACE,
-                                         face_patch_size=FACE))
+    batch = without_noise(
+        collated_batch(folders, background_size=FACE, background_patch_size=FACE, face_patch_size=FACE))
     degrader = TaskDegrader(scale=4)
     tasks = degrader(batch)
     draw = task_draw(batch['degradation'], 0)
@@ -184,7 +200,7 @@ def test_backgrounds_are_degraded_from_the_sharpened_gt_and_faces_from_the_plain
     plain = apply_degradation(batch['background_gt'][0], select_images(draw, slice(2, None)), 4, degrader.jpeger)
     assert (plain - backgrounds).abs().max() > 0.02
     assert torch.equal(tasks.background_gt_usm[0], sharpened) and torch.equal(tasks.background_gt[0],
-                                                                               batch['background_gt'][0])
+                                                                              batch['background_gt'][0])
 
 
 def test_face_patch_retry_scores_the_restored_face_and_cuts_the_pseudo_gt_there(folders):
@@ -230,17 +246,24 @@ def test_the_draw_is_reproducible_from_the_seeds():
     first = sample_degradation({}, 3)
     seed_all(9)
     second = sample_degradation({}, 3)
-    assert all(torch.equal(first[k], second[k]) if isinstance(first[k], torch.Tensor) else first[k] == second[k]
-               for k in first)
+    assert all(
+        torch.equal(first[k], second[k]) if isinstance(first[k], torch.Tensor) else first[k] == second[k]
+        for k in first)
 
 
 def test_lmdb_and_meta_info_sources_read_the_same_images(folders):
     names = sorted(n for n in os.listdir(folders / 'faces') if n.endswith('.png'))
     make_lmdb_from_imgs(str(folders / 'faces'), str(folders / 'faces.lmdb'), names, [n[:-4] for n in names])
     shutil.copytree(folders / 'faces.lmdb', folders / 'backgrounds.lmdb')  # any images will do as backgrounds
-    lmdb = build_dataset(options(folders, dataroot_face=str(folders / 'faces.lmdb'), background_size=FACE,
-                                 background_patch_size=64, dataroot_background=str(folders / 'backgrounds.lmdb'),
-                                 io_backend={'type': 'lmdb'}, use_hflip=False))
+    lmdb = build_dataset(
+        options(
+            folders,
+            dataroot_face=str(folders / 'faces.lmdb'),
+            background_size=FACE,
+            background_patch_size=64,
+            dataroot_background=str(folders / 'backgrounds.lmdb'),
+            io_backend={'type': 'lmdb'},
+            use_hflip=False))
     (folders / 'list.txt').write_text('f2.png (128,128,3)\nf0.png (128,128,3)\n')
     listed = build_dataset(options(folders, meta_info_face=str(folders / 'list.txt'), use_hflip=False))
     assert lmdb.face_paths[:2] == ['f0', 'f1']
@@ -269,14 +292,16 @@ def test_files_that_are_not_images_are_all_named_when_the_dataset_is_built(folde
     with pytest.raises(ValueError, match=r"(?s)1 of 5 face files are unusable.*f0\.png: empty \(0 bytes\)"):
         build_dataset(options(folders))
     (folders / 'faces' / 'f0.png').unlink()
-    with pytest.raises(ValueError, match=r"(?s)1 of 3 background files.*b1\.png: not a PNG, JPEG, BMP, TIFF, WebP file"):
+    with pytest.raises(
+            ValueError, match=r"(?s)1 of 3 background files.*b1\.png: not a PNG, JPEG, BMP, TIFF, WebP file"):
         build_dataset(options(folders))
 
 
-@pytest.mark.parametrize('broken, message', [
-    ('faces/f0.png', r"cannot read image '.*f0\.png': OpenCV cannot decode it"),
-    ('faces/f1.png', r"face image '.*f1\.png' is 136x128; faces must be square"),
-    ('backgrounds/b0.png', r"background image '.*b0\.png' is 300x100, smaller than background_size")])
+@pytest.mark.parametrize(
+    'broken, message',
+    [('faces/f0.png', r"cannot read image '.*f0\.png': OpenCV cannot decode it"),
+     ('faces/f1.png', r"face image '.*f1\.png' is 136x128; faces must be square"),
+     ('backgrounds/b0.png', r"background image '.*b0\.png' is 300x100, smaller than background_size")])
 def test_an_image_that_fails_later_is_logged_by_name_and_replaced(folders, caplog, broken, message):
     if broken == 'faces/f0.png':
         (folders / broken).write_bytes(b'\x89PNG\r\n\x1a\n broken')  # passes the header check
@@ -310,7 +335,8 @@ def test_a_missing_dataroot_names_the_option_and_the_dataset():
     from metaf2n_plugin.data.metaf2n_paired_face_dataset import MetaF2NPairedFaceDataset
     from metaf2n_plugin.data.metaf2n_task_dataset import MetaF2NTaskDataset
 
-    with pytest.raises(KeyError, match="dataset 'train' \\(MetaF2NTaskDataset\\) needs option dataroot_face: the folder"):
+    with pytest.raises(
+            KeyError, match="dataset 'train' \\(MetaF2NTaskDataset\\) needs option dataroot_face: the folder"):
         MetaF2NTaskDataset({'name': 'train', 'type': 'MetaF2NTaskDataset', 'dataroot_background': 'x'})
     with pytest.raises(KeyError, match="dataset 'val' \\(MetaF2NPairedFaceDataset\\) needs option dataroot_lq"):
         MetaF2NPairedFaceDataset({'name': 'val', 'type': 'MetaF2NPairedFaceDataset'})

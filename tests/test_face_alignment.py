@@ -84,7 +84,7 @@ def test_landmark_box_is_the_central_two_thirds_of_the_aligned_crop():
 
 
 @pytest.mark.parametrize('name, eye_distance, size', [('astronaut', 44.0, (512, 512)),
-                                                       ('grace_hopper', 82.1, (512, 600))])
+                                                      ('grace_hopper', 82.1, (512, 600))])
 def test_builtin_annotations_are_upright_faces_inside_their_photos(name, eye_distance, size):
     image, faces = builtin_photo(name)
     assert image.shape == (size[1], size[0], 3) and image.dtype == np.float32 and len(faces) == 1

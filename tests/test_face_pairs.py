@@ -1,7 +1,6 @@
 """Face pairs end to end (align, restore, paste back) and the patch batch cut from them, on real photos."""
-import logging
-
 import cv2
+import logging
 import numpy as np
 import pytest
 import torch
@@ -103,8 +102,9 @@ def test_patches_come_only_from_valid_pixels():
 
 def test_all_faces_of_an_image_share_one_batch():
     ones = np.ones((200, 200), bool)
-    pairs = [FacePair(np.full((50, 50, 3), v, np.float32), np.full((200, 200, 3), v, np.float32), ones)
-             for v in (0.2, 0.8)]
+    pairs = [
+        FacePair(np.full((50, 50, 3), v, np.float32), np.full((200, 200, 3), v, np.float32), ones) for v in (0.2, 0.8)
+    ]
     batch = sample_patches(pairs, scale=4, num_patches=5, rng=np.random.default_rng(0))
     assert batch.face_index.tolist() == [0] * 5 + [1] * 5
     assert batch.lq[:5].max() == pytest.approx(0.2) and batch.lq[5:].min() == pytest.approx(0.8)
@@ -193,8 +193,10 @@ def test_gt_of_the_wrong_size_is_refused():
         extractor(lq)
 
 
-@pytest.mark.parametrize('bad', [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32),
-                                 np.zeros((8, 8, 4), np.float32)])
+@pytest.mark.parametrize('bad',
+                         [np.zeros((8, 8, 3), np.uint8),
+                          np.zeros((8, 8), np.float32),
+                          np.zeros((8, 8, 4), np.float32)])
 def test_images_must_be_float_rgb_arrays(bad):
     with pytest.raises(ValueError, match=r'expected an \(H, W, 3\) float RGB array'):
         FacePairExtractor(fixed_faces([]), IdentityRestorer(512))(bad)

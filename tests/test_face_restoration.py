@@ -50,8 +50,13 @@ def test_gpen_runs_on_the_device_from_options(tiny_gpen_file):
 
 
 def test_missing_gpen_weights_name_file_url_and_place(tmp_path):
-    extractor = FacePairExtractor.from_options({'source': 'landmarks',
-                                                'restorer': {'type': 'gpen', 'weights': str(tmp_path)}})
+    extractor = FacePairExtractor.from_options({
+        'source': 'landmarks',
+        'restorer': {
+            'type': 'gpen',
+            'weights': str(tmp_path)
+        }
+    })
     with pytest.raises(FileNotFoundError) as err:
         extractor.restorer  # looked up when first needed: a run whose data brings its face pairs needs no GPEN
     message = str(err.value)

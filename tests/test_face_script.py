@@ -1,17 +1,16 @@
 """scripts/extract_face_pairs.py on a folder with good, faceless and broken images."""
+import cv2
 import json
+import numpy as np
 import os
+import pytest
 import subprocess
 import sys
-
-import cv2
-import numpy as np
-import pytest
 from conftest import REPO, load_script
 
 from metaf2n_plugin.faces import builtin_photo
-from metaf2n_plugin.image_io import read_image, write_image
 from metaf2n_plugin.faces.alignment import apply_affine, invert_affine, upscale_map
+from metaf2n_plugin.image_io import read_image, write_image
 
 SCRIPT = os.path.join(REPO, 'scripts', 'extract_face_pairs.py')
 
@@ -39,8 +38,13 @@ def photos(tmp_path_factory):
 
 def test_script_pairs_a_folder_and_reports_the_broken_image(photos, tmp_path):
     out = tmp_path / 'pairs'
-    args = ['--lq', str(photos / 'LQ'), '--gt', str(photos / 'GT'), '--out', str(out), '--source', 'landmarks',
-            '--landmarks', str(photos / 'landmarks.json'), '--restorer', 'oracle', '--device', 'cpu']
+    args = [
+        '--lq',
+        str(photos / 'LQ'), '--gt',
+        str(photos / 'GT'), '--out',
+        str(out), '--source', 'landmarks', '--landmarks',
+        str(photos / 'landmarks.json'), '--restorer', 'oracle', '--device', 'cpu'
+    ]
     proc = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert '4 images, 2 faces, 1 images without faces, 1 failed: broken.png' in proc.stdout
@@ -62,10 +66,12 @@ def test_script_pairs_a_folder_and_reports_the_broken_image(photos, tmp_path):
     args[args.index(str(photos / 'landmarks.json'))] = str(out / 'faces.json')
     assert load_script('extract_face_pairs').main(args) == 1
     for name in ('astronaut_0.png', 'grace_hopper_0.png'):
-        np.testing.assert_allclose(read_image(again / 'Face_HQ' / name), read_image(out / 'Face_HQ' / name),
-                                   atol=1.01 / 255)
-    assert not [n for folder in os.listdir(again) if os.path.isdir(again / folder)
-                for n in os.listdir(again / folder) if n.startswith('.')]  # no temporary files left
+        np.testing.assert_allclose(
+            read_image(again / 'Face_HQ' / name), read_image(out / 'Face_HQ' / name), atol=1.01 / 255)
+    assert not [
+        n for folder in os.listdir(again) if os.path.isdir(again / folder)
+        for n in os.listdir(again / folder) if n.startswith('.')
+    ]  # no temporary files left
 
 
 def test_script_refuses_missing_weights_and_an_oracle_without_gt(photos, tmp_path, capsys):

@@ -1,23 +1,32 @@
 """Face sources: landmark JSON, precomputed pair folders, and RetinaFace (random weights: plumbing only)."""
 import json
+import numpy as np
 import os
+import pytest
 import shutil
+import torch
 import urllib.error
 
-import numpy as np
-import pytest
-import torch
-
-from metaf2n_plugin.faces import (Face, FacePair, FacePairExtractor, IdentityRestorer, LandmarkSource,
-                                  PairFolderSource, RetinaFaceDetector, face_template, write_pairs)
+from metaf2n_plugin.faces import (Face, FacePair, FacePairExtractor, IdentityRestorer, LandmarkSource, PairFolderSource,
+                                  RetinaFaceDetector, face_template, write_pairs)
 from metaf2n_plugin.faces.detection import FACEXLIB_RELEASE, build_retinaface
 
 LANDMARKS = (face_template(64) + 10).round(2).tolist()
 
 
 def test_folder_json_lists_faces_by_file_name(tmp_path):
-    table = {'a.png': {'faces': [{'landmarks': LANDMARKS, 'box': [1, 2, 80, 90], 'score': 0.95}]},
-             'b.png': {'faces': []}}
+    table = {
+        'a.png': {
+            'faces': [{
+                'landmarks': LANDMARKS,
+                'box': [1, 2, 80, 90],
+                'score': 0.95
+            }]
+        },
+        'b.png': {
+            'faces': []
+        }
+    }
     (tmp_path / 'faces.json').write_text(json.dumps(table))
     source = LandmarkSource(tmp_path / 'faces.json')
     (face, ) = source(None, '/photos/a.png')
@@ -58,8 +67,7 @@ def test_landmarks_source_needs_the_image_path():
 def make_pair(value, h, w, scale=4):
     mask = np.zeros((scale * h, scale * w), bool)
     mask[1:, 2:] = True
-    return FacePair(np.full((h, w, 3), value, np.float32), np.full((scale * h, scale * w, 3), value, np.float32),
-                    mask)
+    return FacePair(np.full((h, w, 3), value, np.float32), np.full((scale * h, scale * w, 3), value, np.float32), mask)
 
 
 def test_pair_folders_round_trip_and_keep_images_apart(tmp_path):
@@ -177,8 +185,10 @@ def test_download_goes_to_the_weights_folder_or_explains_why_not(retinaface_weig
     assert calls == [(FACEXLIB_RELEASE + 'detection_mobilenet0.25_Final.pth', str(tmp_path),
                       'detection_mobilenet0.25_Final.pth')]
     monkeypatch.setattr(download_util, 'load_file_from_url', offline)
-    with pytest.raises(FileNotFoundError, match=r'detection_Resnet50_Final.pth not found .* Downloading it '
-                       'failed: <urlopen error no network>'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'detection_Resnet50_Final.pth not found .* Downloading it '
+            'failed: <urlopen error no network>'):
         RetinaFaceDetector('retinaface_resnet50', weights=tmp_path, download=True)
 
 

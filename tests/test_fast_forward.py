@@ -17,8 +17,10 @@ def tiny_rrdbnet():
 def other_weights(net, seed):
     """A theta' of the same shapes: the network's weights, perturbed."""
     generator = torch.Generator().manual_seed(seed)
-    return {name: value.detach() + 0.01 * torch.randn(value.shape, generator=generator)
-            for name, value in net.named_parameters()}
+    return {
+        name: value.detach() + 0.01 * torch.randn(value.shape, generator=generator)
+        for name, value in net.named_parameters()
+    }
 
 
 def test_every_window_has_the_same_size_and_the_result_is_the_untiled_one():

@@ -5,10 +5,8 @@ import signal
 import subprocess
 import sys
 import time
-
 import torch
 import yaml
-
 from conftest import REPO, run_python
 
 TOTAL = 8
@@ -71,8 +69,8 @@ def test_a_kill_during_a_save_leaves_no_broken_checkpoint_and_resuming_finishes(
     assert f'{TOTAL}.state' in checkpoints(experiment) and not list((experiment / 'models').glob('.*.tmp'))
 
 
-def test_ten_kills_at_random_moments_then_resuming_ends_with_every_iteration_and_loadable_checkpoints(tiny_workdir,
-                                                                                                     tmp_path):
+def test_ten_kills_at_random_moments_then_resuming_ends_with_every_iteration_and_loadable_checkpoints(
+        tiny_workdir, tmp_path):
     total = 15
     opt = options(tiny_workdir, 'killed_randomly', total_iter=total)
     experiment = tiny_workdir / 'experiments' / 'killed_randomly'
@@ -83,7 +81,10 @@ def test_ten_kills_at_random_moments_then_resuming_ends_with_every_iteration_and
         log = tmp_path / f'run{kill}.log'
         with open(log, 'w') as out:
             child = subprocess.Popen([sys.executable, '-m', 'basicsr.train', '-opt', opt, '--auto_resume'],
-                                     cwd=tiny_workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                     cwd=tiny_workdir,
+                                     env=env,
+                                     stdout=out,
+                                     stderr=subprocess.STDOUT)
             while 'training from epoch' not in log.read_text() and child.poll() is None:  # start-up done
                 time.sleep(0.05)
             time.sleep(rng.uniform(0, 1.5))  # a random moment of training: an iteration or a checkpoint save

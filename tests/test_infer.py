@@ -1,24 +1,22 @@
 """metaf2n-infer: Algorithm 2 on a user's photos, what a photo keeps, and every bad input named."""
+import cv2
 import json
+import numpy as np
 import os
+import pytest
 import subprocess
 import sys
-
-import cv2
-import numpy as np
-import pytest
 import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
+from conftest import run_python
 from PIL import Image
 from torch.func import functional_call
 
-from conftest import run_python
 from metaf2n_plugin import infer
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo
-from metaf2n_plugin.image_io import write_image
-from metaf2n_plugin.image_io import read_photo
+from metaf2n_plugin.image_io import read_photo, write_image
 from metaf2n_plugin.models.adaptation import adapt_to_photo
 
 SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches
@@ -44,14 +42,21 @@ def setup(tmp_path_factory):
 
 
 def weights_args(root, *extra):
-    return ['--model', str(root / 'weights' / 'net_g.pth'), '--mask', str(root / 'weights' / 'net_mask.pth'),
-            '--restorer-weights', str(root / 'weights'), '--restorer-size', '256', *extra]
+    return [
+        '--model',
+        str(root / 'weights' / 'net_g.pth'), '--mask',
+        str(root / 'weights' / 'net_mask.pth'), '--restorer-weights',
+        str(root / 'weights'), '--restorer-size', '256', *extra
+    ]
 
 
 def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
     out = tmp_path / 'out'
-    args = [str(setup / 'photos'), '-o', str(out), '--landmarks', str(setup / 'faces.json'), '--tile', '0',
-            '--lr', '0.5', '--save-faces', '--side-by-side']
+    args = [
+        str(setup / 'photos'), '-o',
+        str(out), '--landmarks',
+        str(setup / 'faces.json'), '--tile', '0', '--lr', '0.5', '--save-faces', '--side-by-side'
+    ]
     assert infer.main(weights_args(setup, *args)) == 0
     summary = capsys.readouterr().out
     assert '1 of 1 photos super-resolved into' in summary and '1 face used, 0 photos without a usable face' in summary
@@ -62,8 +67,8 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
     net_g.load_state_dict(state)
     net_mask = MaskNet(6, 8, 3)
     net_mask.load_state_dict(torch.load(setup / 'weights' / 'net_mask.pth', weights_only=True)['params'])
-    extractor = FacePairExtractor(LandmarkSource(setup / 'faces.json'),
-                                  GPENRestorer(256, weights=setup / 'weights'), scale=4)
+    extractor = FacePairExtractor(
+        LandmarkSource(setup / 'faces.json'), GPENRestorer(256, weights=setup / 'weights'), scale=4)
     rgb = read_photo(photo).rgb
     pairs = extractor(rgb, image_path=photo)
     adapted, patches, _ = adapt_to_photo(net_g, net_mask, pairs, 4, 'astronaut.png', lr=0.5)
@@ -84,8 +89,9 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
 def test_tiles_give_the_untiled_output_when_they_see_the_receptive_field(setup, tmp_path):
     common = ['--no-adapt', '-o']
     assert infer.main(weights_args(setup, str(setup / 'photos'), *common, str(tmp_path / 'a'), '--tile', '0')) == 0
-    assert infer.main(weights_args(setup, str(setup / 'photos'), *common, str(tmp_path / 'b'), '--tile', '40',
-                                   '--tile-pad', '24')) == 0
+    assert infer.main(
+        weights_args(setup, str(setup / 'photos'), *common, str(tmp_path / 'b'), '--tile', '40', '--tile-pad',
+                     '24')) == 0
     whole, tiled = (cv2.imread(str(tmp_path / sub / 'astronaut_metaf2n.png')) for sub in 'ab')
     assert np.abs(whole.astype(int) - tiled).max() <= 1
 
@@ -94,8 +100,9 @@ def test_alpha_gray_16_bits_and_orientation_are_kept(setup, tmp_path):
     rng = np.random.default_rng(0)
     folder = tmp_path / 'photos'
     folder.mkdir()
-    bgra16 = np.concatenate([rng.integers(0, 65536, (20, 24, 3)), np.tile(np.linspace(0, 65535, 24), (20, 1))[..., None]],
-                            axis=2).astype(np.uint16)
+    bgra16 = np.concatenate(
+        [rng.integers(0, 65536, (20, 24, 3)),
+         np.tile(np.linspace(0, 65535, 24), (20, 1))[..., None]], axis=2).astype(np.uint16)
     cv2.imwrite(str(folder / 'deep.png'), bgra16)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to view
@@ -166,7 +173,8 @@ def test_what_stops_a_run_before_any_photo(setup, tmp_path, capsys):
     assert 'detection_Resnet50_Final.pth not found' in error and 'github.com/xinntao/facexlib' in error
 
     (tmp_path / 'text.pth').write_text('not weights')
-    assert infer.main(weights_args(setup, photos, '-o', str(tmp_path / 'o')) + ['--model', str(tmp_path / 'text.pth')]) == 2
+    assert infer.main(weights_args(setup, photos, '-o', str(tmp_path / 'o')) +
+                      ['--model', str(tmp_path / 'text.pth')]) == 2
     assert "--model: '" in (error := capsys.readouterr().err) and 'text.pth' in error and 'loaded safely' in error
 
     assert infer.main(weights_args(setup, str(tmp_path / 'nothing*.png'), '-o', str(tmp_path / 'o'))) == 2

@@ -1,18 +1,17 @@
 """The test-set builder: byte-identical for a seed, its meta.json remakes every LQ, presets, multi-face sets."""
+import cv2
 import json
+import numpy as np
 import os
+import pytest
 import random
 import re
 import subprocess
 import sys
-
-import cv2
-import numpy as np
-import pytest
 import torch
 from basicsr.utils import DiffJPEG
-
 from conftest import REPO, load_script
+
 from metaf2n_plugin.data.degradation import DEGRADATION_DEFAULTS, apply_degradation, sample_degradation
 from metaf2n_plugin.data.testset_builder import PRESETS, build_testset
 from metaf2n_plugin.faces import face_template
@@ -43,19 +42,23 @@ def inputs(tmp_path):
 
 
 def files(folder):
-    return {os.path.relpath(os.path.join(d, n), folder): open(os.path.join(d, n), 'rb').read()
-            for d, _, names in os.walk(folder) for n in names}
+    return {
+        os.path.relpath(os.path.join(d, n), folder): open(os.path.join(d, n), 'rb').read()
+        for d, _, names in os.walk(folder)
+        for n in names
+    }
 
 
 def test_same_seed_gives_byte_identical_sets_and_a_bad_input_is_skipped(inputs, tmp_path):
     (inputs / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
     args = ['--input', str(inputs), '--preset', 'ood', '--gt-size', '128', '--seed', '3']
-    proc = subprocess.run([sys.executable, SCRIPT, *args, '--out', str(tmp_path / 'first')], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, *args, '--out', str(tmp_path / 'first')], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert re.search(r"skipped .*broken\.png: cannot read image", proc.stderr)
     assert '2 images written, 1 skipped' in proc.stdout
-    assert load_script('make_testset').main([*args, '--out', str(tmp_path / 'second')]) == 1  # in this process this time
+    assert load_script('make_testset').main([*args, '--out', str(tmp_path / 'second')
+                                             ]) == 1  # in this process this time
     first, second = files(tmp_path / 'first'), files(tmp_path / 'second')
     assert sorted(first) == ['GT/a.png', 'GT/b.png', 'LQ/a.png', 'LQ/b.png', 'landmarks.json', 'meta.json']
     assert first == second
@@ -129,8 +132,13 @@ def test_multi_face_set_pastes_2_to_4_faces_whose_landmarks_hit_their_dots(input
     write_rgb(tmp_path / 'bg' / 'gray.png', np.full((150, 200, 3), 0.5))
     for seed in range(2, 5):
         write_rgb(inputs / f'c{seed}.png', dotted_face(128, seed))
-    report = build_testset(sorted(inputs.iterdir()), tmp_path / 'multi', gt_size=256,
-                           backgrounds=[tmp_path / 'bg' / 'gray.png'], num_images=3, progress=False)
+    report = build_testset(
+        sorted(inputs.iterdir()),
+        tmp_path / 'multi',
+        gt_size=256,
+        backgrounds=[tmp_path / 'bg' / 'gray.png'],
+        num_images=3,
+        progress=False)
     assert report.written == ['0000.png', '0001.png', '0002.png']
     table = json.loads((tmp_path / 'multi' / 'landmarks.json').read_text())
     counts = []

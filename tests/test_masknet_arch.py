@@ -1,7 +1,6 @@
 """MaskNet: the layer stack of the paper's mask network, non-negative weights, built from options."""
 import pytest
 import torch
-
 from basicsr.archs import build_network
 
 

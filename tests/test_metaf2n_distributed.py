@@ -5,22 +5,33 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from basicsr.models import build_model
-
 from conftest import copy_options, run_python
 from test_metaf2n_model import degraded_tasks, model_options
 
 TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-2}}
 GAN = {'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4}}
-GAN_TRAIN = {**TRAIN, 'optim_d': {'type': 'Adam', 'lr': 1e-2}, 'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla',
-                                                                          'loss_weight': 0.1}}
+GAN_TRAIN = {
+    **TRAIN, 'optim_d': {
+        'type': 'Adam',
+        'lr': 1e-2
+    },
+    'gan_opt': {
+        'type': 'GANLoss',
+        'gan_type': 'vanilla',
+        'loss_weight': 0.1
+    }
+}
 
 
 def one_iteration(model, tasks):
     model.feed_data(tasks)
     model.optimize_parameters(1)
     nets = [net for net in (model.net_g, model.net_mask, model.net_d) if net is not None]
-    return {'weights': [t.detach().clone() for net in nets for t in net.state_dict().values()],
-            'grads': [p.grad.clone() for net in nets for p in net.parameters()], 'log': model.get_current_log()}
+    return {
+        'weights': [t.detach().clone() for net in nets for t in net.state_dict().values()],
+        'grads': [p.grad.clone() for net in nets for p in net.parameters()],
+        'log': model.get_current_log()
+    }
 
 
 def four_tasks():
@@ -35,8 +46,8 @@ def rank_main(rank, world_size, init_file, tmp_path, gan):
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(100 + rank)  # each rank builds other weights: rank 0's must win
     extra = GAN if gan else {}
-    model = build_model(model_options(tmp_path, GAN_TRAIN if gan else TRAIN, dist=True, rank=rank,
-                                      world_size=world_size, **extra))
+    model = build_model(
+        model_options(tmp_path, GAN_TRAIN if gan else TRAIN, dist=True, rank=rank, world_size=world_size, **extra))
     tasks = four_tasks() if gan else degraded_tasks()
     per_rank = len(tasks['face_lq']) // world_size
     tasks = {k: v[rank * per_rank:(rank + 1) * per_rank] for k, v in tasks.items()}
@@ -52,8 +63,9 @@ def test_two_ranks_match_one_process_over_all_tasks(tmp_path, gan):
     try:
         torch.manual_seed(100)
         extra = GAN if gan else {}
-        single = one_iteration(build_model(model_options(tmp_path, GAN_TRAIN if gan else TRAIN, **extra)),
-                               four_tasks() if gan else degraded_tasks())
+        single = one_iteration(
+            build_model(model_options(tmp_path, GAN_TRAIN if gan else TRAIN, **extra)),
+            four_tasks() if gan else degraded_tasks())
     finally:
         torch.set_default_dtype(torch.float32)
     for key in ('weights', 'grads'):
@@ -71,8 +83,19 @@ def test_torchrun_meta_trains_on_cpus_with_the_gloo_backend(tiny_workdir):
     options = copy_options(tiny_workdir, 'train_metaf2n_tiny.yml')
     text = open(options).read().replace('name: tiny_metaf2n', 'name: tiny_metaf2n_ddp')
     open(options, 'w').write(text)
-    proc = run_python('-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'basicsr.train',
-                      '-opt', options, '--launcher', 'pytorch', cwd=tiny_workdir)
+    proc = run_python(
+        '-m',
+        'torch.distributed.run',
+        '--standalone',
+        '--nproc_per_node',
+        '2',
+        '-m',
+        'basicsr.train',
+        '-opt',
+        options,
+        '--launcher',
+        'pytorch',
+        cwd=tiny_workdir)
     log = sorted((tiny_workdir / 'experiments' / 'tiny_metaf2n_ddp').glob('train_*.log'))[-1].read_text()
     assert 'World size (gpu number): 2' in log and 'iter:       2' in log, proc.stdout[-2000:]
     assert (tiny_workdir / 'experiments' / 'tiny_metaf2n_ddp' / 'models' / 'net_mask_2.pth').is_file()

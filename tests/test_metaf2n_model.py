@@ -14,15 +14,52 @@ TASKS, FACES, BACKGROUNDS = 2, 2, 2
 
 def model_options(tmp_path, train=None, **top):
     opt = {
-        'name': 'metaf2n_unit', 'model_type': 'MetaF2NModel', 'scale': 4, 'num_gpu': 0, 'is_train': True,
-        'dist': False, 'rank': 0, 'world_size': 1, 'manual_seed': 0,
-        'network_g': {'type': 'SRVGGNetCompact', 'num_feat': 4, 'num_conv': 1, 'upscale': 4},
-        'network_mask': {'type': 'MaskNet', 'num_feat': 4, 'num_conv': 2},
-        'adaptation': {'lr': 0.5},
-        'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'training_states')},
-        'train': {'optim_g': {'type': 'SGD', 'lr': 0.0}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [9]},
-                  'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0}, 'mask_reg_weight': 0.1, **(train or {})},
-        'logger': {'print_freq': 1},
+        'name': 'metaf2n_unit',
+        'model_type': 'MetaF2NModel',
+        'scale': 4,
+        'num_gpu': 0,
+        'is_train': True,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'manual_seed': 0,
+        'network_g': {
+            'type': 'SRVGGNetCompact',
+            'num_feat': 4,
+            'num_conv': 1,
+            'upscale': 4
+        },
+        'network_mask': {
+            'type': 'MaskNet',
+            'num_feat': 4,
+            'num_conv': 2
+        },
+        'adaptation': {
+            'lr': 0.5
+        },
+        'path': {
+            'models': str(tmp_path / 'models'),
+            'training_states': str(tmp_path / 'training_states')
+        },
+        'train': {
+            'optim_g': {
+                'type': 'SGD',
+                'lr': 0.0
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [9]
+            },
+            'pixel_opt': {
+                'type': 'MSELoss',
+                'loss_weight': 1.0
+            },
+            'mask_reg_weight': 0.1,
+            **(train or {})
+        },
+        'logger': {
+            'print_freq': 1
+        },
     }
     opt.update(top)
     return opt
@@ -37,10 +74,15 @@ def degraded_tasks(seed=0, dtype=torch.float64):
 
     face_gt = rand(TASKS, FACES, 3, 32, 32)
     background_gt = rand(TASKS, BACKGROUNDS, 3, 32, 32)
-    return {'face_lq': rand(TASKS, FACES, 3, 16, 16), 'face_lq_patches': rand(TASKS, FACES, 3, 8, 8),
-            'face_gt_patches': face_gt, 'face_crops': torch.zeros(TASKS, FACES, 3, dtype=torch.int64) + 8,
-            'background_lq': rand(TASKS, BACKGROUNDS, 3, 8, 8), 'background_gt': background_gt,
-            'background_gt_usm': (background_gt * 1.1).clamp(0, 1)}
+    return {
+        'face_lq': rand(TASKS, FACES, 3, 16, 16),
+        'face_lq_patches': rand(TASKS, FACES, 3, 8, 8),
+        'face_gt_patches': face_gt,
+        'face_crops': torch.zeros(TASKS, FACES, 3, dtype=torch.int64) + 8,
+        'background_lq': rand(TASKS, BACKGROUNDS, 3, 8, 8),
+        'background_gt': background_gt,
+        'background_gt_usm': (background_gt * 1.1).clamp(0, 1)
+    }
 
 
 @pytest.fixture
@@ -55,8 +97,12 @@ def meta_objective(model, tasks):
     """L(theta, theta_m): the mean over tasks of the outer loss after the inner step, from scratch."""
     total = 0
     for t in range(TASKS):
-        adapted = adapt_to_faces(model.net_g, model.net_mask, tasks['face_lq_patches'][t], tasks['face_gt_patches'][t],
-                                 lr=model.adaptation['lr'])
+        adapted = adapt_to_faces(
+            model.net_g,
+            model.net_mask,
+            tasks['face_lq_patches'][t],
+            tasks['face_gt_patches'][t],
+            lr=model.adaptation['lr'])
         sr = functional_call(model.net_g, adapted, (tasks['background_lq'][t], ))
         total = total + model.cri_pix(sr, tasks['background_gt_usm'][t])
         total = total + model.mask_reg_weight * (adapted.mask_weights - 1).square().mean()
@@ -110,7 +156,8 @@ def test_first_order_drops_exactly_the_hessian_term_and_freezes_masknet(tmp_path
         lq, hq = tasks['face_lq_patches'][t], tasks['face_gt_patches'][t]
         adapted = adapt_to_faces(net, second.net_mask, lq, hq, lr=lr)
         leaves = {name: value.detach().requires_grad_() for name, value in adapted.items()}
-        outer = second.cri_pix(functional_call(net, leaves, (tasks['background_lq'][t], )), tasks['background_gt_usm'][t])
+        outer = second.cri_pix(
+            functional_call(net, leaves, (tasks['background_lq'][t], )), tasks['background_gt_usm'][t])
         g = torch.autograd.grad(outer, list(leaves.values()))
         weights = adapted.mask_weights.detach()
         inner = (weights * (hq - functional_call(net, theta, (lq, ))).abs()).mean()
@@ -144,10 +191,11 @@ def test_meta_gradient_is_the_mean_over_tasks(tmp_path, float64):
         torch.testing.assert_close(p.grad, mean, rtol=1e-10, atol=1e-14, msg=name)
 
 
-@pytest.mark.parametrize('field, value', [('face_gt_patches', float('nan')), ('background_gt_usm', float('inf'))],
-                         ids=['inner loss', 'outer loss'])
-def test_a_task_with_a_non_finite_loss_is_skipped_before_any_gradient_and_the_others_count(tmp_path, float64, field,
-                                                                                         value):
+@pytest.mark.parametrize(
+    'field, value', [('face_gt_patches', float('nan')), ('background_gt_usm', float('inf'))],
+    ids=['inner loss', 'outer loss'])
+def test_a_task_with_a_non_finite_loss_is_skipped_before_any_gradient_and_the_others_count(
+        tmp_path, float64, field, value):
     tasks = degraded_tasks()
     broken = {k: v.clone() for k, v in tasks.items()}
     broken[field][0, 0, 0, 0, 0] = value
@@ -163,27 +211,90 @@ def test_a_task_with_a_non_finite_loss_is_skipped_before_any_gradient_and_the_ot
 def task_batch(tiny_workdir):
     """One collated batch of 2 HQ tasks from the tiny data set (the task dataset's own output)."""
     root = tiny_workdir / 'datasets' / 'tiny'
-    dataset = build_dataset({'name': 'tasks', 'type': 'MetaF2NTaskDataset', 'phase': 'train', 'scale': 4,
-                             'dataroot_face': str(root / 'faces'), 'dataroot_background': str(root / 'backgrounds'),
-                             'faces_per_task': 2, 'patches_per_task': 2, 'face_size': 128, 'face_patch_size': 64,
-                             'background_size': 128, 'background_patch_size': 64})
+    dataset = build_dataset({
+        'name': 'tasks',
+        'type': 'MetaF2NTaskDataset',
+        'phase': 'train',
+        'scale': 4,
+        'dataroot_face': str(root / 'faces'),
+        'dataroot_background': str(root / 'backgrounds'),
+        'faces_per_task': 2,
+        'patches_per_task': 2,
+        'face_size': 128,
+        'face_patch_size': 64,
+        'background_size': 128,
+        'background_patch_size': 64
+    })
     torch.manual_seed(0)
     return next(iter(DataLoader(dataset, batch_size=2)))
 
 
 ARCHITECTURES = {
-    'RRDBNet': {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8, 'num_block': 1,
-                'num_grow_ch': 4},
-    'SRVGGNetCompact': {'type': 'SRVGGNetCompact', 'num_feat': 8, 'num_conv': 2, 'upscale': 4},
-    'SwinIR': {'type': 'SwinIR', 'upscale': 4, 'img_size': 16, 'window_size': 4, 'depths': [1], 'embed_dim': 12,
-               'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffle'},
-    'EDSR': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4},
+    'RRDBNet': {
+        'type': 'RRDBNet',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'scale': 4,
+        'num_feat': 8,
+        'num_block': 1,
+        'num_grow_ch': 4
+    },
+    'SRVGGNetCompact': {
+        'type': 'SRVGGNetCompact',
+        'num_feat': 8,
+        'num_conv': 2,
+        'upscale': 4
+    },
+    'SwinIR': {
+        'type': 'SwinIR',
+        'upscale': 4,
+        'img_size': 16,
+        'window_size': 4,
+        'depths': [1],
+        'embed_dim': 12,
+        'num_heads': [2],
+        'mlp_ratio': 2,
+        'upsampler': 'pixelshuffle'
+    },
+    'EDSR': {
+        'type': 'EDSR',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 8,
+        'num_block': 1,
+        'upscale': 4
+    },
 }
-FULL_TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'optim_d': {'type': 'AdamW', 'lr': 1e-3},
-              'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-              'perceptual_opt': {'type': 'LPIPSLoss', 'loss_weight': 0.5, 'random_weights': True},
-              'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 0.1},
-              'ssg_opt': {'type': 'SSGLoss', 'loss_weight': 1.0, 'mask_stride': 4}, 'ema_decay': 0.9}
+FULL_TRAIN = {
+    'optim_g': {
+        'type': 'Adam',
+        'lr': 1e-3
+    },
+    'optim_d': {
+        'type': 'AdamW',
+        'lr': 1e-3
+    },
+    'pixel_opt': {
+        'type': 'L1Loss',
+        'loss_weight': 1.0
+    },
+    'perceptual_opt': {
+        'type': 'LPIPSLoss',
+        'loss_weight': 0.5,
+        'random_weights': True
+    },
+    'gan_opt': {
+        'type': 'GANLoss',
+        'gan_type': 'vanilla',
+        'loss_weight': 0.1
+    },
+    'ssg_opt': {
+        'type': 'SSGLoss',
+        'loss_weight': 1.0,
+        'mask_stride': 4
+    },
+    'ema_decay': 0.9
+}
 DISCRIMINATOR = {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4}
 
 
@@ -192,8 +303,8 @@ DISCRIMINATOR = {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4}
 def test_a_training_iteration_runs_with_any_sr_architecture(tmp_path, task_batch, arch, with_d):
     extra = {'network_d': DISCRIMINATOR} if with_d else {}
     torch.manual_seed(0)
-    model = build_model(model_options(tmp_path, FULL_TRAIN, network_g=ARCHITECTURES[arch],
-                                      adaptation={'lr': 0.01}, **extra))
+    model = build_model(
+        model_options(tmp_path, FULL_TRAIN, network_g=ARCHITECTURES[arch], adaptation={'lr': 0.01}, **extra))
     before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
     model.feed_data(task_batch)
     model.optimize_parameters(1)
@@ -250,8 +361,9 @@ class DropoutSRForTests(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Dropout(0.3),
-                                        torch.nn.Conv2d(8, 48, 3, padding=1), torch.nn.PixelShuffle(4))
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Dropout(0.3), torch.nn.Conv2d(8, 48, 3, padding=1),
+            torch.nn.PixelShuffle(4))
 
     def forward(self, x):
         return self.body(x)
@@ -267,11 +379,16 @@ def seeded_objective(model, tasks, seed, chunk):
     torch.manual_seed(seed)
     total = 0
     for t in range(TASKS):
-        adapted = adapt_to_faces(model.net_g, model.net_mask, tasks['face_lq_patches'][t], tasks['face_gt_patches'][t],
-                                 lr=model.adaptation['lr'])
+        adapted = adapt_to_faces(
+            model.net_g,
+            model.net_mask,
+            tasks['face_lq_patches'][t],
+            tasks['face_gt_patches'][t],
+            lr=model.adaptation['lr'])
         background = tasks['background_lq'][t]
-        sr = torch.cat([functional_call(model.net_g, adapted, (background[c], ))
-                        for c in torch.arange(len(background)).split(chunk)])
+        sr = torch.cat([
+            functional_call(model.net_g, adapted, (background[c], )) for c in torch.arange(len(background)).split(chunk)
+        ])
         total = total + model.cri_pix(sr, tasks['background_gt_usm'][t])
     return (total / TASKS).item()
 
@@ -281,8 +398,14 @@ def test_a_network_that_draws_random_numbers_gets_the_gradient_of_the_draw_it_ma
     """The recomputed forwards (inner step, outer patches) must replay the random numbers of the first ones."""
     tasks = degraded_tasks()
     torch.manual_seed(0)
-    model = build_model(model_options(tmp_path, {'outer_chunk': chunk, 'mask_reg_weight': 0},
-                                      network_g={'type': 'DropoutSRForTests'}, logger={'print_freq': 1000}))
+    model = build_model(
+        model_options(
+            tmp_path, {
+                'outer_chunk': chunk,
+                'mask_reg_weight': 0
+            },
+            network_g={'type': 'DropoutSRForTests'},
+            logger={'print_freq': 1000}))
     model.feed_data(tasks)
     torch.manual_seed(5)
     model.optimize_parameters(1)

@@ -1,9 +1,7 @@
 """BasicSR's own runners drive MetaF2N on the tiny data set: meta-train, auto-resume, test, results table."""
-import re
-
 import pytest
+import re
 import torch
-
 from conftest import copy_options, load_script, run_python, run_readme_block
 
 NAME = 'tiny_metaf2n'
@@ -14,8 +12,13 @@ def workdir(tiny_workdir):
     """The README's block (tiny data set, train 2 iterations, test, table), then auto-resume to 4."""
     cwd = tiny_workdir
     run_readme_block('options/train_metaf2n_tiny.yml', cwd)  # tiny data set, train 2 iterations, test, table
-    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, 'train_metaf2n_tiny.yml', total_iter=4),
-               '--auto_resume', cwd=cwd)
+    run_python(
+        '-m',
+        'basicsr.train',
+        '-opt',
+        copy_options(cwd, 'train_metaf2n_tiny.yml', total_iter=4),
+        '--auto_resume',
+        cwd=cwd)
     return cwd
 
 
@@ -26,7 +29,9 @@ def newest_log(folder, prefix):
 def test_training_saves_g_with_its_ema_mask_d_and_the_state(workdir):
     models = workdir / 'experiments' / NAME / 'models'
     for iteration in (2, 4):
-        assert {p.name for p in models.glob(f'*_{iteration}.pth')} == {f'net_{n}_{iteration}.pth' for n in 'g mask d'.split()}
+        assert {p.name
+                for p in models.glob(f'*_{iteration}.pth')} == {f'net_{n}_{iteration}.pth'
+                                                                for n in 'g mask d'.split()}
         assert (workdir / 'experiments' / NAME / 'training_states' / f'{iteration}.state').is_file()
     g = torch.load(models / 'net_g_4.pth', weights_only=True)
     assert set(g) == {'params', 'params_ema'}

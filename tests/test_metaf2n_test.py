@@ -1,9 +1,8 @@
 """MetaF2NModel, Algorithm 2: adapt a copy of theta to each photo's faces, super-resolve, compare with theta."""
 import json
 import os
-import shutil
-
 import pytest
+import shutil
 import torch
 from basicsr.data import build_dataset
 from basicsr.models import build_model
@@ -12,8 +11,7 @@ from torch.utils.data import DataLoader
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.models.tiling import tiled_forward
 
-RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8, 'num_block': 1,
-        'num_grow_ch': 4}
+RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
 MASK = {'type': 'MaskNet', 'num_feat': 8, 'num_conv': 3}
 
 
@@ -26,13 +24,43 @@ def mask_file(tmp_path_factory):
 
 
 def test_options(tmp_path, mask_file, **changes):
-    opt = {'name': 'metaf2n_test_unit', 'model_type': 'MetaF2NModel', 'scale': 4, 'num_gpu': 0, 'is_train': False,
-           'dist': False, 'rank': 0, 'world_size': 1, 'manual_seed': 0, 'network_g': RRDB, 'network_mask': MASK,
-           'face_pairs': {'restorer': {'type': 'oracle', 'size': 128}},
-           'adaptation': {'lr': 5.0, 'num_patches': 4},
-           'path': {'pretrain_network_mask': str(mask_file), 'visualization': str(tmp_path / 'visualization')},
-           'val': {'suffix': 'run', 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0,
-                                                         'test_y_channel': True}}}}
+    opt = {
+        'name': 'metaf2n_test_unit',
+        'model_type': 'MetaF2NModel',
+        'scale': 4,
+        'num_gpu': 0,
+        'is_train': False,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'manual_seed': 0,
+        'network_g': RRDB,
+        'network_mask': MASK,
+        'face_pairs': {
+            'restorer': {
+                'type': 'oracle',
+                'size': 128
+            }
+        },
+        'adaptation': {
+            'lr': 5.0,
+            'num_patches': 4
+        },
+        'path': {
+            'pretrain_network_mask': str(mask_file),
+            'visualization': str(tmp_path / 'visualization')
+        },
+        'val': {
+            'suffix': 'run',
+            'metrics': {
+                'psnr': {
+                    'type': 'calculate_psnr',
+                    'crop_border': 0,
+                    'test_y_channel': True
+                }
+            }
+        }
+    }
     opt.update(changes)
     return opt
 
@@ -47,10 +75,18 @@ def model(tmp_path, mask_file, **changes):
 
 def photos(folder, landmarks=None):
     """The paired face test set in ``folder`` as BasicSR's test loader gives it (batch 1)."""
-    dataset = build_dataset({'name': os.path.basename(folder), 'type': 'MetaF2NPairedFaceDataset', 'phase': 'test',
-                             'scale': 4, 'dataroot_lq': str(folder / 'LQ'), 'dataroot_gt': str(folder / 'GT'),
-                             'face_source': {'type': 'landmarks',
-                                             'json_path': str(landmarks or folder / 'landmarks.json')}})
+    dataset = build_dataset({
+        'name': os.path.basename(folder),
+        'type': 'MetaF2NPairedFaceDataset',
+        'phase': 'test',
+        'scale': 4,
+        'dataroot_lq': str(folder / 'LQ'),
+        'dataroot_gt': str(folder / 'GT'),
+        'face_source': {
+            'type': 'landmarks',
+            'json_path': str(landmarks or folder / 'landmarks.json')
+        }
+    })
     return DataLoader(dataset, batch_size=1)
 
 
@@ -94,8 +130,9 @@ def test_a_photo_without_faces_gets_the_plain_output_and_is_named_in_the_log(tmp
     m.nondist_validation(photos(test_set, tmp_path / 'landmarks.json'), 0, None, save_img=True)
     assert m.not_adapted == [('grace_hopper.png', 'no usable face')]
     saved = sorted(os.listdir(tmp_path / 'visualization' / 'Tiny_iid'))
-    assert saved == ['astronaut_run.png', 'astronaut_run_unadapted.png', 'grace_hopper_run.png',
-                     'grace_hopper_run_unadapted.png']
+    assert saved == [
+        'astronaut_run.png', 'astronaut_run_unadapted.png', 'grace_hopper_run.png', 'grace_hopper_run_unadapted.png'
+    ]
     assert (tmp_path / 'visualization' / 'Tiny_iid' / 'grace_hopper_run.png').read_bytes() == \
         (tmp_path / 'visualization' / 'Tiny_iid' / 'grace_hopper_run_unadapted.png').read_bytes()
     assert set(m.metric_results) == {'psnr', 'psnr_unadapted'}
@@ -150,15 +187,24 @@ def test_unknown_adaptation_options_are_refused(tmp_path, mask_file):
 
 
 def test_pairs_from_the_dataset_are_used_as_given(tmp_path, mask_file, test_set):
-    from metaf2n_plugin.faces import write_pairs, FacePairExtractor
+    from metaf2n_plugin.faces import FacePairExtractor, write_pairs
     item = next(iter(photos(test_set)))
     extractor = FacePairExtractor.from_options({'scale': 4, 'restorer': {'type': 'oracle', 'size': 128}})
     pairs = extractor.pairs_of_item(item)
     write_pairs(tmp_path / 'pairs', 'astronaut', pairs)
     shutil.copytree(test_set, tmp_path / 'set')
-    dataset = build_dataset({'name': 'set', 'type': 'MetaF2NPairedFaceDataset', 'phase': 'test', 'scale': 4,
-                             'dataroot_lq': str(tmp_path / 'set' / 'LQ'), 'dataroot_gt': str(tmp_path / 'set' / 'GT'),
-                             'face_source': {'type': 'pairs', 'root': str(tmp_path / 'pairs')}})
+    dataset = build_dataset({
+        'name': 'set',
+        'type': 'MetaF2NPairedFaceDataset',
+        'phase': 'test',
+        'scale': 4,
+        'dataroot_lq': str(tmp_path / 'set' / 'LQ'),
+        'dataroot_gt': str(tmp_path / 'set' / 'GT'),
+        'face_source': {
+            'type': 'pairs',
+            'root': str(tmp_path / 'pairs')
+        }
+    })
     from_pairs = run(model(tmp_path, mask_file), next(iter(DataLoader(dataset, batch_size=1))))['result']
     from_landmarks = run(model(tmp_path, mask_file), item)['result']
     torch.testing.assert_close(from_pairs, from_landmarks, atol=2e-3, rtol=0)  # pairs are stored as 8-bit PNGs
@@ -173,6 +219,7 @@ def test_a_missing_masknet_file_is_named(tmp_path, mask_file):
 
 def test_fid_is_reported_per_set_for_the_adapted_and_the_plain_outputs(tmp_path, mask_file, test_set):
     from basicsr.utils import tensor2img
+
     from metaf2n_plugin.metrics.fid_metric import FrechetInceptionDistance
     fid = {'type': 'calculate_fid', 'dims': 64, 'random_weights': True, 'device': 'cpu'}
     m = model(tmp_path, mask_file, val={'metrics': {'fid': fid}})

@@ -5,22 +5,21 @@ pass through the whole Inception takes seconds, the square root of a 2048x2048 c
 64-d features of its first block (``dims: 64``).
 """
 import argparse
+import cv2
 import inspect
 import logging
-import os
-
-import cv2
 import numpy as np
+import os
 import pytest
 import torch
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import METRIC_REGISTRY
+from conftest import REPO, run_python, write_image_pairs
 from torch.utils.data import DataLoader
 from torchvision import models
 
-from conftest import REPO, run_python, write_image_pairs
 from metaf2n_plugin.metrics.fid_metric import (FIDValidationMixin, FrechetInceptionDistance, fid_inception,
                                                inception_features)
 
@@ -33,8 +32,10 @@ def smooth_images(count, size=32, seed=0):
     """``count`` (size, size, 3) uint8 BGR images: coloured sine patterns of random frequency and phase."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    return [np.stack([127.5 + 100 * np.sin(rng.uniform(2, 8) * xx + 3 * yy + rng.uniform(0, 6.3)) for _ in range(3)],
-                     axis=-1).round().astype(np.uint8) for _ in range(count)]
+    return [
+        np.stack([127.5 + 100 * np.sin(rng.uniform(2, 8) * xx + 3 * yy + rng.uniform(0, 6.3)) for _ in range(3)],
+                 axis=-1).round().astype(np.uint8) for _ in range(count)
+    ]
 
 
 def with_noise(images, sigma, seed=1):
@@ -147,15 +148,40 @@ def validate(model_class, folder, metrics, iterations=(1, ), log_file=None):
     lines go there in BasicSR's format.
     """
     opt = {
-        'name': 'fid_mixin', 'scale': 1, 'num_gpu': 0, 'is_train': False, 'dist': False, 'rank': 0,
-        'network_g': {'type': 'SRVGGNetCompact', 'num_feat': 4, 'num_conv': 1, 'upscale': 1},
-        'path': {'pretrain_network_g': None, 'visualization': str(folder / 'visualization')},
-        'val': {'save_img': True, 'suffix': 'sr', 'metrics': metrics}}
+        'name': 'fid_mixin',
+        'scale': 1,
+        'num_gpu': 0,
+        'is_train': False,
+        'dist': False,
+        'rank': 0,
+        'network_g': {
+            'type': 'SRVGGNetCompact',
+            'num_feat': 4,
+            'num_conv': 1,
+            'upscale': 1
+        },
+        'path': {
+            'pretrain_network_g': None,
+            'visualization': str(folder / 'visualization')
+        },
+        'val': {
+            'save_img': True,
+            'suffix': 'sr',
+            'metrics': metrics
+        }
+    }
     torch.manual_seed(0)
     model = model_class(opt)
-    dataset = PairedImageDataset({'name': 'pairs', 'phase': 'val', 'scale': 1, 'io_backend': {'type': 'disk'},
-                                  'dataroot_gt': str(folder / 'pairs' / 'gt'),
-                                  'dataroot_lq': str(folder / 'pairs' / 'lq')})
+    dataset = PairedImageDataset({
+        'name': 'pairs',
+        'phase': 'val',
+        'scale': 1,
+        'io_backend': {
+            'type': 'disk'
+        },
+        'dataroot_gt': str(folder / 'pairs' / 'gt'),
+        'dataroot_lq': str(folder / 'pairs' / 'lq')
+    })
     logger, level = logging.getLogger('basicsr'), logging.getLogger('basicsr').level
     handler = logging.FileHandler(log_file) if log_file else logging.NullHandler()
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))  # BasicSR's log format
@@ -195,15 +221,23 @@ def test_mixin_reports_fid_per_dataset_next_to_image_metrics_and_as_best(tmp_pat
 def test_each_result_visual_gets_its_fid_and_the_table_shows_the_delta(tmp_path):
     write_image_pairs(tmp_path / 'pairs', count=4, size=32)
     (tmp_path / 'run').mkdir()
-    model = validate(FIDTwoOutputSRModel, tmp_path, {'fid': {'type': 'calculate_fid', **TEST_FID}},
-                     log_file=tmp_path / 'run' / 'test_fid_mixin_20260101_000000.log')
+    model = validate(
+        FIDTwoOutputSRModel,
+        tmp_path, {'fid': {
+            'type': 'calculate_fid',
+            **TEST_FID
+        }},
+        log_file=tmp_path / 'run' / 'test_fid_mixin_20260101_000000.log')
 
     gts = read_pngs(tmp_path, 'pairs/gt/{}.png', 4)
-    expected = {'fid': fid_of(read_pngs(tmp_path, 'visualization/pairs/{}_sr.png', 4), gts).compute(),
-                'fid_unadapted': fid_of(read_pngs(tmp_path, 'pairs/lq/{}.png', 4), gts).compute()}
+    expected = {
+        'fid': fid_of(read_pngs(tmp_path, 'visualization/pairs/{}_sr.png', 4), gts).compute(),
+        'fid_unadapted': fid_of(read_pngs(tmp_path, 'pairs/lq/{}.png', 4), gts).compute()
+    }
     assert model.metric_results == pytest.approx(expected, rel=1e-6)
 
     run_python(os.path.join(REPO, 'scripts', 'results_table.py'), str(tmp_path / 'run'), cwd=tmp_path)
     fid, unadapted = (float(f'{value:.4f}') for value in expected.values())
     assert (tmp_path / 'run' / 'metrics.csv').read_text().splitlines() == [
-        'dataset,fid,fid_unadapted,fid_delta', f'pairs,{fid:.4f},{unadapted:.4f},{fid - unadapted:.4f}']
+        'dataset,fid,fid_unadapted,fid_delta', f'pairs,{fid:.4f},{unadapted:.4f},{fid - unadapted:.4f}'
+    ]

@@ -109,11 +109,21 @@ def test_missing_trunk_weights_raise_an_error_naming_file_url_and_folder(torch_h
 def test_explicit_weights_path_loads_that_file_into_every_trunk_layer(alexnet_file):
     path, state_dict = alexnet_file
     trunk = lpips_metric.lpips_network('alex', weights_path=str(path), device='cpu').net
-    assert {key: tuple(value.shape) for key, value in trunk.state_dict().items()} == {
-        'slice1.0.weight': (64, 3, 11, 11), 'slice1.0.bias': (64, ), 'slice2.3.weight': (192, 64, 5, 5),
-        'slice2.3.bias': (192, ), 'slice3.6.weight': (384, 192, 3, 3), 'slice3.6.bias': (384, ),
-        'slice4.8.weight': (256, 384, 3, 3), 'slice4.8.bias': (256, ), 'slice5.10.weight': (256, 256, 3, 3),
-        'slice5.10.bias': (256, )}
+    assert {
+        key: tuple(value.shape)
+        for key, value in trunk.state_dict().items()
+    } == {
+        'slice1.0.weight': (64, 3, 11, 11),
+        'slice1.0.bias': (64, ),
+        'slice2.3.weight': (192, 64, 5, 5),
+        'slice2.3.bias': (192, ),
+        'slice3.6.weight': (384, 192, 3, 3),
+        'slice3.6.bias': (384, ),
+        'slice4.8.weight': (256, 384, 3, 3),
+        'slice4.8.bias': (256, ),
+        'slice5.10.weight': (256, 256, 3, 3),
+        'slice5.10.bias': (256, )
+    }
     for key, value in trunk.state_dict().items():
         assert torch.equal(value, state_dict['features.' + key.split('.', 1)[1]]), key
 

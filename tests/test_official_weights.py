@@ -4,12 +4,11 @@ The fixture (scripts/make_official_fixture.py) holds a tiny network's variables 
 TF1 checkpoint and as an .npz, and the outputs TensorFlow's ops computed from them (forward.npz), so that this
 test needs no TensorFlow.
 """
+import numpy as np
 import os
+import pytest
 import subprocess
 import sys
-
-import numpy as np
-import pytest
 import torch
 from basicsr.archs import build_network
 
@@ -34,8 +33,15 @@ def network(state, options):
 def test_converted_networks_reproduce_tensorflows_forward(forward):
     converted = convert(read_variables(VARIABLES))
     g_opt, mask_opt = converted['g'][1], converted['mask'][1]
-    assert g_opt == {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8, 'num_block': 2,
-                     'num_grow_ch': 4}
+    assert g_opt == {
+        'type': 'RRDBNet',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'scale': 4,
+        'num_feat': 8,
+        'num_block': 2,
+        'num_grow_ch': 4
+    }
     assert mask_opt == {'type': 'MaskNet', 'num_in_ch': 6, 'num_feat': 8, 'num_conv': 8}
     with torch.no_grad():
         sr = network(*converted['g'])(forward['sr_input'])
@@ -64,7 +70,8 @@ def test_cli_writes_basicsr_checkpoints_that_load_with_weights_only(tmp_path, fo
     assert (tmp_path / OUTPUTS['g']).stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
     g = torch.load(tmp_path / OUTPUTS['g'], weights_only=True)
     assert list(g) == ['params']
-    assert torch.load(tmp_path / OUTPUTS['mask'], weights_only=True)['legacy_bicubic'] is True  # metaf2n-infer follows it
+    assert torch.load(
+        tmp_path / OUTPUTS['mask'], weights_only=True)['legacy_bicubic'] is True  # metaf2n-infer follows it
     converted = convert(read_variables(VARIABLES))
     net = network(g['params'], converted['g'][1])
     with torch.no_grad():

@@ -1,12 +1,11 @@
 """The paper's options files: they hold the original's hyper-parameters and build a MetaF2N model as written."""
 import os
-
 import pytest
 import torch
 import yaml
 from basicsr.models import build_model
-
 from conftest import REPO
+
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 
 
@@ -22,16 +21,34 @@ def test_train_metaf2n_holds_the_original_hyper_parameters():
     assert (data['face_size'], data['face_patch_size'], data['background_size'], data['background_patch_size']) == \
         (256, 128, 400, 256)
     assert (data['face_patch_tries'], data['face_patch_min_log_gradient']) == (6, -6.0)
-    assert opt['network_g'] == {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 64,
-                                'num_block': 23, 'num_grow_ch': 32}
+    assert opt['network_g'] == {
+        'type': 'RRDBNet',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'scale': 4,
+        'num_feat': 64,
+        'num_block': 23,
+        'num_grow_ch': 32
+    }
     assert opt['network_mask']['num_conv'] == 8 and opt['network_d']['type'] == 'UNetDiscriminatorSN'
-    assert opt['face_restorer'] == {'type': 'gpen', 'size': 256, 'channel_multiplier': 1, 'narrow': 0.5,
-                                    'weights': 'experiments/pretrained_models/GPEN-BFR-256.pth'}
-    assert opt['adaptation'] == {'lr': 0.01, 'steps': 1, 'params': None, 'legacy_bicubic': False, 'num_patches': 16,
-                                 'patch_size': 64}
+    assert opt['face_restorer'] == {
+        'type': 'gpen',
+        'size': 256,
+        'channel_multiplier': 1,
+        'narrow': 0.5,
+        'weights': 'experiments/pretrained_models/GPEN-BFR-256.pth'
+    }
+    assert opt['adaptation'] == {
+        'lr': 0.01,
+        'steps': 1,
+        'params': None,
+        'legacy_bicubic': False,
+        'num_patches': 16,
+        'patch_size': 64
+    }
     assert (train['optim_g']['lr'], train['optim_d']['lr'], train['total_iter']) == (3e-5, 1e-4, 400000)
-    assert (train['pixel_opt']['loss_weight'], train['perceptual_opt']['loss_weight'],
-            train['gan_opt']['loss_weight'], train['mask_reg_weight']) == (1.0, 0.5, 0.1, 0.001)
+    assert (train['pixel_opt']['loss_weight'], train['perceptual_opt']['loss_weight'], train['gan_opt']['loss_weight'],
+            train['mask_reg_weight']) == (1.0, 0.5, 0.1, 0.001)
     assert train['perceptual_opt']['type'] == 'LPIPSLoss' and train['gan_opt']['gan_type'] == 'vanilla'
     assert train['first_order'] is False and train['ema_decay'] == 0
     assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['pretrain_network_g'].endswith(
@@ -70,6 +87,6 @@ def test_test_options_build_the_model_they_describe(name, tmp_path):
     assert set(metrics) == ({'niqe'} if name == 'test_realfaces.yml' else {'psnr', 'ssim', 'lpips', 'niqe', 'fid'})
     assert model.adaptation['lr'] == 0.01 and model.adaptation['num_patches'] == 16
     sets = [d['name'] for d in opt['datasets'].values()]
-    assert len(sets) == (1 if name == 'test_realfaces.yml' else 2) and all('dataroot_lq' in d for d in
-                                                                           opt['datasets'].values())
+    assert len(sets) == (1 if name == 'test_realfaces.yml' else 2) and all('dataroot_lq' in d
+                                                                           for d in opt['datasets'].values())
     assert sets[0].endswith('_iid') or sets == ['RealFaces']

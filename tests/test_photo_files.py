@@ -44,7 +44,8 @@ def test_alpha_gray_and_16_bits_round_trip(tmp_path):
 
 
 def test_a_gray_image_with_alpha_stays_gray_in_its_colour(tmp_path):
-    Image.fromarray(np.dstack([np.arange(12, dtype=np.uint8).reshape(3, 4)] * 2)).convert('LA').save(tmp_path / 'la.png')
+    Image.fromarray(np.dstack([np.arange(12, dtype=np.uint8).reshape(3, 4)] * 2)).convert('LA').save(tmp_path /
+                                                                                                     'la.png')
     photo = read_photo(tmp_path / 'la.png')
     assert photo.gray and photo.alpha is not None
     write_photo(tmp_path / 'out.png', Photo(photo.rgb, photo.alpha, True, 8))

@@ -5,17 +5,15 @@ SSIM, LPIPS and NIQE gives the plain table, whose numbers must be BasicSR's metr
 The adapted/unadapted layout is checked on a log written in BasicSR's format (the MetaF2N model that
 will log ``<metric>_unadapted`` does not exist yet).
 """
+import cv2
+import numpy as np
 import os
+import pytest
 import shutil
 import subprocess
 import sys
-
-import cv2
-import numpy as np
-import pytest
 import yaml
 from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
-
 from conftest import REPO, run_python, write_image_pairs
 
 SCRIPT = os.path.join(REPO, 'scripts', 'results_table.py')
@@ -32,17 +30,57 @@ def srmodel_run(tmp_path_factory):
         write_image_pairs(cwd / 'datasets' / dataset, count=2, size=192, seed=seed)  # NIQE needs 2x2 blocks of 96
     y_channel = {'crop_border': 0, 'test_y_channel': True}
     opt = {
-        'name': NAME, 'model_type': 'SRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
-        'datasets': {f'test_{i}': {'name': dataset, 'type': 'PairedImageDataset', 'io_backend': {'type': 'disk'},
-                                   'dataroot_gt': f'datasets/{dataset}/gt', 'dataroot_lq': f'datasets/{dataset}/lq'}
-                     for i, dataset in enumerate(DATASETS)},
-        'network_g': {'type': 'SRVGGNetCompact', 'num_feat': 4, 'num_conv': 1, 'upscale': 1},
-        'path': {'pretrain_network_g': None},
-        'val': {'save_img': True, 'suffix': None, 'metrics': {
-            'psnr': {'type': 'calculate_psnr', **y_channel},
-            'ssim': {'type': 'calculate_ssim', **y_channel},
-            'niqe': {'type': 'calculate_niqe', 'crop_border': 0, 'better': 'lower'},
-            'lpips': {'type': 'calculate_lpips', 'better': 'lower', 'random_weights': True}}}}
+        'name': NAME,
+        'model_type': 'SRModel',
+        'scale': 1,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            f'test_{i}': {
+                'name': dataset,
+                'type': 'PairedImageDataset',
+                'io_backend': {
+                    'type': 'disk'
+                },
+                'dataroot_gt': f'datasets/{dataset}/gt',
+                'dataroot_lq': f'datasets/{dataset}/lq'
+            }
+            for i, dataset in enumerate(DATASETS)
+        },
+        'network_g': {
+            'type': 'SRVGGNetCompact',
+            'num_feat': 4,
+            'num_conv': 1,
+            'upscale': 1
+        },
+        'path': {
+            'pretrain_network_g': None
+        },
+        'val': {
+            'save_img': True,
+            'suffix': None,
+            'metrics': {
+                'psnr': {
+                    'type': 'calculate_psnr',
+                    **y_channel
+                },
+                'ssim': {
+                    'type': 'calculate_ssim',
+                    **y_channel
+                },
+                'niqe': {
+                    'type': 'calculate_niqe',
+                    'crop_border': 0,
+                    'better': 'lower'
+                },
+                'lpips': {
+                    'type': 'calculate_lpips',
+                    'better': 'lower',
+                    'random_weights': True
+                }
+            }
+        }
+    }
     with open(cwd / f'{NAME}.yml', 'w') as f:
         yaml.safe_dump(opt, f)
     run_python('-m', 'basicsr.test', '-opt', f'{NAME}.yml', cwd=cwd)
@@ -74,7 +112,8 @@ def test_table_holds_basicsrs_psnr_ssim_niqe_of_the_saved_images(srmodel_run):
         expected = {
             'psnr': np.mean([calculate_psnr(o, g, crop_border=0, test_y_channel=True) for o, g in zip(outputs, gts)]),
             'ssim': np.mean([calculate_ssim(o, g, crop_border=0, test_y_channel=True) for o, g in zip(outputs, gts)]),
-            'niqe': np.mean([calculate_niqe(o, crop_border=0) for o in outputs])}
+            'niqe': np.mean([calculate_niqe(o, crop_border=0) for o in outputs])
+        }
         for metric, value in expected.items():
             assert float(rows[dataset][metric]) == pytest.approx(value, abs=5.1e-5), (dataset, metric)
         assert 0 < float(rows[dataset]['lpips']) < 1
@@ -84,8 +123,8 @@ def test_table_holds_basicsrs_psnr_ssim_niqe_of_the_saved_images(srmodel_run):
 
 def test_unadapted_metrics_get_their_own_and_a_delta_column_from_the_newest_log(tmp_path):
     shutil.copy(FIXTURE_LOG, tmp_path)
-    (tmp_path / 'test_metaf2n_tiny_20251231_235959.log').write_text(
-        '2025-12-31 23:59:59,000 INFO: Validation older_run\n\t # psnr: 1.0000\n')
+    (tmp_path / 'test_metaf2n_tiny_20251231_235959.log'
+     ).write_text('2025-12-31 23:59:59,000 INFO: Validation older_run\n\t # psnr: 1.0000\n')
     (tmp_path / 'metrics.md').write_text('stale')
     run_python(SCRIPT, str(tmp_path), cwd=tmp_path)
 
@@ -110,10 +149,12 @@ def test_unadapted_metrics_get_their_own_and_a_delta_column_from_the_newest_log(
     assert (tmp_path / 'metrics.csv').read_text() == 'dataset,psnr\nolder_run,1.0000\n'
 
 
-@pytest.mark.parametrize('log_text, message', [
-    (None, 'no test_*.log in'),
-    ('2026-01-02 10:00:00,000 INFO: Testing set_a...\n', 'has no validation metrics: list them under val.metrics'),
-], ids=['no log', 'log without metrics'])
+@pytest.mark.parametrize(
+    'log_text, message', [
+        (None, 'no test_*.log in'),
+        ('2026-01-02 10:00:00,000 INFO: Testing set_a...\n', 'has no validation metrics: list them under val.metrics'),
+    ],
+    ids=['no log', 'log without metrics'])
 def test_a_run_without_metrics_is_refused_with_what_to_do(tmp_path, log_text, message):
     if log_text is not None:
         (tmp_path / 'test_x_20260101_000000.log').write_text(log_text)

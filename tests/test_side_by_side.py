@@ -1,10 +1,8 @@
 """scripts/side_by_side.py: LQ | unadapted | adapted | GT panels with face boxes, bad images skipped."""
-import json
-import os
-
 import cv2
+import json
 import numpy as np
-
+import os
 from conftest import REPO, run_python
 
 SCRIPT = os.path.join(REPO, 'scripts', 'side_by_side.py')
@@ -26,10 +24,29 @@ def test_panels_in_order_with_boxes_and_bad_images_skipped(tmp_path):
     cv2.imwrite(str(vis / 'a_b_run.png'), flat(30, 64))  # another image whose stem starts with 'a_'
     (lq / 'broken.png').write_bytes(b'')  # a zero-byte LQ image whose output exists
     cv2.imwrite(str(vis / 'broken_run.png'), flat(150, 64))
-    (tmp_path / 'faces.json').write_text(json.dumps({'a.png': {'faces': [{
-        'landmarks': [[5, 6], [10, 6], [8, 8], [6, 11], [10, 11]], 'box': [2, 3, 13, 14]}]}, 'broken.png': {'faces': []}}))
-    proc = run_python(SCRIPT, str(vis), '--lq', str(lq), '--gt', str(gt), '--faces', str(tmp_path / 'faces.json'),
-                      cwd=tmp_path, check=False)
+    (tmp_path / 'faces.json').write_text(
+        json.dumps({
+            'a.png': {
+                'faces': [{
+                    'landmarks': [[5, 6], [10, 6], [8, 8], [6, 11], [10, 11]],
+                    'box': [2, 3, 13, 14]
+                }]
+            },
+            'broken.png': {
+                'faces': []
+            }
+        }))
+    proc = run_python(
+        SCRIPT,
+        str(vis),
+        '--lq',
+        str(lq),
+        '--gt',
+        str(gt),
+        '--faces',
+        str(tmp_path / 'faces.json'),
+        cwd=tmp_path,
+        check=False)
     assert proc.returncode == 1 and '1 side-by-side images' in proc.stdout and '1 failed: broken.png' in proc.stdout
     assert 'broken.png' in proc.stderr and 'empty' in proc.stderr
 

@@ -170,8 +170,9 @@ def test_autocast_keeps_distances_in_float32():
 
 def test_laplacian_mask_equals_opencv_on_a_photo():
     img = photo()
-    gray8 = np.round(255 * (img[0] * torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)[:, None, None])
-                     .sum(0).numpy()).astype(np.uint8)
+    gray8 = np.round(
+        255 * (img[0] * torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)[:, None, None]).sum(0).numpy()).astype(
+            np.uint8)
     expected = cv2.Laplacian(gray8, cv2.CV_8U, ksize=1) > 20  # ksize 1: the 4-neighbour kernel, reflect-101
     mask = laplacian_mask(img, threshold=20)
     assert mask.shape == (1, 1, 512, 512) and np.array_equal(mask[0, 0].numpy(), expected)
@@ -196,10 +197,12 @@ def test_bad_arguments_are_named():
         SSGLoss()(img, img[..., :19])
 
 
-@pytest.mark.parametrize('option, value, allowed', [
-    ('loss_weight', -1, 'a number >= 0'), ('patch_size', 4, 'an odd integer >= 1'), ('search_size', 24, 'an odd'),
-    ('h', 0, 'a number > 0'), ('h', -0.004, 'a number > 0'), ('mask_stride', 0, 'an integer >= 1'),
-    ('threshold', 300, r'a Laplacian response in \[0, 255\]'), ('kl_weight', -0.5, 'a number >= 0'), ('reduction', 'avg', "'none'")])
+@pytest.mark.parametrize('option, value, allowed',
+                         [('loss_weight', -1, 'a number >= 0'), ('patch_size', 4, 'an odd integer >= 1'),
+                          ('search_size', 24, 'an odd'), ('h', 0, 'a number > 0'), ('h', -0.004, 'a number > 0'),
+                          ('mask_stride', 0, 'an integer >= 1'),
+                          ('threshold', 300, r'a Laplacian response in \[0, 255\]'),
+                          ('kl_weight', -0.5, 'a number >= 0'), ('reduction', 'avg', "'none'")])
 def test_options_are_checked_at_construction_with_their_allowed_values(option, value, allowed):
     with pytest.raises(ValueError, match=f'SSGLoss option {option} must be {allowed}.*got {value!r}'):
         SSGLoss(**{option: value})
@@ -209,5 +212,6 @@ def test_images_in_0_255_and_unbatched_images_are_named():
     img = torch.rand(1, 3, 20, 20)
     with pytest.raises(ValueError, match=r'images in \[0, 1\].*reaches 2[0-9.]+: divide \[0, 255\] images by 255'):
         SSGLoss()(img * 255, img * 255)
-    with pytest.raises(ValueError, match=r'\(N, C, H, W\) batches, got a 3-D pred \(3, 20, 20\); add the batch dimension'):
+    with pytest.raises(
+            ValueError, match=r'\(N, C, H, W\) batches, got a 3-D pred \(3, 20, 20\); add the batch dimension'):
         SSGLoss()(img[0], img[0])

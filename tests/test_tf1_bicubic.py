@@ -5,9 +5,8 @@
 TensorFlow itself is not needed here.
 """
 import math
-import os
-
 import numpy as np
+import os
 import pytest
 import torch
 from torch.nn import functional as F

@@ -30,12 +30,10 @@ Image convention: input and output are N x 3 x S x S RGB tensors in [-1, 1]
 as upstream; clamp to [-1, 1] before converting to an image.
 """
 import math
-
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
-
-from basicsr.utils.registry import ARCH_REGISTRY
 
 # FIR taps of the encoder's downsampling and of the ToRGB skip upsampling. Upstream
 # hard-codes these (only the decoder's upsampling convs follow ``blur_kernel``).
@@ -136,7 +134,7 @@ class EqualLinear(nn.Module):
     def __init__(self, in_dim, out_dim, bias_init=0.0, lr_mul=1.0, activate=False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
-        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.bias = nn.Parameter(torch.full((out_dim, ), float(bias_init)))
         self.scale = lr_mul / math.sqrt(in_dim)
         self.lr_mul, self.activate = lr_mul, activate
 
@@ -174,8 +172,14 @@ class ModulatedConv2d(nn.Module):
     or (N, C_out, 2H, 2W) with ``upsample`` (stride-2 transposed conv then blur).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, style_dim, demodulate=True,
-                 upsample=False, blur_kernel=(1, 3, 3, 1)):
+    def __init__(self,
+                 in_channels,
+                 out_channels,
+                 kernel_size,
+                 style_dim,
+                 demodulate=True,
+                 upsample=False,
+                 blur_kernel=(1, 3, 3, 1)):
         super().__init__()
         self.demodulate, self.upsample = demodulate, upsample
         if upsample:
@@ -219,11 +223,9 @@ class NoiseInjection(nn.Module):
 class StyledConv(nn.Module):
     """Modulated 3x3 conv -> noise injection -> FusedLeakyReLU; output has 2*C_out channels if isconcat."""
 
-    def __init__(self, in_channels, out_channels, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1),
-                 isconcat=True):
+    def __init__(self, in_channels, out_channels, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1), isconcat=True):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample,
-                                    blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample, blur_kernel=blur_kernel)
         self.noise = NoiseInjection(isconcat)
         self.activate = FusedLeakyReLU(out_channels * (2 if isconcat else 1))
 
@@ -282,10 +284,9 @@ class StyleGAN2Generator(nn.Module):
         in_ch = channels[4]
         for log_res in range(3, int(math.log2(size)) + 1):
             out_ch = channels[2**log_res]
-            self.convs.append(StyledConv(in_ch * mult, out_ch, style_dim, upsample=True, blur_kernel=blur_kernel,
-                                         isconcat=isconcat))
-            self.convs.append(StyledConv(out_ch * mult, out_ch, style_dim, blur_kernel=blur_kernel,
-                                         isconcat=isconcat))
+            self.convs.append(
+                StyledConv(in_ch * mult, out_ch, style_dim, upsample=True, blur_kernel=blur_kernel, isconcat=isconcat))
+            self.convs.append(StyledConv(out_ch * mult, out_ch, style_dim, blur_kernel=blur_kernel, isconcat=isconcat))
             self.to_rgbs.append(ToRGB(out_ch * mult, style_dim))
             in_ch = out_ch
 
@@ -324,7 +325,14 @@ class GPEN(nn.Module):
             ``FIXED_BLUR_TAPS``.
     """
 
-    def __init__(self, size, style_dim=512, n_mlp=8, channel_multiplier=2, narrow=1, isconcat=True, lr_mlp=0.01,
+    def __init__(self,
+                 size,
+                 style_dim=512,
+                 n_mlp=8,
+                 channel_multiplier=2,
+                 narrow=1,
+                 isconcat=True,
+                 lr_mlp=0.01,
                  blur_kernel=(1, 3, 3, 1)):
         super().__init__()
         log_size = int(math.log2(size))

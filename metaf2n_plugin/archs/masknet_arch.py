@@ -5,9 +5,8 @@ background, hallucinated detail) say little about the photo's degradation. MaskN
 bicubic-upsampled LQ face next to its restoration and predicts how much each pixel should count in
 the inner loss ``mean(W * |face_restored - f_theta(face_lq)|)``.
 """
-from torch import nn
-
 from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
 
 
 @ARCH_REGISTRY.register()

@@ -30,9 +30,8 @@ gains a leading task dimension (tensors ``(T, ...)``, strings a list of T); :fun
     final_order                     'resize_sinc_jpeg' | 'jpeg_resize_sinc'
 """
 import math
-import random
-
 import numpy as np
+import random
 import torch
 from basicsr.data.degradations import (add_gaussian_noise_pt, add_poisson_noise_pt, circular_lowpass_kernel,
                                        random_mixed_kernels)
@@ -140,9 +139,15 @@ def _blur_kernel(o, suffix):
         kernel = circular_lowpass_kernel(cutoff, size)
     else:
         sigma = o[f'blur_sigma{suffix}']
-        kernel = random_mixed_kernels(o[f'kernel_list{suffix}'], o[f'kernel_prob{suffix}'], size, sigma, sigma,
-                                      [-math.pi, math.pi], o[f'betag_range{suffix}'], o[f'betap_range{suffix}'],
-                                      noise_range=None)
+        kernel = random_mixed_kernels(
+            o[f'kernel_list{suffix}'],
+            o[f'kernel_prob{suffix}'],
+            size,
+            sigma,
+            sigma, [-math.pi, math.pi],
+            o[f'betag_range{suffix}'],
+            o[f'betap_range{suffix}'],
+            noise_range=None)
     return _padded(kernel, o['kernel_size_range'][1])
 
 
@@ -221,8 +226,11 @@ def add_noise(image, draw, stage):
     level = draw[f'noise_level{stage}'].to(image)
     gray = draw[f'gray_noise{stage}'].to(image)
     if draw[f'noise{stage}'] == 'gaussian':  # one image at a time: BasicSR shares a gray field across the batch
-        return torch.cat([add_gaussian_noise_pt(image[i:i + 1], sigma=level[i:i + 1], gray_noise=gray[i:i + 1],
-                                                clip=True, rounds=False) for i in range(len(image))])
+        return torch.cat([
+            add_gaussian_noise_pt(
+                image[i:i + 1], sigma=level[i:i + 1], gray_noise=gray[i:i + 1], clip=True, rounds=False)
+            for i in range(len(image))
+        ])
     return add_poisson_noise_pt(image, scale=level, gray_noise=gray, clip=True, rounds=False)
 
 

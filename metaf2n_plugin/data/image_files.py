@@ -3,7 +3,6 @@
 They are decoded by :func:`metaf2n_plugin.image_io.decode_image`.
 """
 import os
-
 from basicsr.data.data_util import paths_from_lmdb
 
 from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, images_in
@@ -49,9 +48,13 @@ def list_images(folder, meta_info=None, backend='disk', what='image'):
     return sorted(paths)
 
 
-
-SIGNATURES = {'PNG': (b'\x89PNG\r\n\x1a\n', ), 'JPEG': (b'\xff\xd8\xff', ), 'BMP': (b'BM', ),
-              'TIFF': (b'II*\x00', b'MM\x00*'), 'WebP': (b'RIFF', )}
+SIGNATURES = {
+    'PNG': (b'\x89PNG\r\n\x1a\n', ),
+    'JPEG': (b'\xff\xd8\xff', ),
+    'BMP': (b'BM', ),
+    'TIFF': (b'II*\x00', b'MM\x00*'),
+    'WebP': (b'RIFF', )
+}
 
 
 def check_headers(paths, what='image'):
@@ -76,5 +79,5 @@ def check_headers(paths, what='image'):
                 (head.startswith(b'RIFF') and head[8:12] != b'WEBP'):
             bad.append(f'{path}: not a {", ".join(SIGNATURES)} file (starts with {head[:8]!r})')
     if bad:
-        raise ValueError(f'{len(bad)} of {len(paths)} {what} files are unusable; replace or remove them:\n  '
-                         + '\n  '.join(bad))
+        raise ValueError(f'{len(bad)} of {len(paths)} {what} files are unusable; replace or remove them:\n  ' +
+                         '\n  '.join(bad))

@@ -1,7 +1,6 @@
 """MetaF2N's test data: LQ photos with faces, their GT when there is one, and where their faces are."""
-import os
-
 import numpy as np
+import os
 import torch
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY

@@ -8,8 +8,8 @@ from torch.utils import data
 
 from metaf2n_plugin.data.degradation import degradation_options, sample_degradation
 from metaf2n_plugin.data.image_files import check_headers, dataroot, list_images
-from metaf2n_plugin.image_io import decode_image
 from metaf2n_plugin.data.task_degradation import random_crops
+from metaf2n_plugin.image_io import decode_image
 
 
 @DATASET_REGISTRY.register()
@@ -71,10 +71,12 @@ class MetaF2NTaskDataset(data.Dataset):
                              'background_size')
         self.io_backend_opt = dict(opt.get('io_backend', {'type': 'disk'}))
         backend = self.io_backend_opt['type']
-        self.face_paths = list_images(dataroot(opt, 'dataroot_face', 'aligned face images (e.g. FFHQ)'),
-                                      opt.get('meta_info_face'), backend, 'face')
-        self.background_paths = list_images(dataroot(opt, 'dataroot_background', 'natural images (e.g. DF2K)'),
-                                            opt.get('meta_info_background'), backend, 'background')
+        self.face_paths = list_images(
+            dataroot(opt, 'dataroot_face', 'aligned face images (e.g. FFHQ)'), opt.get('meta_info_face'), backend,
+            'face')
+        self.background_paths = list_images(
+            dataroot(opt, 'dataroot_background', 'natural images (e.g. DF2K)'), opt.get('meta_info_background'),
+            backend, 'background')
         if backend == 'disk':
             check_headers(self.face_paths, 'face')
             check_headers(self.background_paths, 'background')
@@ -94,27 +96,29 @@ class MetaF2NTaskDataset(data.Dataset):
         if self.file_client is None:
             opt = dict(self.io_backend_opt)
             self.file_client = FileClient(opt.pop('type'), **opt)
-        others = np.random.choice(np.delete(np.arange(len(self.face_paths)), index), self.faces_per_task - 1,
-                                  replace=False)
+        others = np.random.choice(
+            np.delete(np.arange(len(self.face_paths)), index), self.faces_per_task - 1, replace=False)
         faces, face_paths = zip(*(self._drawn(self._face, self.face_paths, i) for i in [index, *others]))
-        backgrounds, background_paths = zip(*(
-            self._drawn(self._background, self.background_paths, i)
-            for i in np.random.randint(0, len(self.background_paths), self.patches_per_task)))
+        backgrounds, background_paths = zip(
+            *(self._drawn(self._background, self.background_paths, i)
+              for i in np.random.randint(0, len(self.background_paths), self.patches_per_task)))
         faces, backgrounds = np.stack(faces), np.stack(backgrounds)
         if self.opt.get('use_hflip', True) and np.random.uniform() < 0.5:
             faces, backgrounds = faces[..., ::-1], backgrounds[..., ::-1]
         faces, backgrounds = np.ascontiguousarray(faces), np.ascontiguousarray(backgrounds)
         tries = self.opt.get('face_patch_tries', 6)
         face_crops = [random_crops(face, self.face_patch_size // self.scale, self.scale, tries) for face in faces]
-        background_crops = [random_crops(bg, self.background_patch_size // self.scale, self.scale, 1)
-                            for bg in backgrounds]
+        background_crops = [
+            random_crops(bg, self.background_patch_size // self.scale, self.scale, 1) for bg in backgrounds
+        ]
         return {
             'face_gt': torch.from_numpy(faces),
             'background_gt': torch.from_numpy(backgrounds),
             'face_crop_candidates': torch.stack(face_crops),
             'face_patch_min_log_gradient': float(self.opt.get('face_patch_min_log_gradient', -6.0)),
             'background_crops': torch.cat(background_crops),
-            'degradation': sample_degradation(self.degradation, len(faces) + len(backgrounds)),
+            'degradation': sample_degradation(self.degradation,
+                                              len(faces) + len(backgrounds)),
             'face_paths': '\n'.join(face_paths),
             'background_paths': '\n'.join(background_paths),
         }
@@ -143,8 +147,9 @@ class MetaF2NTaskDataset(data.Dataset):
                              f'(e.g. FFHQ), resized to face_size {self.face_size}')
         if height != self.face_size:
             shrink = height > self.face_size
-            image = cv2.resize(image, (self.face_size, self.face_size),
-                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC).clip(0, 1)
+            image = cv2.resize(
+                image, (self.face_size, self.face_size),
+                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC).clip(0, 1)
         return image.transpose(2, 0, 1)
 
     def _background(self, path):

@@ -13,12 +13,11 @@ patch (the restored face, or the GT without a restorer) has ``log(mean squared g
 A crop is ``(y, x, size)`` in LQ pixels: the LQ patch ``lq[y:y+size, x:x+size]`` and the HQ patch ``s`` times
 further and larger.
 """
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from basicsr.utils import DiffJPEG
 from basicsr.utils.img_process_util import USMSharp
+from dataclasses import dataclass
 
 from metaf2n_plugin.data.degradation import apply_degradation, select_images, task_draw
 

@@ -37,20 +37,17 @@ seeding ``random``, ``numpy.random`` and ``torch`` with an image's seed and call
 ``apply_degradation(GT, sample_degradation(settings, 1), scale, DiffJPEG(differentiable=False))`` on the CPU
 remakes its LQ file.
 """
-import os
-import random
-from dataclasses import dataclass, field
-
 import cv2
 import numpy as np
+import os
+import random
 import torch
-from basicsr.utils import DiffJPEG
-from basicsr.utils import img2tensor, tensor2img
+from basicsr.utils import DiffJPEG, img2tensor, tensor2img
+from dataclasses import dataclass, field
 from tqdm import tqdm
 
-from metaf2n_plugin.data.degradation import (PER_IMAGE, apply_degradation, degradation_options,
-                                            sample_degradation)
 from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.data.degradation import PER_IMAGE, apply_degradation, degradation_options, sample_degradation
 from metaf2n_plugin.faces import LandmarkSource, face_template
 from metaf2n_plugin.image_io import read_image, write_image
 from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON
@@ -75,8 +72,17 @@ class BuildReport:
     skipped: list = field(default_factory=list)
 
 
-def build_testset(inputs, out_dir, preset='iid', seed=0, gt_size=512, scale=4, landmarks_json=None,
-                  backgrounds=None, num_images=None, faces_per_image=(2, 4), progress=True):
+def build_testset(inputs,
+                  out_dir,
+                  preset='iid',
+                  seed=0,
+                  gt_size=512,
+                  scale=4,
+                  landmarks_json=None,
+                  backgrounds=None,
+                  num_images=None,
+                  faces_per_image=(2, 4),
+                  progress=True):
     """Build one test set (module docstring) and return a :class:`BuildReport`.
 
     Args:
@@ -118,8 +124,16 @@ def build_testset(inputs, out_dir, preset='iid', seed=0, gt_size=512, scale=4, l
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     jpeger = DiffJPEG(differentiable=False)
     report, table = BuildReport(), {}
-    meta = {'settings': {'preset': preset, 'seed': seed, 'gt_size': gt_size, 'scale': scale, 'multi_face': multi,
-                         'degradation_options': options}}
+    meta = {
+        'settings': {
+            'preset': preset,
+            'seed': seed,
+            'gt_size': gt_size,
+            'scale': scale,
+            'multi_face': multi,
+            'degradation_options': options
+        }
+    }
     for i in tqdm(range(count), desc=os.path.basename(os.path.normpath(out_dir)), disable=not progress):
         image_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
         rng = np.random.default_rng(image_seed)

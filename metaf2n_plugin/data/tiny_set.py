@@ -24,17 +24,16 @@ faces of the test sets are the training faces' people (the only annotated photos
 test set's ``LQ``, ``GT`` and ``landmarks.json`` are ``MetaF2NPairedFaceDataset``'s ``dataroot_lq``,
 ``dataroot_gt`` and ``face_source: {type: landmarks, json_path: ...}``. The same seed gives the same files.
 """
-import os
-
 import cv2
 import numpy as np
+import os
 import skimage.data
 
-from metaf2n_plugin.data.testset_builder import build_testset
 from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.data.testset_builder import build_testset
 from metaf2n_plugin.faces import builtin_photo, face_template, similarity_transform
-from metaf2n_plugin.image_io import write_image
 from metaf2n_plugin.faces.alignment import align_face, compose_affine
+from metaf2n_plugin.image_io import write_image
 
 PHOTOS = ('astronaut', 'grace_hopper')
 FACE_SIZE, FACES_PER_PHOTO = 256, 4
@@ -45,11 +44,15 @@ BACKGROUNDS = (('coffee', [(0, 0), (0, 200)]), ('rocket', [(27, 120)]), ('hubble
 PAIR_CORNERS = ((180, 200), (100, 300), (300, 100))  # top-left corners of the astronaut's 64 x 64 pair crops
 TEST_GT_SIZE = 512
 # held-out test backgrounds, each a square crop (top, left, side) of a scikit-image picture; gray ones made RGB
-TEST_BACKGROUNDS = {'retina': (450, 450, 512), 'motorcycle_right': (0, 241, 500), 'gravel': (0, 0, 512),
-                    'grass': (0, 0, 512)}
+TEST_BACKGROUNDS = {
+    'retina': (450, 450, 512),
+    'motorcycle_right': (0, 241, 500),
+    'gravel': (0, 0, 512),
+    'grass': (0, 0, 512)
+}
 # (set, preset, multi-face); set k is built with seed + k
-TEST_SETS = (('Tiny_iid', 'iid', False), ('Tiny_Multi_iid', 'iid', True), ('Tiny_ood', 'ood', False),
-             ('Tiny_Multi_ood', 'ood', True))
+TEST_SETS = (('Tiny_iid', 'iid', False), ('Tiny_Multi_iid', 'iid', True), ('Tiny_ood', 'ood', False), ('Tiny_Multi_ood',
+                                                                                                       'ood', True))
 
 
 def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
@@ -62,8 +65,9 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
     for photo in PHOTOS:
         image, (face, ) = builtin_photo(photo)
         for j in range(FACES_PER_PHOTO):
-            write_image(os.path.join(folders['faces'], f'face_{photo}_{j}.png'),
-                        align_face(image, None, FACE_SIZE, compose_affine(_jitter(rng), _to_template(face)))[0])
+            write_image(
+                os.path.join(folders['faces'], f'face_{photo}_{j}.png'),
+                align_face(image, None, FACE_SIZE, compose_affine(_jitter(rng), _to_template(face)))[0])
         square = image[:TEST_GT_SIZE, :TEST_GT_SIZE]  # grace_hopper is 600 high; her face is in the top 512 rows
         write_image(os.path.join(folders['sources/photos'], f'{photo}.png'), square)
         landmarks[f'{photo}.png'] = {'faces': [{'landmarks': face.landmarks.tolist()}]}
@@ -71,8 +75,9 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
     for name, corners in BACKGROUNDS:
         image = getattr(skimage.data, name)().astype(np.float32) / 255.0
         for j, (top, left) in enumerate(corners):
-            write_image(os.path.join(folders['backgrounds'], f'{name}_{j}.png'),
-                        image[top:top + BACKGROUND_SIZE, left:left + BACKGROUND_SIZE])
+            write_image(
+                os.path.join(folders['backgrounds'], f'{name}_{j}.png'), image[top:top + BACKGROUND_SIZE,
+                                                                               left:left + BACKGROUND_SIZE])
     motorcycle = skimage.data.stereo_motorcycle()[0].astype(np.float32) / 255.0
     write_image(os.path.join(folders['backgrounds'], 'motorcycle_0.png'), motorcycle[50:450, 170:570])
     _write_pairs(os.path.join(root, 'pairs'))
@@ -82,11 +87,17 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
     for k, (name, preset, multi) in enumerate(TEST_SETS):
         out_dir = os.path.join(root, 'test', name)
         if multi:
-            build_testset(faces, out_dir, preset, seed + k, TEST_GT_SIZE, backgrounds=test_backgrounds,
-                          progress=progress)
+            build_testset(
+                faces, out_dir, preset, seed + k, TEST_GT_SIZE, backgrounds=test_backgrounds, progress=progress)
         else:
-            build_testset(photos, out_dir, preset, seed + k, TEST_GT_SIZE, progress=progress,
-                          landmarks_json=os.path.join(root, 'sources', 'photos_landmarks.json'))
+            build_testset(
+                photos,
+                out_dir,
+                preset,
+                seed + k,
+                TEST_GT_SIZE,
+                progress=progress,
+                landmarks_json=os.path.join(root, 'sources', 'photos_landmarks.json'))
     return root
 
 

@@ -25,7 +25,9 @@ TEMPLATE_CROP = 168.0  # the padded crop of the 112 x 112 square: 112 * (1 + 2 *
 
 def face_template(size):
     """GPEN's five reference points for an aligned ``size`` x ``size`` crop: ``(5, 2)`` float64 ``(x, y)``."""
-    return get_reference_facial_points((size, size), inner_padding_factor=0.25, outer_padding=(0, 0),
+    return get_reference_facial_points((size, size),
+                                       inner_padding_factor=0.25,
+                                       outer_padding=(0, 0),
                                        default_square=True).astype(np.float64)
 
 

@@ -18,11 +18,10 @@ Two layouts are read by :class:`LandmarkSource`:
 An image without faces is listed with ``"faces": []``; an image missing from the JSON is an error.
 """
 import json
+import numpy as np
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from metaf2n_plugin.image_io import read_image
 

@@ -1,9 +1,8 @@
 """Face source ``retinaface``: facexlib's RetinaFace detector, weights loaded from a path you choose."""
-import warnings
-
 import cv2
 import numpy as np
 import torch
+import warnings
 from facexlib.detection.retinaface import RetinaFace
 
 from metaf2n_plugin.checkpoints import load_named, load_state_dict
@@ -41,8 +40,15 @@ class RetinaFaceDetector:
         device: torch device for the network.
     """
 
-    def __init__(self, model='retinaface_resnet50', weights=None, download=False,
-                 score_threshold=0.9, nms_threshold=0.4, resize_above=1500, resize_to=1000, device='cpu'):
+    def __init__(self,
+                 model='retinaface_resnet50',
+                 weights=None,
+                 download=False,
+                 score_threshold=0.9,
+                 nms_threshold=0.4,
+                 resize_above=1500,
+                 resize_to=1000,
+                 device='cpu'):
         self.net = build_retinaface(model, device)
         file_name = RETINAFACE_MODELS[model][1]
         path = locate_weights(file_name, FACEXLIB_RELEASE + file_name, f'RetinaFace ({model})', weights, download)
@@ -73,8 +79,10 @@ class RetinaFaceDetector:
         back = np.array([width / bgr.shape[1], height / bgr.shape[0]])
         rows = self.net.detect_faces(bgr, conf_threshold=self.score_threshold, nms_threshold=self.nms_threshold)
         faces = [
-            Face(landmarks=row[5:15].reshape(5, 2).astype(np.float64) * back,
-                 box=row[:4].astype(np.float64) * np.tile(back, 2), score=float(row[4])) for row in rows
+            Face(
+                landmarks=row[5:15].reshape(5, 2).astype(np.float64) * back,
+                box=row[:4].astype(np.float64) * np.tile(back, 2),
+                score=float(row[4])) for row in rows
         ]
         return [face for face in faces if _inside(face.box, width, height)]
 

@@ -15,7 +15,6 @@ their weights looked up) when first needed: a run whose faces come with the data
 """
 import functools
 import math
-
 import numpy as np
 import torch
 from basicsr.utils import img2tensor, tensor2img
@@ -82,8 +81,10 @@ class FacePairExtractor:
         """
         kind = data.get('face_source', ['retinaface'])[0]
         if kind == 'pairs':
-            return [FacePair(_hwc(lq), _hwc(hq), _hwc(mask) > 0.5)
-                    for lq, hq, mask in zip(data['face_lq'], data['face_hq'], data['face_mask'])]
+            return [
+                FacePair(_hwc(lq), _hwc(hq),
+                         _hwc(mask) > 0.5) for lq, hq, mask in zip(data['face_lq'], data['face_hq'], data['face_mask'])
+            ]
         faces = None
         if kind == 'landmarks':
             faces = [Face(landmarks.double().numpy()) for landmarks in data['landmarks'][0]]
@@ -132,9 +133,11 @@ class FacePairExtractor:
         gt_aligned = None
         if self.restorer.needs_gt and gt is not None:
             hq_to_lq = invert_affine(upscale_map(self.scale))
-            gt_aligned = torch.stack(img2tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0]
-                                                 for m in matrices], bgr2rgb=False))
-        restored = self.restorer(torch.stack(img2tensor(list(aligned), bgr2rgb=False)), gt_aligned).permute(0, 2, 3, 1).numpy()
+            gt_aligned = torch.stack(
+                img2tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0] for m in matrices],
+                           bgr2rgb=False))
+        restored = self.restorer(torch.stack(img2tensor(list(aligned), bgr2rgb=False)), gt_aligned).permute(0, 2, 3,
+                                                                                                            1).numpy()
         pairs = []
         for face, box, matrix, face_hq in zip(faces, boxes, matrices, restored):
             hq, mask = paste_back(face_hq, matrix, box, self.scale)

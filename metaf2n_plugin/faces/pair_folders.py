@@ -9,13 +9,12 @@
 ``i`` counts the faces of the image from 0. Without ``Face_Mask`` every HQ pixel counts as valid, which is
 how the original trains (black where the restored face does not reach).
 """
+import numpy as np
 import os
 import re
 
-import numpy as np
-
-from metaf2n_plugin.image_io import read_image, write_image
 from metaf2n_plugin.faces.pairs import FacePair
+from metaf2n_plugin.image_io import read_image, write_image
 
 LQ_DIR, HQ_DIR, MASK_DIR = 'Face_LQ', 'Face_HQ', 'Face_Mask'
 
@@ -50,8 +49,8 @@ class PairFolderSource:
         stem = os.path.splitext(os.path.basename(image_path))[0]
         pairs = []
         for i in pair_indices(self.root, stem):
-            lq_path, hq_path, mask_path = (os.path.join(self.root, d, f'{stem}_{i}.png')
-                                           for d in (LQ_DIR, HQ_DIR, MASK_DIR))
+            lq_path, hq_path, mask_path = (
+                os.path.join(self.root, d, f'{stem}_{i}.png') for d in (LQ_DIR, HQ_DIR, MASK_DIR))
             if not os.path.isfile(hq_path):
                 raise ValueError(f'{lq_path!r} has no partner {hq_path!r}; re-run scripts/extract_face_pairs.py')
             lq, hq = read_image(lq_path), read_image(hq_path)

@@ -1,7 +1,6 @@
 """The face pair: what MetaF2N's inner step trains on."""
-from dataclasses import dataclass
-
 import numpy as np
+from dataclasses import dataclass
 
 from metaf2n_plugin.faces.annotations import Face
 

@@ -40,8 +40,8 @@ def paste_back(restored, matrix, box, scale):
         small = max(1, round(size * zoom))
         source = cv2.resize(restored, (small, small), interpolation=cv2.INTER_AREA)
         source_to_window = compose_affine(to_window, upscale_map(size / small))
-    hq = cv2.warpAffine(source, source_to_window, (out_w, out_h), flags=cv2.INTER_CUBIC,
-                        borderMode=cv2.BORDER_REPLICATE)
+    hq = cv2.warpAffine(
+        source, source_to_window, (out_w, out_h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
     back = invert_affine(to_window)
     ys, xs = np.mgrid[0:out_h, 0:out_w]

@@ -1,10 +1,8 @@
 """Random LR/HR patch pairs from an image's face pairs: the batch of MetaF2N's inner step (step 4)."""
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from basicsr.utils import get_root_logger
-from basicsr.utils import img2tensor
+from basicsr.utils import get_root_logger, img2tensor
+from dataclasses import dataclass
 
 
 @dataclass
@@ -73,8 +71,10 @@ def sample_patches(pairs, scale, num_patches=16, patch_size=64, rng=None, image_
             masks.append(mask[scale * i:scale * i + patch_size, scale * j:scale * j + patch_size, None])
             owners.append(index)
     return PatchBatch(
-        lq=_to_tensor(lqs, lr_size, 3), hq=_to_tensor(hqs, patch_size, 3),
-        mask=_to_tensor(masks, patch_size, 1), face_index=torch.tensor(owners, dtype=torch.int64))
+        lq=_to_tensor(lqs, lr_size, 3),
+        hq=_to_tensor(hqs, patch_size, 3),
+        mask=_to_tensor(masks, patch_size, 1),
+        face_index=torch.tensor(owners, dtype=torch.int64))
 
 
 def _pad_to_patch(pair, lr_size, scale):

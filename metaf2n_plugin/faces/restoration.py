@@ -66,8 +66,16 @@ class GPENRestorer:
     """
     needs_gt = False
 
-    def __init__(self, size=512, channel_multiplier=None, narrow=None, weights=None, download=False,
-                 batch_size=4, style_dim=512, n_mlp=8, device='cpu'):
+    def __init__(self,
+                 size=512,
+                 channel_multiplier=None,
+                 narrow=None,
+                 weights=None,
+                 download=False,
+                 batch_size=4,
+                 style_dim=512,
+                 n_mlp=8,
+                 device='cpu'):
         release = GPEN_RELEASES.get(size, {'channel_multiplier': 2, 'narrow': 1})
         channel_multiplier = release['channel_multiplier'] if channel_multiplier is None else channel_multiplier
         narrow = release['narrow'] if narrow is None else narrow
@@ -76,8 +84,7 @@ class GPENRestorer:
         self.size = size
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.net = GPEN(size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier,
-                        narrow=narrow)
+        self.net = GPEN(size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier, narrow=narrow)
         load_named(self.net, load_state_dict(path, 'GPEN weights'), path,
                    f'GPEN-{size} (channel_multiplier {channel_multiplier}, narrow {narrow})')
         self.net.eval().requires_grad_(False).to(self.device)

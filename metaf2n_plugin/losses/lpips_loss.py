@@ -1,7 +1,6 @@
 """LPIPS as a training loss: MetaF2N's perceptual term (``0.5 * LPIPS_alex``; BasicSR has no LPIPS loss)."""
-from torch import nn
-
 from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
 
 from metaf2n_plugin.metrics.lpips_metric import build_lpips, lpips_weights_file
 
@@ -21,7 +20,12 @@ class LPIPSLoss(nn.Module):
         weights_path, download, random_weights: as for ``calculate_lpips``; ``random_weights`` is for tests only.
     """
 
-    def __init__(self, loss_weight=1.0, reduction='mean', net='alex', weights_path=None, download=False,
+    def __init__(self,
+                 loss_weight=1.0,
+                 reduction='mean',
+                 net='alex',
+                 weights_path=None,
+                 download=False,
                  random_weights=False):
         super().__init__()
         if reduction not in ('mean', 'none'):

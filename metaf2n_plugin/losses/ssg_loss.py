@@ -20,10 +20,9 @@ gradient of each row's loss with respect to the SR logits, written over them: on
 matrix outlives the forward pass. ``bench/ssg.py`` measures both formulations.
 """
 import torch
+from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
-
-from basicsr.utils.registry import LOSS_REGISTRY
 
 _LAPLACIAN = torch.tensor([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, on RGB
@@ -272,8 +271,15 @@ class SSGLoss(nn.Module):
         kl_weight (float): weight of ``KL(S̄_target || S̄_pred)`` next to the L1 of the graphs.
     """
 
-    def __init__(self, loss_weight=1.0, reduction='mean', patch_size=9, search_size=25, h=0.004, threshold=20,
-                 mask_stride=1, kl_weight=0.0):
+    def __init__(self,
+                 loss_weight=1.0,
+                 reduction='mean',
+                 patch_size=9,
+                 search_size=25,
+                 h=0.004,
+                 threshold=20,
+                 mask_stride=1,
+                 kl_weight=0.0):
         super().__init__()
         checks = [('reduction', reduction, reduction in ('none', 'mean', 'sum'), "'none', 'mean' or 'sum'"),
                   ('loss_weight', loss_weight, loss_weight >= 0, 'a number >= 0'),
@@ -304,8 +310,8 @@ class SSGLoss(nn.Module):
             pixel is masked.
         """
         if pred.dim() != 4:
-            raise ValueError(f'SSGLoss takes (N, C, H, W) batches, got a {pred.dim()}-D pred {tuple(pred.shape)}'
-                             + ('; add the batch dimension: x[None]' if pred.dim() == 3 else ''))
+            raise ValueError(f'SSGLoss takes (N, C, H, W) batches, got a {pred.dim()}-D pred {tuple(pred.shape)}' +
+                             ('; add the batch dimension: x[None]' if pred.dim() == 3 else ''))
         if pred.shape != target.shape:
             raise ValueError(f'SSGLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ')
         if target.detach().abs().amax() > 2:
@@ -316,12 +322,12 @@ class SSGLoss(nn.Module):
         with torch.autocast(pred.device.type, enabled=False):
             (padded_pred, padded_target), where, blocks = _prepare((pred, target.detach()), mask, self.patch_size,
                                                                    self.search_size)
-            rows = _GraphRowLosses.apply(padded_pred, padded_target, where, blocks, self.patch_size,
-                                         self.search_size, -1 / (self.h * pred.size(1) * self.patch_size**2),
-                                         self.kl_weight)  # (M,)
+            rows = _GraphRowLosses.apply(padded_pred, padded_target, where, blocks, self.patch_size, self.search_size,
+                                         -1 / (self.h * pred.size(1) * self.patch_size**2), self.kl_weight)  # (M,)
         if weight is not None:
             if weight.shape != mask.shape:
-                raise ValueError(f'SSGLoss: weight must be (N, 1, H, W) = {tuple(mask.shape)}, got {tuple(weight.shape)}')
+                raise ValueError(
+                    f'SSGLoss: weight must be (N, 1, H, W) = {tuple(mask.shape)}, got {tuple(weight.shape)}')
             row_weight = weight[mask]
         if self.reduction == 'none':
             per_pixel = pred.new_zeros(mask.shape, dtype=rows.dtype).masked_scatter(mask, rows)

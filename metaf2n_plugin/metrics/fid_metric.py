@@ -15,21 +15,20 @@ BasicSR's validation scores images one at a time and averages the scores, so FID
 """
 import functools
 import math
-import os
-
 import numpy as np
+import os
 import torch
 import torch.nn.functional as F
 from basicsr.archs import inception
-from basicsr.metrics.fid import calculate_fid as frechet_distance
 from basicsr.metrics import calculate_metric
+from basicsr.metrics.fid import calculate_fid as frechet_distance
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 from tqdm import tqdm
 
-from metaf2n_plugin.compat import build_fid_inception
 from metaf2n_plugin.checkpoints import load_state_dict
+from metaf2n_plugin.compat import build_fid_inception
 from metaf2n_plugin.metrics.backbones import metric_device, metric_input
 from metaf2n_plugin.weights import locate_weights
 
@@ -58,7 +57,12 @@ class FrechetInceptionDistance:
             it runs, as in :func:`fid_inception`.
     """
 
-    def __init__(self, reference_stats=None, dims=2048, weights_path=None, download=False, random_weights=False,
+    def __init__(self,
+                 reference_stats=None,
+                 dims=2048,
+                 weights_path=None,
+                 download=False,
+                 random_weights=False,
                  device=None):
         self.inception = fid_inception(dims, weights_path, download, random_weights, device)
         self.dims = dims
@@ -186,8 +190,7 @@ class FIDValidationMixin:
             if suffixes is None:  # the outputs of the first image name the metrics, in the log's order
                 suffixes = [key[len('result'):] for key in visuals if key.startswith('result')]
                 sums = {name + suffix: 0.0 for name in metrics if not _is_fid(metrics[name]) for suffix in suffixes}
-                meters = _fid_meters({name: options for name, options in metrics.items() if _is_fid(options)},
-                                     suffixes)
+                meters = _fid_meters({name: options for name, options in metrics.items() if _is_fid(options)}, suffixes)
             gt = tensor2img([visuals['gt']]) if 'gt' in visuals else None
             for suffix in suffixes:
                 image = tensor2img([visuals['result' + suffix]])
@@ -197,8 +200,10 @@ class FIDValidationMixin:
                     if _is_fid(options):  # the GT's features are shared by all outputs: computed once
                         meters[name + suffix].update(image, gt if suffix == suffixes[0] else None)
                     else:
-                        sums[name + suffix] += calculate_metric({'img': image, 'img2': gt} if gt is not None else
-                                                                {'img': image}, options)
+                        sums[name + suffix] += calculate_metric({
+                            'img': image,
+                            'img2': gt
+                        } if gt is not None else {'img': image}, options)
             self.release_test_data()
         self.metric_results = {key: value / len(dataloader) for key, value in sums.items()}
         self.metric_results.update({key: meter.compute() for key, meter in meters.items()})
@@ -225,8 +230,8 @@ class FIDValidationMixin:
         for name, options in metrics.items():
             better = 'lower' if _is_fid(options) else options.get('better', 'higher')
             for suffix in suffixes:
-                best.setdefault(name + suffix, dict(better=better, val=math.inf * (1 if better == 'lower' else -1),
-                                                    iter=-1))
+                best.setdefault(name + suffix,
+                                dict(better=better, val=math.inf * (1 if better == 'lower' else -1), iter=-1))
                 self._update_best_metric_result(dataset_name, name + suffix, self.metric_results[name + suffix],
                                                 current_iter)
 

@@ -5,9 +5,8 @@ the ``lpips`` package (AlexNet trunk by default, as MetaF2N reports it). The pac
 heads; the trunk's ImageNet weights are looked up offline (:mod:`metaf2n_plugin.weights`).
 """
 import functools
-import os
-
 import lpips
+import os
 import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
@@ -26,8 +25,15 @@ TRUNK_WEIGHTS = {
 
 
 @METRIC_REGISTRY.register()
-def calculate_lpips(img, img2, crop_border=0, net='alex', weights_path=None, download=False, random_weights=False,
-                    device=None, **kwargs):
+def calculate_lpips(img,
+                    img2,
+                    crop_border=0,
+                    net='alex',
+                    weights_path=None,
+                    download=False,
+                    random_weights=False,
+                    device=None,
+                    **kwargs):
     """LPIPS distance between an image and its reference; 0 for identical images, lower is closer.
 
     Args:
@@ -66,7 +72,7 @@ def lpips_network(net='alex', weights_path=None, download=False, random_weights=
         FileNotFoundError: the trunk's weights are nowhere and ``download`` is off.
     """
     return _build_lpips(net, lpips_weights_file(net, weights_path, download, random_weights),
-                         str(metric_device(device)))
+                        str(metric_device(device)))
 
 
 def lpips_weights_file(net='alex', weights_path=None, download=False, random_weights=False):
@@ -109,6 +115,8 @@ def _load_trunk(trunk, state_dict):
     for slice_name, block in trunk.named_children():
         for index, _ in block.named_children():
             prefix = f'features.{index}.'
-            renamed.update({f'{slice_name}.{index}.{key[len(prefix):]}': value
-                            for key, value in state_dict.items() if key.startswith(prefix)})
+            renamed.update({
+                f'{slice_name}.{index}.{key[len(prefix):]}': value
+                for key, value in state_dict.items() if key.startswith(prefix)
+            })
     trunk.load_state_dict(renamed)

@@ -4,11 +4,10 @@
 The adapted parameters are a dict, used with ``torch.func.functional_call``; the network is never copied or
 modified, so meta-training (second order, through ``create_graph``) and testing share this one function.
 """
-import re
-import zlib
-
 import numpy as np
+import re
 import torch
+import zlib
 from torch.func import functional_call
 from torch.nn import functional as F
 
@@ -31,7 +30,15 @@ class AdaptedParameters(dict):
     inner_losses = ()
 
 
-def adapt_to_faces(net_g, net_mask, lq, hq, lr=1e-2, steps=1, params=None, create_graph=False, valid_mask=None,
+def adapt_to_faces(net_g,
+                   net_mask,
+                   lq,
+                   hq,
+                   lr=1e-2,
+                   steps=1,
+                   params=None,
+                   create_graph=False,
+                   valid_mask=None,
                    legacy_bicubic=False):
     """``steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
@@ -63,8 +70,9 @@ def adapt_to_faces(net_g, net_mask, lq, hq, lr=1e-2, steps=1, params=None, creat
     losses = []
     for _ in range(steps):
         loss = inner_loss(functional_call(net_g, theta, (lq, )), hq, weights, valid_mask)
-        grads = torch.autograd.grad(loss, [theta[name] for name in names], create_graph=create_graph,
-                                    allow_unused=True)  # a parameter the forward does not use keeps its value
+        grads = torch.autograd.grad(
+            loss, [theta[name] for name in names], create_graph=create_graph,
+            allow_unused=True)  # a parameter the forward does not use keeps its value
         grads = {name: grad for name, grad in zip(names, grads) if grad is not None}
         if not torch.isfinite(loss + sum(grad.sum() for grad in grads.values())):
             raise NonFiniteInnerLoss(f'inner loss {loss.item()} or its gradient is not finite')
@@ -99,8 +107,13 @@ def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, num_patches=16, 
     device = next(net_g.parameters()).device
     with torch.enable_grad():
         try:
-            adapted = adapt_to_faces(net_g, net_mask, patches.lq.to(device), patches.hq.to(device),
-                                     valid_mask=patches.mask.to(device), **options)
+            adapted = adapt_to_faces(
+                net_g,
+                net_mask,
+                patches.lq.to(device),
+                patches.hq.to(device),
+                valid_mask=patches.mask.to(device),
+                **options)
         except NonFiniteInnerLoss as error:
             return None, patches, str(error)
     return adapted, patches, None

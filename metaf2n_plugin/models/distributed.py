@@ -4,11 +4,10 @@ DistributedDataParallel cannot run the inner step's double backward, so the mode
 rank: they start from rank 0's weights, every rank sums the gradients of its own tasks, and these helpers turn the
 sums into the mean over all tasks of all ranks. Without an initialised process group they act on one process.
 """
-from collections import OrderedDict
-
 import numpy as np
 import torch
 import torch.distributed as dist
+from collections import OrderedDict
 
 
 def is_distributed():

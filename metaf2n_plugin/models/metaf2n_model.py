@@ -15,8 +15,6 @@ super-resolved with the adapted weights (and with the plain ones, for comparison
 """
 import inspect
 import os
-from collections import OrderedDict
-
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
@@ -24,6 +22,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
+from collections import OrderedDict
 from torch.func import functional_call
 
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
@@ -37,8 +36,14 @@ from metaf2n_plugin.models.recompute import replayed_rng, rng_state
 from metaf2n_plugin.models.tiling import tiled_forward
 from metaf2n_plugin.names import UNADAPTED
 
-ADAPTATION_DEFAULTS = {'lr': 0.01, 'steps': 1, 'params': None, 'legacy_bicubic': False, 'num_patches': 16,
-                       'patch_size': 64}
+ADAPTATION_DEFAULTS = {
+    'lr': 0.01,
+    'steps': 1,
+    'params': None,
+    'legacy_bicubic': False,
+    'num_patches': 16,
+    'patch_size': 64
+}
 
 
 @MODEL_REGISTRY.register()
@@ -70,8 +75,9 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         if not self.is_train:
             self.net_mask = self.build_extra_network('mask').requires_grad_(False)
         self._check_scale()
-        self.face_pairs = FacePairExtractor.from_options({**(opt.get('face_pairs') or {}), 'scale': self.scale},
-                                                         self.device)
+        self.face_pairs = FacePairExtractor.from_options({
+            **(opt.get('face_pairs') or {}), 'scale': self.scale
+        }, self.device)
         self.not_adapted = []  # (image, reason) of the current validation set
 
     def init_training_settings(self):
@@ -157,12 +163,14 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
             restore = None if self.face_restorer is None else self.restore_faces
             self.tasks = self.degrader(data, self.device, restorer=restore)
             return
-        tasks = DegradedTasks(**{name: data[name].to(self.device) for name in DegradedTasks.__dataclass_fields__
-                                 if name in data})
+        tasks = DegradedTasks(
+            **{name: data[name].to(self.device)
+               for name in DegradedTasks.__dataclass_fields__ if name in data})
         if tasks.face_hq_patches is None:
             tasks.face_hq_patches = tasks.face_gt_patches if self.face_restorer is None else torch.stack([
                 cut_patches(self.restore_faces(faces), crops, self.scale)
-                for faces, crops in zip(tasks.face_lq, tasks.face_crops)])
+                for faces, crops in zip(tasks.face_lq, tasks.face_crops)
+            ])
         self.tasks = tasks
 
     def restore_faces(self, faces):
@@ -172,8 +180,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
     def adapt(self, net, lq, hq, create_graph=False, valid_mask=None):
         """:func:`adapt_to_faces` with the ``adaptation`` options."""
         options = {key: self.adaptation[key] for key in ('lr', 'steps', 'params', 'legacy_bicubic')}
-        return adapt_to_faces(net, self.net_mask, lq, hq, create_graph=create_graph, valid_mask=valid_mask,
-                              **options)
+        return adapt_to_faces(net, self.net_mask, lq, hq, create_graph=create_graph, valid_mask=valid_mask, **options)
 
     def optimize_parameters(self, current_iter):
         """Algorithm 1: each task's meta-gradient, their mean, one step on theta and MaskNet; then the discriminator."""
@@ -343,8 +350,8 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         self.not_adapted = []
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         get_root_logger().info(f'{dataloader.dataset.opt["name"]}: {len(dataloader) - len(self.not_adapted)} of '
-                               f'{len(dataloader)} images adapted; {len(self.not_adapted)} got the unadapted output'
-                               + ''.join(f'\n\t{name}: {reason}' for name, reason in self.not_adapted))
+                               f'{len(dataloader)} images adapted; {len(self.not_adapted)} got the unadapted output' +
+                               ''.join(f'\n\t{name}: {reason}' for name, reason in self.not_adapted))
 
     def release_test_data(self):
         super().release_test_data()

@@ -5,7 +5,6 @@ graphs; a network that draws random numbers in training mode (dropout, SwinIR's 
 ones again, as ``torch.utils.checkpoint`` does.
 """
 import contextlib
-
 import torch
 
 

@@ -8,7 +8,6 @@ align_corners=False)`` also uses a = -0.75 and clamped taps, but samples at ``(i
 random data the two differ by up to ~0.7.
 """
 import functools
-
 import torch
 
 _TABLE_SIZE = 1024  # TF's kTableSize
@@ -23,12 +22,14 @@ def _interp_matrix(in_size, out_size):
     src = torch.arange(out_size, dtype=torch.float32) * scale
     floor = torch.floor(src)
     t = torch.round((src - floor).double() * _TABLE_SIZE) / _TABLE_SIZE  # lrintf(delta * kTableSize) / kTableSize
-    weights = torch.stack([
-        ((_A * (t + 1) - 5 * _A) * (t + 1) + 8 * _A) * (t + 1) - 4 * _A,  # tap floor - 1, distance 1 + t
-        ((_A + 2) * t - (_A + 3)) * t * t + 1,  # tap floor, distance t
-        ((_A + 2) * (1 - t) - (_A + 3)) * (1 - t) * (1 - t) + 1,  # tap floor + 1, distance 1 - t
-        ((_A * (2 - t) - 5 * _A) * (2 - t) + 8 * _A) * (2 - t) - 4 * _A,  # tap floor + 2, distance 2 - t
-    ], dim=1)
+    weights = torch.stack(
+        [
+            ((_A * (t + 1) - 5 * _A) * (t + 1) + 8 * _A) * (t + 1) - 4 * _A,  # tap floor - 1, distance 1 + t
+            ((_A + 2) * t - (_A + 3)) * t * t + 1,  # tap floor, distance t
+            ((_A + 2) * (1 - t) - (_A + 3)) * (1 - t) * (1 - t) + 1,  # tap floor + 1, distance 1 - t
+            ((_A * (2 - t) - 5 * _A) * (2 - t) + 8 * _A) * (2 - t) - 4 * _A,  # tap floor + 2, distance 2 - t
+        ],
+        dim=1)
     index = (floor.long()[:, None] + torch.arange(-1, 3)).clamp(0, in_size - 1)
     return torch.zeros(out_size, in_size, dtype=torch.float64).scatter_add_(1, index, weights)
 
