@@ -1,15 +1,9 @@
-"""Start-up hook that loads ``metaf2n_plugin`` the moment ``basicsr`` is imported.
+"""Start-up hook: the first ``import basicsr`` of a process imports ``metaf2n_plugin`` instead (README,
+"How BasicSR's runners find the plugin").
 
-BasicSR has no plugin mechanism: its registries only hold what has been imported, and
-``python -m basicsr.train`` imports nothing of ours. ``metaf2n_autoload.pth`` (installed next to this
-module in site-packages) calls :func:`install` at interpreter start-up. That only puts a tiny finder
-on ``sys.meta_path``; it imports neither torch nor the plugin, so start-up stays as fast as before
-(``bench/startup.py`` measures it). The first ``import basicsr`` then runs ``import metaf2n_plugin``
-instead, which applies the BasicSR fixes, imports the real ``basicsr`` and registers the plugin's
-classes, and the finder removes itself.
-
-Set ``METAF2N_NO_AUTOLOAD=1`` to switch the hook off for one process.
-This module must stay free of imports beyond ``sys``: it runs in every Python process.
+``metaf2n_autoload.pth`` calls :func:`install` at interpreter start-up, which only puts a finder on
+``sys.meta_path``; ``METAF2N_NO_AUTOLOAD=1`` switches the hook off for a process. This module runs in every
+Python process: it must import nothing but ``sys``.
 """
 import sys
 

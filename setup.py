@@ -1,15 +1,15 @@
 """metaf2n-plugin: MetaF2N blind super-resolution as a BasicSR plugin.
 
-Besides the package, this installs ``metaf2n_autoload.pth`` into site-packages: a start-up hook that
-imports ``metaf2n_plugin`` whenever ``basicsr`` is imported, so that ``python -m basicsr.train`` sees the
-plugin's classes. setuptools has no option for a top-level ``.pth`` file, hence the two commands below.
+Besides the package, this installs the start-up hook ``metaf2n_autoload.pth`` into site-packages (README, "How
+BasicSR's runners find the plugin"); setuptools has no option for a top-level ``.pth`` file, hence the two commands
+below.
 """
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
-
-import re
-from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HOOK = 'metaf2n_autoload.pth'
@@ -26,11 +26,8 @@ class BuildPyWithHook(build_py):
 
 
 class EditableWheelWithHook(editable_wheel):
-    """``pip install -e .``: the package stays in the source tree, but the hook is copied to site-packages.
-
-    A copy there is byte-compiled by pip, so the hook costs nothing at start-up; loaded from the source
-    tree instead it is found last and compiled in every process where bytecode is not written.
-    """
+    """``pip install -e .``: the package stays in the source tree; the hook is copied to site-packages, where pip
+    byte-compiles it."""
 
     def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
         for name in (HOOK, HOOK_MODULE):

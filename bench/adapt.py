@@ -13,6 +13,7 @@ Target: (inner step + adapted forward) / plain forward <= 1.15.
 """
 import os
 import sys
+
 from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 TARGET = 1.15

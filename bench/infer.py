@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 import tempfile
+
 from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 TARGET = 0.5
@@ -41,6 +42,7 @@ VARIANTS = {
 
 def child(variant, args):
     import time
+
     import torch
     from basicsr.archs.rrdbnet_arch import RRDBNet
 

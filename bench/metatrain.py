@@ -16,6 +16,7 @@ Anchors, the original TensorFlow code on this machine: one task 17.5 s at 10.7 G
 """
 import os
 import sys
+
 from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

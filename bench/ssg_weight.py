@@ -8,9 +8,10 @@ three draws), the GT blurred by a 3 x 3 box, and the GT with Gaussian noise of s
 """
 import argparse
 import glob
-import numpy as np
 import os
 import random
+
+import numpy as np
 import torch
 from basicsr.losses.basic_loss import L1Loss
 from basicsr.utils import DiffJPEG

@@ -1,9 +1,5 @@
-"""MetaF2N for BasicSR: blind super-resolution adapted to each photo by the faces in it.
-
-Importing this package makes BasicSR usable on today's torch/torchvision (``compat``) and registers the
-plugin's architectures, datasets, losses, metrics and models in BasicSR's registries, so that
-``network_g: {type: MaskNet}`` and friends work in any BasicSR options file. BasicSR's own runners
-import it automatically through the ``metaf2n_autoload`` start-up hook.
+"""MetaF2N for BasicSR. Importing it applies the BasicSR fixes (``compat``) and registers the plugin's classes
+in BasicSR's registries; BasicSR's runners import it on their own (README, "How BasicSR's runners find the plugin").
 """
 from metaf2n_plugin import compat
 

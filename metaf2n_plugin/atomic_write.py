@@ -1,7 +1,7 @@
 """Atomic writes: a file appears under its final name complete, or not at all.
 
-Data goes to a temporary file in the destination folder, is flushed to disk, and is renamed into place
-(``os.replace``); a crash or an exception leaves the old file, or none, plus at most a ``.<name>.*.tmp``.
+Data goes to a temporary file beside it, is fsynced and renamed into place; a crash leaves the old file (or
+none) plus at most a ``.<name>.*.tmp``.
 """
 import contextlib
 import json

@@ -1,22 +1,16 @@
 """Weights files handed in by a user: loaded safely, named in every error, their architecture read off the shapes."""
 import os
 import pickle
+
 import torch
 
 PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what BasicSR tests with)
 
 
 def read_checkpoint(path, what='weights', map_location='cpu'):
-    """The object saved in a ``.pth`` file, loaded with ``weights_only=True`` (a file carrying code is refused).
+    """The object in a ``.pth`` file, loaded with ``weights_only=True``; errors name ``what`` (e.g. ``'--model'``).
 
-    Args:
-        path: the file.
-        what: names the file's role in errors, e.g. ``'--model'``.
-        map_location: where the tensors go (``torch.load``'s argument).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: not a PyTorch checkpoint that loads safely; the message names the file.
+    Raises FileNotFoundError if there is no file, ValueError if it is not a checkpoint that loads safely.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -30,11 +24,8 @@ def read_checkpoint(path, what='weights', map_location='cpu'):
 
 
 def state_dict_of(checkpoint, path, what='weights'):
-    """A checkpoint's state dict: ``params_ema``, else ``params``, else the checkpoint's dict itself.
-
-    Raises:
-        ValueError: no dict of tensors there; the message names ``path``.
-    """
+    """A checkpoint's state dict: ``params_ema``, else ``params``, else the checkpoint itself; ValueError (naming
+    ``path``) when that is no dict of tensors."""
     state = checkpoint
     if isinstance(state, dict):
         state = next((state[key] for key in PARAM_KEYS if isinstance(state.get(key), dict)), state)
@@ -67,12 +58,8 @@ def mismatch(error, path, network):
 
 
 def rrdbnet_options(state, where='the weights'):
-    """BasicSR ``RRDBNet`` options read off a state dict's shapes (x4, as MetaF2N); check them with
-    :func:`network_from`.
-
-    Raises:
-        ValueError: the state dict is not an x4 RRDBNet's; names ``where``.
-    """
+    """BasicSR ``RRDBNet`` options read off a state dict's shapes (x4, as MetaF2N; check with :func:`network_from`).
+    ValueError naming ``where`` when it is not an x4 RRDBNet's."""
     try:
         first = state['conv_first.weight']
         options = {
@@ -109,11 +96,8 @@ def masknet_options(state, where='the weights'):
 
 
 def network_from(state, options, where='the weights'):
-    """The network ``options`` describe, with ``state`` loaded strictly (names and shapes must all fit).
-
-    Raises:
-        ValueError: a variable is missing, extra or of another shape; names ``where``.
-    """
+    """The network ``options`` describe, ``state`` loaded strictly; ValueError naming ``where`` on a missing,
+    extra or mis-shaped variable."""
     from basicsr.archs import build_network
 
     net = build_network(dict(options))

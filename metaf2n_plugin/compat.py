@@ -1,49 +1,7 @@
-"""Every workaround for BasicSR 1.4.2 on today's PyTorch and torchvision, in one place.
+"""Every workaround for BasicSR 1.4.2 on today's PyTorch and torchvision, each acting only where needed.
 
-Each fix names the upstream report it answers and acts only where it is needed, so that it can be
-deleted the day BasicSR releases a fix. :func:`apply` runs them; ``metaf2n_plugin/__init__.py`` calls
-it before anything else touches ``basicsr``.
-
-1. ``import basicsr`` fails on torchvision >= 0.17, which removed
-   ``torchvision.transforms.functional_tensor`` (BasicSR #663; fixed on master, never released).
-   Fix: alias the module to its new private name, only when the old name is missing.
-2. ``python -m basicsr.train|test`` root every output (experiments/, results/, tb_logger/,
-   visualization) at the parent folder of the ``basicsr`` package, i.e. inside site-packages for a
-   pip-installed BasicSR, while ``--auto_resume`` looks in ``./experiments`` (upstream PR #595 made the
-   roots configurable on master, never released). Fix: ``python -m basicsr.train|test`` call
-   BasicSR's own pipeline with the working directory as root, as Real-ESRGAN's ``train.py`` does with
-   its project folder. Started from a BasicSR source tree, the result is the same as before.
-3. ``--auto_resume`` (and ``path.resume_state``) map the training state onto CUDA unconditionally
-   (``basicsr/train.py: load_resume_state``), so resuming fails on a machine without CUDA even with
-   ``num_gpu: 0`` (no upstream report found). Fix: :func:`load_resume_state` loads onto the model's
-   device. It passes ``weights_only=True`` explicitly, which torch >= 2.6 also defaults to: BasicSR's
-   training states (optimizer and scheduler state dicts, the milestones in a ``collections.Counter``)
-   and network checkpoints (tensors only) load that way since torch allow-listed ``Counter``
-   (pytorch #98921), so BasicSR's ``load_network`` needs no fix (``tests/test_compat.py`` checks both).
-4. BasicSR's FID Inception (``basicsr/archs/inception.py: fid_inception_v3``) takes no weights path: it
-   reads ``./experiments/pretrained_models/pt_inception-2015-12-05-6726825d.pth`` with ``torch.load``'s
-   default unpickling, or else downloads the file (no upstream report found). Fix:
-   :func:`build_fid_inception` builds BasicSR's ``InceptionV3`` around a state dict that the caller
-   found and loaded with ``weights_only=True``; applied per call, nothing else changes.
-5. ``--launcher pytorch`` (``basicsr/utils/dist_util.py: init_dist``) always sets a CUDA device and uses NCCL, so
-   distributed training cannot run on CPUs (no upstream report found). Fix: :func:`init_dist` leaves the backend
-   to torch (gloo for CPU tensors, and NCCL for CUDA tensors where CUDA exists), so that ``num_gpu: 0`` works on
-   any machine, and sets the CUDA device from ``LOCAL_RANK`` (torchrun's) only when there is one.
-6. ``BaseModel.load_network`` (every ``path.pretrain_network_*``) fails on a file that is not a checkpoint of
-   the network with errors that do not name the file: ``UnpicklingError`` / ``EOFError`` for text or empty
-   files, ``KeyError`` for a missing ``param_key``, a page of missing keys for another network's weights (no
-   upstream report found). Fix: :func:`load_network` checks the file first (``weights_only=True``) and raises a
-   ``ValueError`` naming the file, what it holds and the network, then lets BasicSR load it.
-7. BasicSR's ``calculate_fid`` calls ``scipy.linalg.sqrtm(..., disp=False)``; SciPy deprecated ``disp`` in 1.16
-   and removes it in 1.18, so FID breaks on a fresh install (no upstream report found). Fix: from SciPy 1.16
-   on, ``basicsr.metrics.fid`` sees a ``linalg`` whose ``sqrtm`` takes ``disp=False`` and returns
-   ``(root, error estimate)`` as before, computing the root without ``disp``.
-8. ``BaseModel.save_network`` and ``save_training_state`` write checkpoints in place with ``torch.save``: a run
-   killed while saving leaves a truncated ``net_g_<iter>.pth`` or ``<iter>.state`` under its final name, and
-   ``--auto_resume`` then fails on it (no upstream report found). Fix: ``basicsr.models.base_model`` sees a
-   ``torch`` whose ``save`` writes to a temporary file and renames it into place
-   (:func:`~metaf2n_plugin.atomic_write.atomic_file`); :func:`load_resume_state` falls back, with a warning, to
-   the newest training state that loads, and removes the temporary files a killed save left.
+:func:`apply` runs them; ``metaf2n_plugin/__init__.py`` calls it before anything else touches ``basicsr``.
+What each fixes and why: README, "BasicSR 1.4.2 compatibility notes" (numbered as the fixes here).
 """
 import contextlib
 import glob
@@ -51,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import sys
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -83,18 +42,16 @@ def apply():
 
 
 def _alias_functional_tensor():
-    """Fix 1 (BasicSR #663)."""
+    """Fix 1: alias ``torchvision.transforms.functional_tensor``, removed in torchvision 0.17 (BasicSR #663)."""
     old_name = 'torchvision.transforms.functional_tensor'
     if old_name not in sys.modules and importlib.util.find_spec(old_name) is None:
         sys.modules[old_name] = importlib.import_module('torchvision.transforms._functional_tensor')
 
 
 class RunInWorkingDirectory:
-    """Fix 2 (BasicSR PR #595): the loader ``python -m basicsr.train|test`` gets its code from.
+    """Fix 2: ``python -m basicsr.train|test`` rooted at the working directory (BasicSR PR #595).
 
-    Everything but :meth:`get_code` is BasicSR's own loader, so importing ``basicsr.train`` as a
-    module is unchanged; only the script that ``runpy`` executes as ``__main__`` becomes
-    ``<pipeline>(os.getcwd())``.
+    BasicSR's loader but for :meth:`get_code`: only the ``__main__`` script becomes ``<pipeline>(os.getcwd())``.
     """
 
     def __init__(self, loader, pipeline):
@@ -110,8 +67,8 @@ class RunInWorkingDirectory:
 
 
 def load_resume_state(opt):
-    """Fixes 3 and 8: ``basicsr.train.load_resume_state`` that works without CUDA and, with ``--auto_resume``,
-    takes the newest training state that loads (an unreadable one is named in a warning).
+    """Fixes 3 and 8: ``load_resume_state`` without CUDA; ``--auto_resume`` takes the newest state that loads,
+    naming unreadable ones in a warning. No upstream report found; ``weights_only=True`` works since pytorch #98921.
 
     Args:
         opt (dict): parsed BasicSR options; reads ``auto_resume``, ``num_gpu`` and ``path``.
@@ -157,10 +114,8 @@ def _resumed(opt, state):
 
 
 def init_dist(launcher, backend=None, **kwargs):
-    """Fix 5: ``basicsr.utils.dist_util.init_dist`` for ``--launcher pytorch`` on CUDA or on CPUs (gloo).
-
-    ``slurm`` is left to BasicSR (CUDA only).
-    """
+    """Fix 5: ``init_dist`` for ``--launcher pytorch`` on CUDA or CPUs (no upstream report found); ``slurm`` is
+    left to BasicSR (CUDA only)."""
     from basicsr.utils import dist_util
 
     if launcher != 'pytorch':
@@ -173,7 +128,10 @@ def init_dist(launcher, backend=None, **kwargs):
 
 
 def build_fid_inception(output_block, state_dict):
-    """Fix 4: BasicSR's ``InceptionV3([output_block])`` (FID variant, RGB in [0, 1]) with ``state_dict``."""
+    """Fix 4: BasicSR's ``InceptionV3([output_block])`` (FID variant, RGB in [0, 1]) with ``state_dict``.
+
+    BasicSR's own takes no weights path (no upstream report found).
+    """
     from basicsr.archs import inception
 
     saved = inception.LOCAL_FID_WEIGHTS, inception.load_url
@@ -185,7 +143,8 @@ def build_fid_inception(output_block, state_dict):
 
 
 def load_network(self, net, load_path, strict=True, param_key='params'):
-    """Fix 6: ``BaseModel.load_network`` that names the file when it is not a checkpoint of ``net``."""
+    """Fix 6: ``BaseModel.load_network`` raising a ``ValueError`` naming the file when it is not a checkpoint of
+    ``net`` (no upstream report found)."""
     from metaf2n_plugin.checkpoints import mismatch, read_checkpoint, state_dict_of
 
     checkpoint = read_checkpoint(load_path, 'weights file')
@@ -204,7 +163,7 @@ def load_network(self, net, load_path, strict=True, param_key='params'):
 
 
 class SqrtmWithoutDisp:
-    """Fix 7: ``scipy.linalg`` for ``basicsr.metrics.fid``, whose ``sqrtm`` accepts the removed ``disp``."""
+    """Fix 7: ``scipy.linalg`` whose ``sqrtm`` accepts ``disp``, removed in SciPy 1.18 (no upstream report found)."""
 
     def __getattr__(self, name):
         from scipy import linalg
@@ -223,7 +182,7 @@ class SqrtmWithoutDisp:
 
 
 class TorchWithAtomicSave:
-    """Fix 8: ``torch`` as ``basicsr.models.base_model`` sees it, with ``save`` to a path made atomic."""
+    """Fix 8: ``basicsr.models.base_model``'s ``torch``, its ``save`` to a path atomic (no upstream report found)."""
 
     def __getattr__(self, name):
         return getattr(torch, name)

@@ -1,16 +1,16 @@
-"""Image files in and out: ``(H, W, 3)`` float32 **RGB** arrays in [0, 1]; OpenCV's BGR order stays here.
+"""Image files in and out as ``(H, W, 3)`` float32 RGB in [0, 1]; OpenCV's BGR order stays here. Writes are atomic.
 
-:func:`read_image` decodes as BasicSR's ``imfrombytes(..., flag='color')`` does (gray replicated, alpha dropped,
-16 bits reduced to 8, JPEG EXIF orientation applied), so coordinates found here match what BasicSR's datasets
-load. :func:`read_photo` / :func:`write_photo` keep what a photo's owner expects back: alpha, gray, 16 bits.
-Every write is atomic (:mod:`metaf2n_plugin.atomic_write`).
+:func:`read_image` decodes as BasicSR's ``imfrombytes(..., flag='color')`` (gray replicated, alpha dropped, 16 bits
+to 8, JPEG EXIF orientation applied), so coordinates match BasicSR's datasets; :func:`read_photo` /
+:func:`write_photo` keep a photo's alpha, grayness and 16 bits.
 """
-import cv2
 import glob
-import numpy as np
 import os
 import struct
 from dataclasses import dataclass
+
+import cv2
+import numpy as np
 
 from metaf2n_plugin.atomic_write import write_atomically
 
@@ -39,12 +39,8 @@ def image_with_stem(folder, stem):
 
 
 def read_image(path):
-    """Read an image file as ``(H, W, 3)`` float32 RGB in [0, 1].
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is empty or not an image OpenCV can decode; the message names the file.
-    """
+    """``(H, W, 3)`` float32 RGB in [0, 1] of an image file; FileNotFoundError if missing, ValueError (naming
+    the file) if empty or undecodable."""
     return decode_image(_file_bytes(path), os.fspath(path))
 
 
@@ -81,12 +77,8 @@ def rgb_float_to_bgr_uint8(rgb):
 
 
 def write_image(path, image):
-    """Write ``image`` atomically as an 8-bit file whose format follows the extension of ``path``.
-
-    Args:
-        path: destination; its folder must exist.
-        image: ``(H, W, 3)`` float RGB in [0, 1], or ``(H, W)`` float gray / bool (a mask: True -> 255).
-    """
+    """Write ``(H, W, 3)`` float RGB, ``(H, W)`` float gray or bool (True -> 255) atomically as 8 bits, in the
+    format of ``path``'s extension (its folder must exist); ValueError if OpenCV cannot encode it."""
     path = os.fspath(path)
     if image.dtype == bool:
         pixels = image.astype(np.uint8) * 255
@@ -105,14 +97,8 @@ def write_image(path, image):
 
 @dataclass
 class Photo:
-    """A photo as stored, split into what the network sees and what writing it back needs.
-
-    Attributes:
-        rgb: ``(H, W, 3)`` float32 RGB in [0, 1], upright (EXIF orientation applied); gray is replicated.
-        alpha: ``(H, W)`` float32 in [0, 1], or None.
-        gray: True when every pixel has R = G = B (written back with one colour channel).
-        bits: 8 or 16, the stored depth per channel.
-    """
+    """A photo as stored: ``rgb`` ``(H, W, 3)`` upright (EXIF applied), gray replicated; ``alpha`` ``(H, W)``
+    float32 in [0, 1] or None; ``gray`` when every pixel has R = G = B; ``bits`` 8 or 16 per channel."""
     rgb: np.ndarray
     alpha: np.ndarray = None
     gray: bool = False
@@ -120,17 +106,9 @@ class Photo:
 
 
 def read_photo(path, check_size=None):
-    """Read a photo for super-resolution, keeping its alpha, its grayness and its 16 bits.
-
-    Args:
-        path: the image file.
-        check_size: called as ``check_size(height, width, bits)`` once the file is decoded, before the pixels
-            are converted to float; it raises to refuse the photo.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: empty, truncated or undecodable files, and depths other than 8/16 bits; naming the file.
-    """
+    """A :class:`Photo` of the file at ``path``. ``check_size(height, width, bits)``, if given, is called
+    before the float conversion and raises to refuse the photo. FileNotFoundError if missing; ValueError (naming
+    the file) if empty, undecodable or not 8/16 bits."""
     path = os.fspath(path)
     data = _file_bytes(path)
     if len(data) == 0:

@@ -17,13 +17,14 @@ MetaF2N's weights come from metaf2n-convert (the official TensorFlow checkpoint)
 <stem>_metaf2n.png; an input is never overwritten. A photo that fails is named with the reason, the others are
 still processed, and the exit status is then 1 (2: nothing could start, e.g. missing weights).
 """
-import cv2
 import glob
-import numpy as np
 import os
 import sys
 import tempfile
 import time
+
+import cv2
+import numpy as np
 import torch
 from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm

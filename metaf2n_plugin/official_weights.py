@@ -1,30 +1,31 @@
 """The official MetaF2N weights: its TensorFlow 1 checkpoint as BasicSR checkpoints for RRDBNet and MaskNet.
 
-The checkpoint's variables (``MODEL/...`` and ``Mask/...``; reference: yinzhicun/MetaF2N ``model/model.py``)::
+Variable mapping (reference: yinzhicun/MetaF2N ``model/model.py``)::
 
-    MODEL/conv_first/weight, .../bias                    -> RRDBNet conv_first.weight, conv_first.bias
-    MODEL/body/<i>/rdb<j>/conv<k>/weight, .../bias       -> body.<i>.rdb<j>.conv<k>.weight, .bias
-    MODEL/{conv_body,conv_up1,conv_up2,conv_hr,conv_last}/weight, .../bias
-    Mask/conv<k>/kernel, Mask/conv<k>/bias (k = 1..8)    -> MaskNet convs.<k-1>.weight, .bias
+    MODEL/conv_first/weight, .../bias -> RRDBNet conv_first.weight, conv_first.bias
+    MODEL/body/<i>/rdb<j>/conv<k>/weight, .../bias -> body.<i>.rdb<j>.conv<k>.weight, .bias
+    MODEL/{conv_body,conv_up1,conv_up2,conv_hr,conv_last}/weight, .../bias -> the same names
+    Mask/conv<k>/kernel, Mask/conv<k>/bias (k = 1..8) -> MaskNet convs.<k-1>.weight, .bias
 
-Kernels are HWIO there and OIHW here. A training checkpoint's other variables (Adam slots, ``beta1_power``,
-``global_step``, ``Discriminator/*``) are ignored. The original's RRDBNet is BasicSR's (SAME padding, nearest
-x2 upsampling, LeakyReLU 0.2, residual scale 0.2), so the converted weights give the same outputs; MaskNet's
-input upsampling is TF1's ``resize_bicubic``: run converted weights with ``adaptation.legacy_bicubic: true``.
+Kernels are HWIO there, OIHW here; other variables (Adam slots, ``beta1_power``, ``global_step``,
+``Discriminator/*``) are ignored. The original's RRDBNet is BasicSR's (SAME padding, nearest x2 upsampling,
+LeakyReLU 0.2, residual scale 0.2), so outputs match; MaskNet's input is upsampled by TF1's ``resize_bicubic``,
+hence ``adaptation.legacy_bicubic: true`` for converted weights (stored in the MaskNet file, which
+``metaf2n-infer`` follows).
 
-    metaf2n-convert <checkpoint prefix or .npz> --out experiments/pretrained_models
+    metaf2n-convert <checkpoint prefix or .npz>
 
-writes ``MetaF2N_net_g.pth`` and ``MetaF2N_net_mask.pth`` (``params``; the latter also ``legacy_bicubic:
-True``, which ``metaf2n-infer`` follows), usable as ``path.pretrain_network_g``
-and ``path.pretrain_network_mask``, and prints the matching ``network_g`` / ``network_mask`` options.
-Reading a TensorFlow checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same
-variable names needs nothing more.
+writes ``weights/MetaF2N_net_g.pth`` and ``weights/MetaF2N_net_mask.pth`` (key ``params``; ``--out`` for another
+folder), for ``path.pretrain_network_g`` / ``path.pretrain_network_mask``, and prints their ``network_g`` /
+``network_mask`` options. A TensorFlow
+checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same variables does not.
 """
 import io
-import numpy as np
 import os
 import re
 import sys
+
+import numpy as np
 import torch
 
 from metaf2n_plugin.atomic_write import write_atomically
@@ -40,10 +41,7 @@ _MASK_VARIABLE = re.compile(rf'^{MASK_SCOPE}/conv(\d+)/(kernel|bias)$')
 
 def read_variables(path):
     """``{name: float32 array}`` of a TensorFlow checkpoint (its prefix, e.g. ``model-400000``) or an ``.npz``.
-
-    Raises:
-        FileNotFoundError: nothing at ``path``; ImportError: a TensorFlow checkpoint without ``tensorflow``.
-    """
+    FileNotFoundError if nothing is there; ImportError for a TensorFlow checkpoint without ``tensorflow``."""
     if path.endswith('.npz'):
         if not os.path.isfile(path):
             raise FileNotFoundError(f'{path!r} does not exist')
@@ -67,14 +65,8 @@ def _conv(kernel):
 
 
 def convert(variables, where='the checkpoint'):
-    """The SR network's and MaskNet's BasicSR state dicts and options from the official variables.
-
-    Returns:
-        ``{'g': (state_dict, network_g options), 'mask': (state_dict, network_mask options)}``.
-
-    Raises:
-        ValueError: variables missing or of unexpected shapes, naming ``where``.
-    """
+    """``{'g': (state_dict, network_g options), 'mask': (state_dict, network_mask options)}`` from the official
+    variables; ValueError naming ``where`` when variables are missing or of unexpected shapes."""
     g, mask = {}, {}
     for name, value in variables.items():
         if match := _SR_VARIABLE.match(name):

@@ -4,12 +4,8 @@ import pkgutil
 
 
 def import_modules(package, suffix):
-    """Import every ``*<suffix>.py`` module of ``package`` (e.g. all ``*_arch.py`` of ``archs``).
-
-    Args:
-        package (str): dotted name of an already imported package, usually ``__name__``.
-        suffix (str): module-name suffix, one of BasicSR's ``_arch``, ``_dataset``, ``_loss``,
-            ``_metric``, ``_model``.
+    """Import every ``*<suffix>.py`` module of the already imported ``package`` (dotted name, usually ``__name__``),
+    e.g. all ``*_arch.py`` of ``archs``; ``suffix`` is one of BasicSR's ``_arch``, ``_dataset``, ``_loss``, ...
     """
     path = importlib.import_module(package).__path__
     for module in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):

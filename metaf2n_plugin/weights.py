@@ -1,14 +1,12 @@
-"""Pretrained weights files: where they are looked up, and downloaded only when the user allows.
+"""Pretrained weights files: the lookup rule of every weights option (GPEN, RetinaFace, LPIPS, FID's Inception).
 
-One rule for every weights option (GPEN, RetinaFace, LPIPS's trunk, FID's Inception):
-
-- given a file, or a folder that holds (or is to hold) the file under its official name: only that place;
-- not given: ``weights/``, then ``experiments/pretrained_models/`` (BasicSR's habit), then
-  ``<torch.hub.get_dir()>/checkpoints/`` (torch's download cache);
-- ``download: true`` (``--download``) fetches a missing file from its URL into the given place, or else into
-  torch's cache. Nothing is fetched otherwise, and nothing falls back to random weights.
+- Given a file, or a folder holding (or to hold) the file under its official name: only that place.
+- Not given: ``weights/``, then ``experiments/pretrained_models/``, then ``<torch.hub.get_dir()>/checkpoints/``.
+- ``download: true`` (``--download``) fetches a missing file from its URL into the given place, else torch's
+  cache. Nothing is fetched otherwise, and nothing falls back to random weights.
 """
 import os
+
 import torch
 
 SEARCH_FOLDERS = ('weights', os.path.join('experiments', 'pretrained_models'))
@@ -23,18 +21,11 @@ def torch_cache():
 
 
 def locate_weights(file_name, url, what, where=None, download=False, option='weights'):
-    """Path of an existing weights file, downloaded into place first when allowed.
+    """Path of the weights file ``file_name`` by the module's rule, fetched from ``url`` first when ``download``.
 
-    Args:
-        file_name: the official file name, e.g. ``'GPEN-BFR-512.pth'``.
-        url: where the official file is published.
-        what: what needs it, for errors, e.g. ``'GPEN (face restorer)'``.
-        where: a file (``.pth``/``.pt``) or a folder; None searches the standard places (module docstring).
-        download: fetch a missing file from ``url`` (BasicSR's ``load_file_from_url``).
-        option: the option or flag that sets ``where``, named in errors.
-
-    Raises:
-        FileNotFoundError: missing and not (or not successfully) downloaded; names the file, URL and places.
+    ``where`` is a file (``.pth``/``.pt``), a folder or None; ``what`` (e.g. ``'GPEN (face restorer)'``) and
+    ``option`` (what sets ``where``) are named in the FileNotFoundError raised when the file is missing and not
+    downloaded, with the URL and the places looked in.
     """
     if where is not None:
         where = os.fspath(where)

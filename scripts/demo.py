@@ -1,11 +1,11 @@
 """`make demo`: MetaF2N + SSG end to end on the built-in tiny data set, offline, on a CPU, in minutes.
 
 Runs, from the working directory (the repository root under `make demo`):
-    1. python scripts/make_tiny_dataset.py                                 -> datasets/tiny
-    2. python -m basicsr.train -opt options/demo_train.yml --auto_resume   -> experiments/demo_metaf2n, tb_logger/
-    3. python -m basicsr.test -opt options/demo_test.yml                   -> results/demo_metaf2n_test
-    4. python scripts/results_table.py results/demo_metaf2n_test           adapted vs unadapted, per test set
-    5. python scripts/side_by_side.py ... for each test set                LQ | unadapted | adapted | GT
+    1. python scripts/make_tiny_dataset.py (datasets/tiny)
+    2. python -m basicsr.train -opt options/demo_train.yml --auto_resume (experiments/demo_metaf2n, tb_logger/)
+    3. python -m basicsr.test -opt options/demo_test.yml (results/demo_metaf2n_test)
+    4. python scripts/results_table.py results/demo_metaf2n_test (adapted vs unadapted, per test set)
+    5. python scripts/side_by_side.py ... for each test set (LQ | unadapted | adapted | GT)
 A step whose output is already there is skipped, so a second run reuses the data and the trained weights; an
 interrupted training resumes from its last checkpoint. --total-iter shortens the training (the tests use it).
 """
@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+
 import yaml
 
 from metaf2n_plugin.cli import parser_from_doc

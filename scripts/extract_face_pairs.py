@@ -1,11 +1,11 @@
-"""Precompute MetaF2N's face pairs for a folder of LQ photos.
+r"""Precompute MetaF2N's face pairs for a folder of LQ photos.
 
 Writes, under --out, the original MetaF2N layout plus masks and a record of the faces:
 
-    Face_LQ/<stem>_<i>.png    LQ face crops
-    Face_HQ/<stem>_<i>.png    pseudo ground truth at --scale, restored by --restorer
-    Face_Mask/<stem>_<i>.png  where Face_HQ is covered by the restored face (255)
-    faces.json                per image: size, scale, and every face's landmarks, box, score and crop
+    Face_LQ/<stem>_<i>.png: LQ face crops
+    Face_HQ/<stem>_<i>.png: pseudo ground truth at --scale, restored by --restorer
+    Face_Mask/<stem>_<i>.png: where Face_HQ is covered by the restored face (255)
+    faces.json: per image, its size, scale, and every face's landmarks, box, score and crop
 
 faces.json can be given back as --landmarks (source `landmarks`) to redo pairs without the detector. An image
 that cannot be read (or whose faces cannot be used) is reported and skipped; the others are still done, and the
@@ -18,6 +18,7 @@ Examples:
 """
 import os
 import sys
+
 import torch
 from tqdm import tqdm
 
@@ -60,26 +61,17 @@ def parse_args(argv):
 
 
 def build_extractor(args):
+    source = {'type': 'landmarks', 'json_path': args.landmarks}
     if args.source == 'retinaface':
-        source = {
-            'type': 'retinaface',
-            'model': args.detector,
-            'weights': args.detector_weights,
-            'download': args.download,
-            'score_threshold': args.score_threshold
-        }
-    else:
-        source = {'type': 'landmarks', 'json_path': args.landmarks}
+        source = dict(
+            type='retinaface',
+            model=args.detector,
+            score_threshold=args.score_threshold,
+            weights=args.detector_weights,
+            download=args.download)
+    restorer = {'type': args.restorer, 'size': args.restorer_size}
     if args.restorer == 'gpen':
-        restorer = {
-            'type': 'gpen',
-            'size': args.restorer_size,
-            'weights': args.restorer_weights,
-            'download': args.download,
-            'batch_size': args.batch_size
-        }
-    else:
-        restorer = {'type': args.restorer, 'size': args.restorer_size}
+        restorer.update(weights=args.restorer_weights, download=args.download, batch_size=args.batch_size)
     options = {'scale': args.scale, 'source': source, 'restorer': restorer}
     return FacePairExtractor.from_options(options, device=args.device)
 

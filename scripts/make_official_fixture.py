@@ -5,15 +5,16 @@ shapes of a tiny network (RRDBNet: 8 features, 4 growth channels, 2 blocks; Mask
 plus what the tests compare with, computed with TensorFlow ops as the original computes them (NHWC, HWIO
 kernels, SAME padding, LeakyReLU 0.2, nearest x2 upsampling by repetition, residual scale 0.2)::
 
-    tests/fixtures/official_tiny/model.index, model.data-00000-of-00001   the checkpoint (prefix: model)
-    tests/fixtures/official_tiny/variables.npz    the same variables, for a converter run without tensorflow
-    tests/fixtures/official_tiny/forward.npz      sr_input (1, 8, 8, 3) -> sr_output (1, 32, 32, 3);
-                                                  mask_input (1, 16, 16, 6) -> mask_output (1, 16, 16, 1)
+    tests/fixtures/official_tiny/model.index, model.data-00000-of-00001: the checkpoint (prefix: model)
+    tests/fixtures/official_tiny/variables.npz: the same variables, for a converter run without tensorflow
+    tests/fixtures/official_tiny/forward.npz: sr_input (1, 8, 8, 3) -> sr_output (1, 32, 32, 3) and
+        mask_input (1, 16, 16, 6) -> mask_output (1, 16, 16, 1)
 
-    python scripts/make_official_fixture.py       (the same --seed gives the same values)
+    python scripts/make_official_fixture.py (the same --seed gives the same values)
 """
-import numpy as np
 import os
+
+import numpy as np
 import tensorflow as tf
 
 from metaf2n_plugin.cli import parser_from_doc

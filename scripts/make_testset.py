@@ -1,4 +1,4 @@
-"""Build a paired ×4 test set with faces: GT, LQ, landmarks.json and meta.json (every image's seed and draw).
+r"""Build a paired ×4 test set with faces: GT, LQ, landmarks.json and meta.json (every image's seed and draw).
 
 Single-face sets take aligned HQ faces (FFHQ, CelebA-HQ) and resize them to --gt-size; with --backgrounds, a
 multi-face set pastes 2-4 of the faces into each background. --preset iid degrades like training; --preset ood

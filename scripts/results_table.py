@@ -1,7 +1,9 @@
 """Per-dataset results table of a BasicSR test run: ``metrics.md`` and ``metrics.csv`` in its results folder.
 
-    python -m basicsr.test -opt options/<test>.yml        # writes results/<name>/test_<name>_<time>.log
-    python scripts/results_table.py results/<name>       # writes results/<name>/metrics.{md,csv}
+    # writes results/<name>/test_<name>_<time>.log
+    python -m basicsr.test -opt options/<test>.yml
+    # writes results/<name>/metrics.{md,csv}
+    python scripts/results_table.py results/<name>
 
 It reads the ``Validation <dataset>`` blocks that BasicSR's models log (one ``# <metric>: <value>`` line per
 ``val.metrics`` key, 4 decimals) from the folder's newest ``test_*.log``, or from ``--log``. One row per

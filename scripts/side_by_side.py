@@ -16,6 +16,7 @@ visualization folder). An image that cannot be read is reported and skipped; the
 """
 import os
 import sys
+
 from tqdm import tqdm
 
 from metaf2n_plugin.cli import parser_from_doc

@@ -1,12 +1,13 @@
 """Shared helpers: run Python the way a user would, make tiny image folders, build the tiny data set once."""
-import cv2
 import importlib.util
-import numpy as np
 import os
-import pytest
 import re
 import subprocess
 import sys
+
+import cv2
+import numpy as np
+import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,5 +1,6 @@
 """adapt_to_faces: MetaF2N's inner step, checked against SGD written out by hand."""
 import copy
+
 import pytest
 import torch
 from basicsr.archs.edsr_arch import EDSR

@@ -1,8 +1,10 @@
 """The start-up hook: BasicSR's runners see the plugin, Python start-up does not pay for it."""
 import os
-import pytest
 import sysconfig
 import zipfile
+
+import pytest
+
 from conftest import REPO, run_python
 
 REGISTERED = ("from basicsr.utils.registry import ARCH_REGISTRY as A; import sys; "

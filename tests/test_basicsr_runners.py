@@ -4,11 +4,13 @@
 no PYTHONPATH: the start-up hook must load the plugin, and the compat fixes must keep every output in
 that directory and let ``--auto_resume`` continue from a CPU checkpoint.
 """
-import basicsr
 import math
 import os
-import pytest
 import re
+
+import basicsr
+import pytest
+
 from conftest import copy_options, run_python, run_readme_block
 
 NAME = 'tiny_gpen_sr'

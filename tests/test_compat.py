@@ -1,16 +1,17 @@
 """Each BasicSR 1.4.2 fix: needed on today's stack, and doing exactly its job."""
-import basicsr.train
 import importlib.util
 import os
-import pytest
 import sys
+import types
+
+import basicsr.train
+import pytest
 import torch
 import torchvision
-import types
 from basicsr.models import build_model
-from conftest import run_python
 
 from metaf2n_plugin import compat
+from conftest import run_python
 
 
 def test_functional_tensor_alias_is_needed_and_serves_basicsr(tmp_path):
@@ -219,9 +220,10 @@ def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
 
 
 def test_fid_works_without_scipys_disp(monkeypatch):
+    import warnings
+
     import numpy as np
     import scipy.linalg
-    import warnings
     from basicsr.metrics.fid import calculate_fid
 
     rng = np.random.default_rng(0)

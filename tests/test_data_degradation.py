@@ -1,7 +1,8 @@
 """The task degradation: one draw shared by many images, per-image noise magnitudes and gray/colour choices."""
+import random
+
 import numpy as np
 import pytest
-import random
 import torch
 from basicsr.utils import DiffJPEG
 

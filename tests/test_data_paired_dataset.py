@@ -1,17 +1,18 @@
 """The tiny data set, and the paired face test dataset on it: items, face sources, errors, BasicSR's test runner."""
 import json
-import numpy as np
 import os
-import pytest
 import re
 import shutil
+
+import numpy as np
+import pytest
 import torch
 from basicsr.data import build_dataset
-from conftest import REPO, run_python
 
 from metaf2n_plugin.data.task_degradation import TaskDegrader
 from metaf2n_plugin.faces import FacePair, builtin_photo, write_pairs
 from metaf2n_plugin.image_io import read_image, write_image
+from conftest import REPO, run_python
 
 
 @pytest.fixture(scope='module')

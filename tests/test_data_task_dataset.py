@@ -1,11 +1,12 @@
 """Meta-training tasks: what the dataset hands over, and what the device-side degrader makes of it."""
-import cv2
-import numpy as np
 import os
-import pytest
 import random
 import re
 import shutil
+
+import cv2
+import numpy as np
+import pytest
 import torch
 from basicsr.data import build_dataset
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs

@@ -1,10 +1,12 @@
 """`make demo`, shortened: the same script and options files, 2 training iterations instead of 200."""
 import csv
+import re
+
 import cv2
 import numpy as np
 import pytest
-import re
 import yaml
+
 from conftest import REPO, run_python, run_readme_block
 
 SETS = ('Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood')

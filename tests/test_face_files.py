@@ -1,7 +1,8 @@
 """Image files: channel order, odd formats and broken files; atomic writes."""
+import os
+
 import cv2
 import numpy as np
-import os
 import pytest
 
 from metaf2n_plugin.atomic_write import write_json

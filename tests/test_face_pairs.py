@@ -1,6 +1,7 @@
 """Face pairs end to end (align, restore, paste back) and the patch batch cut from them, on real photos."""
-import cv2
 import logging
+
+import cv2
 import numpy as np
 import pytest
 import torch

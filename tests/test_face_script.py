@@ -1,16 +1,17 @@
 """scripts/extract_face_pairs.py on a folder with good, faceless and broken images."""
-import cv2
 import json
-import numpy as np
 import os
-import pytest
 import subprocess
 import sys
-from conftest import REPO, load_script
+
+import cv2
+import numpy as np
+import pytest
 
 from metaf2n_plugin.faces import builtin_photo
 from metaf2n_plugin.faces.alignment import apply_affine, invert_affine, upscale_map
 from metaf2n_plugin.image_io import read_image, write_image
+from conftest import REPO, load_script
 
 SCRIPT = os.path.join(REPO, 'scripts', 'extract_face_pairs.py')
 

@@ -1,11 +1,12 @@
 """Face sources: landmark JSON, precomputed pair folders, and RetinaFace (random weights: plumbing only)."""
 import json
-import numpy as np
 import os
-import pytest
 import shutil
-import torch
 import urllib.error
+
+import numpy as np
+import pytest
+import torch
 
 from metaf2n_plugin.faces import (Face, FacePair, FacePairExtractor, IdentityRestorer, LandmarkSource, PairFolderSource,
                                   RetinaFaceDetector, face_template, write_pairs)

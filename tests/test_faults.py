@@ -5,8 +5,10 @@ import signal
 import subprocess
 import sys
 import time
+
 import torch
 import yaml
+
 from conftest import REPO, run_python
 
 TOTAL = 8

@@ -6,10 +6,11 @@ BFR configurations and one forward output of a tiny configuration.
 """
 import json
 import math
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
-from pathlib import Path
 
 from metaf2n_plugin.archs.gpen_arch import GPEN, FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 

@@ -1,14 +1,14 @@
 """metaf2n-infer: Algorithm 2 on a user's photos, what a photo keeps, and every bad input named."""
-import cv2
 import json
-import numpy as np
 import os
-import pytest
 import subprocess
 import sys
+
+import cv2
+import numpy as np
+import pytest
 import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
-from conftest import run_python
 from PIL import Image
 from torch.func import functional_call
 
@@ -18,6 +18,7 @@ from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo
 from metaf2n_plugin.image_io import read_photo, write_image
 from metaf2n_plugin.models.adaptation import adapt_to_photo
+from conftest import run_python
 
 SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches
 

@@ -1,21 +1,22 @@
 """The test-set builder: byte-identical for a seed, its meta.json remakes every LQ, presets, multi-face sets."""
-import cv2
 import json
-import numpy as np
 import os
-import pytest
 import random
 import re
 import subprocess
 import sys
+
+import cv2
+import numpy as np
+import pytest
 import torch
 from basicsr.utils import DiffJPEG
-from conftest import REPO, load_script
 
 from metaf2n_plugin.data.degradation import DEGRADATION_DEFAULTS, apply_degradation, sample_degradation
 from metaf2n_plugin.data.testset_builder import PRESETS, build_testset
 from metaf2n_plugin.faces import face_template
 from metaf2n_plugin.image_io import read_image
+from conftest import REPO, load_script
 
 SCRIPT = os.path.join(REPO, 'scripts', 'make_testset.py')
 

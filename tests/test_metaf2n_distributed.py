@@ -5,8 +5,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from basicsr.models import build_model
-from conftest import copy_options, run_python
 from test_metaf2n_model import degraded_tasks, model_options
+
+from conftest import copy_options, run_python
 
 TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-2}}
 GAN = {'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 4}}

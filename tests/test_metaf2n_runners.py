@@ -1,7 +1,9 @@
 """BasicSR's own runners drive MetaF2N on the tiny data set: meta-train, auto-resume, test, results table."""
-import pytest
 import re
+
+import pytest
 import torch
+
 from conftest import copy_options, load_script, run_python, run_readme_block
 
 NAME = 'tiny_metaf2n'

@@ -1,8 +1,9 @@
 """MetaF2NModel, Algorithm 2: adapt a copy of theta to each photo's faces, super-resolve, compare with theta."""
 import json
 import os
-import pytest
 import shutil
+
+import pytest
 import torch
 from basicsr.data import build_dataset
 from basicsr.models import build_model

@@ -5,23 +5,24 @@ pass through the whole Inception takes seconds, the square root of a 2048x2048 c
 64-d features of its first block (``dims: 64``).
 """
 import argparse
-import cv2
 import inspect
 import logging
-import numpy as np
 import os
+
+import cv2
+import numpy as np
 import pytest
 import torch
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import METRIC_REGISTRY
-from conftest import REPO, run_python, write_image_pairs
 from torch.utils.data import DataLoader
 from torchvision import models
 
 from metaf2n_plugin.metrics.fid_metric import (FIDValidationMixin, FrechetInceptionDistance, fid_inception,
                                                inception_features)
+from conftest import REPO, run_python, write_image_pairs
 
 FID_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 FID_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + FID_FILE

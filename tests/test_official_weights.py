@@ -4,11 +4,12 @@ The fixture (scripts/make_official_fixture.py) holds a tiny network's variables 
 TF1 checkpoint and as an .npz, and the outputs TensorFlow's ops computed from them (forward.npz), so that this
 test needs no TensorFlow.
 """
-import numpy as np
 import os
-import pytest
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 import torch
 from basicsr.archs import build_network
 

@@ -1,12 +1,13 @@
 """The paper's options files: they hold the original's hyper-parameters and build a MetaF2N model as written."""
 import os
+
 import pytest
 import torch
 import yaml
 from basicsr.models import build_model
-from conftest import REPO
 
 from metaf2n_plugin.archs.masknet_arch import MaskNet
+from conftest import REPO
 
 
 def load(name):

@@ -1,5 +1,6 @@
 """The README's shell examples: each one is run by a test, or skipped here for a reason a reader can check."""
 import os
+
 from conftest import REPO, readme_blocks
 
 # a string that identifies the block -> the test file that runs it with run_readme_block

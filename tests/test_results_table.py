@@ -5,15 +5,17 @@ SSIM, LPIPS and NIQE gives the plain table, whose numbers must be BasicSR's metr
 The adapted/unadapted layout is checked on a log written in BasicSR's format (the MetaF2N model that
 will log ``<metric>_unadapted`` does not exist yet).
 """
-import cv2
-import numpy as np
 import os
-import pytest
 import shutil
 import subprocess
 import sys
+
+import cv2
+import numpy as np
+import pytest
 import yaml
 from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
+
 from conftest import REPO, run_python, write_image_pairs
 
 SCRIPT = os.path.join(REPO, 'scripts', 'results_table.py')

@@ -1,8 +1,10 @@
 """scripts/side_by_side.py: LQ | unadapted | adapted | GT panels with face boxes, bad images skipped."""
-import cv2
 import json
-import numpy as np
 import os
+
+import cv2
+import numpy as np
+
 from conftest import REPO, run_python
 
 SCRIPT = os.path.join(REPO, 'scripts', 'side_by_side.py')

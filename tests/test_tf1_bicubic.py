@@ -5,8 +5,9 @@
 TensorFlow itself is not needed here.
 """
 import math
-import numpy as np
 import os
+
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F

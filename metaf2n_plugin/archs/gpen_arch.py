@@ -1,35 +1,13 @@
-"""GPEN face restorer in plain PyTorch.
+"""GPEN (Yang et al., CVPR 2021) face restorer: upstream's ``FullGenerator`` in plain PyTorch.
 
-GPEN ("GAN Prior Embedded Network for Blind Face Restoration in the Wild",
-Yang et al., CVPR 2021; https://github.com/yangxy/GPEN) restores a degraded,
-aligned face crop with a U-shaped network: a convolutional encoder reduces
-the S x S input to 4 x 4 and a latent code, and a StyleGAN2 decoder driven by
-that code receives every encoder feature map as its "noise" input (by channel
-concatenation when ``isconcat=True``).
-
-This module re-implements the upstream ``FullGenerator`` without the compiled
-CUDA ops (``fused_bias_act``, ``upfirdn2d``): their maths is expressed with
-``F.leaky_relu``, ``F.pad`` and ``F.conv2d``, so the model runs on CPU and
-CUDA, under fp16/bf16 autocast, and stays differentiable. Parameter and
-buffer names and shapes are identical to upstream, so the released
-checkpoints load unchanged.
-
-Weights: the GPEN README links the face-restoration checkpoints
-``GPEN-BFR-512.pth`` (``GPEN(512, channel_multiplier=2, narrow=1)``) and
-``GPEN-BFR-256.pth`` (``GPEN(256, channel_multiplier=1, narrow=0.5)``), at
-https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/<file name>.
-Each file is a bare state_dict::
-
-    net = GPEN(512, channel_multiplier=2, narrow=1)
-    state = torch.load('GPEN-BFR-512.pth', map_location='cpu', weights_only=True)
-    net.load_state_dict(state, strict=True)
-    net.eval()
-
-Image convention: input and output are N x 3 x S x S RGB tensors in [-1, 1]
-(``img * 2 - 1`` for an image in [0, 1]). The output is NOT clamped, exactly
-as upstream; clamp to [-1, 1] before converting to an image.
+The compiled ops (``fused_bias_act``, ``upfirdn2d``) are rewritten with ``F.leaky_relu``, ``F.pad`` and
+``F.conv2d`` (CPU and CUDA, autocast, differentiable). Parameter and buffer names and shapes are upstream's, so
+``GPEN-BFR-512.pth`` (``GPEN(512, channel_multiplier=2, narrow=1)``) and ``GPEN-BFR-256.pth`` (``GPEN(256, 1,
+0.5)``), bare state_dicts, load with ``strict=True`` (README, "Weights"). Images are N x 3 x S x S RGB in [-1, 1]
+in and out; the output is not clamped, as upstream.
 """
 import math
+
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
@@ -49,19 +27,10 @@ def make_blur_kernel(taps, gain=1.0):
 
 
 def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
-    """Upsample by zero insertion, pad, FIR-filter, then subsample.
+    """Zero-insert by ``up``, pad, FIR-filter with ``kernel`` (kh, kw; flipped, per channel), keep every ``down``-th.
 
-    Args:
-        x: (N, C, H, W) tensor.
-        kernel: (kh, kw) FIR kernel, applied as a true convolution (flipped),
-            identically to every channel.
-        up: integer upsampling factor (``up - 1`` zeros after every sample).
-        down: integer downsampling factor (keep every ``down``-th sample).
-        pad: (before, after) padding applied to both spatial axes after the
-            zero insertion; negative values crop.
-
-    Returns:
-        (N, C, (H*up + before + after - kh) // down + 1, ...) tensor.
+    ``pad`` = (before, after) on both spatial axes after the insertion; negative crops.
+    (N, C, H, W) -> (N, C, (H*up + before + after - kh) // down + 1, ...).
     """
     n, c, h, w = x.shape
     if up > 1:
@@ -124,11 +93,9 @@ class EqualConv2d(nn.Module):
 
 
 class EqualLinear(nn.Module):
-    """Linear layer with equalised learning rate and learning-rate multiplier ``lr_mul``.
+    """Linear with equalised learning rate: weight ``* lr_mul / sqrt(in_dim)``, bias ``* lr_mul``.
 
-    Effective weight is ``weight * lr_mul / sqrt(in_dim)``, effective bias
-    ``bias * lr_mul``; with ``activate`` the bias goes through
-    :func:`fused_leaky_relu` instead of being added plainly.
+    With ``activate`` the bias goes through :func:`fused_leaky_relu` instead of being added.
     """
 
     def __init__(self, in_dim, out_dim, bias_init=0.0, lr_mul=1.0, activate=False):
@@ -145,11 +112,9 @@ class EqualLinear(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    """Encoder conv block: [Blur] -> bias-free EqualConv2d -> FusedLeakyReLU.
+    """Encoder block: [Blur] -> bias-free EqualConv2d -> FusedLeakyReLU.
 
-    With ``downsample`` the input is blurred (pad chosen for a 3x3 kernel) and
-    the conv uses stride 2, so (N, C_in, H, W) -> (N, C_out, H/2, W/2);
-    otherwise the conv is 'same'-padded.
+    ``downsample``: blur then stride 2, (N, C_in, H, W) -> (N, C_out, H/2, W/2); else 'same' padding.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, downsample=False):
@@ -166,10 +131,9 @@ class ConvLayer(nn.Sequential):
 
 
 class ModulatedConv2d(nn.Module):
-    """StyleGAN2 modulated (and optionally demodulated) convolution, optionally 2x upsampling.
+    """StyleGAN2 modulated (optionally demodulated) conv: x (N, C_in, H, W), style (N, style_dim).
 
-    Input (N, C_in, H, W) and style (N, style_dim); output (N, C_out, H, W),
-    or (N, C_out, 2H, 2W) with ``upsample`` (stride-2 transposed conv then blur).
+    Output (N, C_out, H, W), or (N, C_out, 2H, 2W) with ``upsample`` (stride-2 transposed conv, then blur).
     """
 
     def __init__(self,
@@ -291,11 +255,9 @@ class StyleGAN2Generator(nn.Module):
             in_ch = out_ch
 
     def forward(self, z, noises):
-        """z: (N, style_dim) code; noises: maps (N, C_r, r, r) for r = 4, 8, ..., size. Returns (N, 3, size, size).
+        """z: (N, style_dim); noises: (N, C_r, r, r) for r = 4, 8, ..., size -> (N, 3, size, size).
 
-        z goes through the mapping MLP once and the resulting w drives every
-        layer (a single style, no truncation and no mixing, as GPEN uses it).
-        Both convs at resolution r receive the same noise map.
+        One w drives every layer (no truncation or mixing, as GPEN); both convs at r get the same noise map.
         """
         w = self.style(z)
         out = self.conv1(self.input(z.shape[0]), w, noises[0])
@@ -312,17 +274,11 @@ class GPEN(nn.Module):
     """GPEN generator (upstream ``FullGenerator``): encoder + StyleGAN2 decoder fed with encoder features.
 
     Args:
-        size: input/output resolution S, a power of two in [8, 2048].
-        style_dim: latent width.
-        n_mlp: number of layers of the mapping MLP.
-        channel_multiplier: width multiplier for resolutions >= 64.
-        narrow: global width multiplier.
-        isconcat: concatenate encoder features to decoder features (True,
-            as in the released models) instead of adding them.
-        lr_mlp: learning-rate multiplier of the mapping MLP.
-        blur_kernel: FIR taps of the decoder's upsampling convs. As upstream,
-            encoder downsampling and ToRGB skip upsampling always use
-            ``FIXED_BLUR_TAPS``.
+        size: resolution S, a power of two in [8, 2048] (else ValueError).
+        channel_multiplier: width multiplier for resolutions >= 64; narrow: global width multiplier.
+        isconcat: concatenate encoder features to the decoder's (True, as released) instead of adding them.
+        lr_mlp: learning-rate multiplier of the n_mlp-layer mapping MLP.
+        blur_kernel: taps of the decoder's upsampling convs (the others use ``FIXED_BLUR_TAPS``, as upstream).
     """
 
     def __init__(self,
@@ -350,15 +306,9 @@ class GPEN(nn.Module):
         self.final_linear = nn.Sequential(EqualLinear(channels[4] * 16, style_dim, activate=True))
 
     def forward(self, x):
-        """Restore faces.
+        """(N, 3, S, S) aligned faces, RGB in [-1, 1] -> restored (N, 3, S, S), nominally [-1, 1], not clamped.
 
-        Args:
-            x: (N, 3, S, S) degraded aligned faces, RGB in [-1, 1].
-
-        Returns:
-            (N, 3, S, S) restored faces, RGB, nominally in [-1, 1] but not
-            clamped. Deterministic: the decoder's noise inputs are the
-            encoder features, so no random noise is drawn.
+        Deterministic: the decoder's noise inputs are the encoder features.
         """
         feats = []
         for i in range(self.num_encoders):

@@ -1,37 +1,25 @@
-"""Real-ESRGAN's second-order degradation, drawn once and applied to many images: MetaF2N's task degradation.
+"""Real-ESRGAN's second-order degradation, drawn once per task on the CPU and applied on the images' device.
 
-A *draw* is one sample of every random choice of the pipeline, made on the CPU (in a dataset worker) with
-BasicSR's kernel functions; :func:`apply_degradation` then runs the pipeline with BasicSR's ``filter2D``,
-noise functions and ``DiffJPEG`` on whatever device the images are on. As in the original MetaF2N's data
-generator, every image of a draw gets the same kernels, resize scales and modes, noise type (Gaussian or
-Poisson), JPEG qualities and final order; the noise magnitude and the gray-or-colour choice are per image.
+What a draw shares across a task's images and what is per image: README, "Data". BasicSR's random noise functions
+would redraw the noise type per image, so the draw holds every value and :func:`apply_degradation` calls the
+non-random ``add_*_noise_pt``. A draw (:func:`sample_degradation`) is a dict; once collated, every value gains a
+leading task dimension (tensors ``(T, ...)``, strings a list of T), which :func:`task_draw` removes::
 
-BasicSR's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` would also draw the noise type
-per image, so the draw holds the shared choices plus the per-image ones, and :func:`apply_degradation` calls
-the non-random ``add_gaussian_noise_pt`` / ``add_poisson_noise_pt`` with the per-image values as tensors.
-BasicSR's Gaussian noise draws one gray field for a whole batch, so it is called image by image here: every
-image gets noise fields of its own, as the original degrades each image on its own.
-
-A draw (:func:`sample_degradation`) is a dict; after BasicSR's data loader has collated T tasks, every value
-gains a leading task dimension (tensors ``(T, ...)``, strings a list of T); :func:`task_draw` takes task t back::
-
-    kernel1, kernel2, sinc_kernel   (K, K) float32 tensors, K = kernel_size_range[1]; the first- and second-stage
-                                    blur kernels (zero-padded to K) and the final sinc filter (a unit pulse
-                                    when no sinc filter was drawn)
-    resize1, resize2                float, the stages' resize factors
-    resize_mode1, resize_mode2      'area' | 'bilinear' | 'bicubic'
+    kernel1, kernel2, sinc_kernel   (K, K) float32, K = kernel_size_range[1]: the stages' blurs (zero-padded) and
+                                    the final sinc (a unit pulse when none was drawn)
+    resize1, resize2                float factors
+    resize_mode1, resize_mode2, final_resize_mode   'area' | 'bilinear' | 'bicubic'
     noise1, noise2                  'gaussian' | 'poisson'
-    gray_noise1, gray_noise2        (N,) float32 tensor of 0/1, per image: 1 = one gray noise field for the
-                                    three channels
-    noise_level1, noise_level2      (N,) float32 tensor, per image: Gaussian sigma (on 0-255) or Poisson scale
+    gray_noise1, gray_noise2        (N,) float32 0/1 per image; 1: one gray field for the three channels
+    noise_level1, noise_level2      (N,) float32 per image: Gaussian sigma (0-255 scale) or Poisson scale
     jpeg_quality1, jpeg_quality2    float in [1, 100]
     blur2                           bool: the second-stage blur is applied
-    final_resize_mode               'area' | 'bilinear' | 'bicubic'
     final_order                     'resize_sinc_jpeg' | 'jpeg_resize_sinc'
 """
 import math
-import numpy as np
 import random
+
+import numpy as np
 import torch
 from basicsr.data.degradations import (add_gaussian_noise_pt, add_poisson_noise_pt, circular_lowpass_kernel,
                                        random_mixed_kernels)
@@ -78,12 +66,9 @@ DEGRADATION_DEFAULTS = {
 
 
 def degradation_options(opt):
-    """The degradation settings of an options dict: :data:`DEGRADATION_DEFAULTS` updated by ``opt``'s keys.
+    """:data:`DEGRADATION_DEFAULTS` updated by ``opt``'s keys (other keys ignored).
 
-    Keys of ``opt`` that are not degradation settings are ignored (a dataset's options hold both).
-
-    Raises:
-        ValueError: an even or too small kernel size, or a JPEG quality outside [1, 100].
+    ValueError: an even or too small kernel size, or a JPEG quality outside [1, 100].
     """
     o = {key: opt.get(key, default) for key, default in DEGRADATION_DEFAULTS.items()}
     low, high = o['kernel_size_range']
@@ -96,14 +81,9 @@ def degradation_options(opt):
 
 
 def sample_degradation(opt, num_images):
-    """Draw one degradation for ``num_images`` images, with ``random`` and ``numpy.random`` (as BasicSR does).
+    """One draw (module docstring) for N = ``num_images`` images, with ``random`` and ``numpy.random`` as BasicSR.
 
-    Args:
-        opt: settings as returned by :func:`degradation_options` (or any dict, completed by it).
-        num_images: N, the number of images that will share the draw (one noise magnitude each).
-
-    Returns:
-        the draw, a dict (see the module docstring).
+    ``opt`` is completed by :func:`degradation_options`.
     """
     o = degradation_options(opt)
     draw = {'kernel1': _blur_kernel(o, ''), 'kernel2': _blur_kernel(o, '2'), 'sinc_kernel': _final_sinc(o)}
@@ -179,17 +159,10 @@ def select_images(draw, index):
 
 @torch.no_grad()
 def apply_degradation(gt, draw, scale, jpeger):
-    """Degrade a batch of same-size images with one draw, on the images' device.
+    """Degrade ``gt`` ``(N, 3, H, W)`` float32 RGB in [0, 1] with one draw, on its device, ``jpeger`` (DiffJPEG) too.
 
-    Args:
-        gt: ``(N, 3, H, W)`` float32 RGB in [0, 1]; H and W multiples of ``scale``.
-        draw: one draw (:func:`sample_degradation`, or :func:`task_draw` of a collated batch) whose noise levels
-            have N entries; its tensors may live on any device.
-        scale: integer SR factor s.
-        jpeger: a ``basicsr.utils.DiffJPEG`` on the images' device.
-
-    Returns:
-        ``(N, 3, H / s, W / s)`` float32 RGB in [0, 1], quantised to multiples of 1/255 like an 8-bit image.
+    Returns ``(N, 3, H / s, W / s)`` in [0, 1], quantised to multiples of 1/255. ValueError: H or W not a multiple
+    of ``scale``, or per-image draw values not N long (the draw's tensors may be on any device).
     """
     n, _, h, w = gt.shape
     if h % scale or w % scale:
@@ -235,15 +208,9 @@ def add_noise(image, draw, stage):
 
 
 def _jpeg(image, quality, jpeger):
-    """JPEG at one quality for the whole batch.
-
-    BasicSR 1.4.2's ``DiffJPEG`` takes a quality in [1, 100] (not [0, 1]) either as a Python number or as an
-    ``(N,)`` tensor, which it overwrites in place with quantisation factors. The quality goes in as a fresh
-    float32 tensor, as Real-ESRGAN's ``feed_data`` passes it: the number path computes the factor in double
-    precision, and some outputs round differently (on random 40 x 56 images, 7,877 of 20,160 values at
-    quality 30). Its output is a
-    non-contiguous view when H or W is not a multiple of 16, which ``filter2D``'s ``view`` rejects: hence
-    ``contiguous()``.
-    """
+    """JPEG at one quality in [1, 100] for the whole batch."""
+    # A fresh float32 (N,) tensor (DiffJPEG overwrites it), as Real-ESRGAN's feed_data: a Python number takes a
+    # float64 path that rounds some outputs differently (7,877 of 20,160 values on 40x56 images at quality 30).
+    # contiguous(): the output is a view when H or W is not a multiple of 16, which filter2D's view() rejects.
     quality = image.new_full((len(image), ), float(quality), dtype=torch.float32)
     return jpeger(torch.clamp(image, 0, 1), quality=quality).contiguous()

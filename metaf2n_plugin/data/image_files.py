@@ -1,8 +1,6 @@
-"""Listing the images of a dataset folder: a plain folder, a meta_info list, or an lmdb.
-
-They are decoded by :func:`metaf2n_plugin.image_io.decode_image`.
-"""
+"""Listing and vetting the images of a dataset folder (plain, meta_info list or lmdb), before decoding."""
 import os
+
 from basicsr.data.data_util import paths_from_lmdb
 
 from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, images_in
@@ -17,18 +15,10 @@ def dataroot(opt, key, what):
 
 
 def list_images(folder, meta_info=None, backend='disk', what='image'):
-    """The image paths (or lmdb keys) of a dataset folder, sorted.
+    """Sorted image paths (or lmdb keys) of ``folder`` (``*.lmdb`` for ``backend='lmdb'``); ``what`` names it in errors.
 
-    Args:
-        folder: a folder of images; for ``backend='lmdb'`` an lmdb folder ``*.lmdb`` with ``meta_info.txt``.
-        meta_info: optional text file listing image paths relative to ``folder``, one per line (first
-            space-separated field), like BasicSR's meta_info files.
-        backend: ``'disk'`` or ``'lmdb'``.
-        what: names the folder in errors, e.g. ``'face'``.
-
-    Raises:
-        FileNotFoundError: the folder or meta_info file does not exist.
-        ValueError: no image was found; the message names the folder.
+    ``meta_info``: BasicSR-style list of paths relative to ``folder`` (first space-separated field per line).
+    FileNotFoundError: no folder or meta_info file. ValueError: no images, or an lmdb name without ``.lmdb``.
     """
     folder = os.fspath(folder)
     if backend == 'lmdb':
@@ -58,12 +48,9 @@ SIGNATURES = {
 
 
 def check_headers(paths, what='image'):
-    """Refuse, all at once, files that cannot be images: empty, or not starting like PNG, JPEG, BMP, TIFF or WebP.
+    """ValueError naming every file that is unreadable, empty, or not headed like PNG, JPEG, BMP, TIFF or WebP.
 
-    Reads the first bytes of each file (cheap enough for a training set); decoding errors are found later.
-
-    Raises:
-        ValueError: naming every bad file and why.
+    Reads 12 bytes a file; decoding errors are found later.
     """
     bad = []
     for path in paths:

@@ -1,6 +1,7 @@
 """MetaF2N's test data: LQ photos with faces, their GT when there is one, and where their faces are."""
-import numpy as np
 import os
+
+import numpy as np
 import torch
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
@@ -15,40 +16,26 @@ FACE_SOURCES = ('retinaface', 'landmarks', 'pairs')  # the extractor's source ty
 
 @DATASET_REGISTRY.register()
 class MetaF2NPairedFaceDataset(data.Dataset):
-    """The degraded-face paired dataset: LQ photos, optional GT, and a face source.
+    """The degraded-face paired test set: LQ photos, optional GT, and a face source (README, "Data").
 
     Options (YAML keys)::
 
         dataroot_lq: folder of LQ photos
-        dataroot_gt: folder of GT photos with the same file names, s times larger; omit it for real-world
-                     photos (no GT: only no-reference metrics such as NIQE make sense)
-        scale: 4             set by BasicSR from the options' top-level scale
-        face_source: retinaface  (or ~) the model's detector finds the faces (no face keys in the item)
-        face_source: {type: landmarks, json_path: <dataroot_lq>/../landmarks.json}
-                             5 landmarks per face in LQ pixels (metaf2n_plugin.faces.annotations); json_path
-                             omitted or ~ -> a sidecar <image stem>.json next to each LQ photo
-        face_source: {type: pairs, root: <folder with Face_LQ/ and Face_HQ/>}
-                             precomputed face pairs (metaf2n_plugin.faces.pair_folders)
+        dataroot_gt: GT photos of the same names, s times larger; omit for real-world photos (no-reference metrics)
+        scale: 4     set by BasicSR from the top-level scale
+        face_source: retinaface (or ~, the default): the model detects; the item has no face keys
+                     {type: landmarks, json_path: ...}: 5 landmarks per face in LQ pixels; json_path omitted or ~:
+                     an <image stem>.json sidecar per LQ photo
+                     {type: pairs, root: <folder with Face_LQ/ and Face_HQ/>}: precomputed face pairs
 
-    Item (BasicSR's test loader uses batch size 1: it adds a leading 1 to every tensor, turns strings into
-    lists of one string and the face lists into lists of K ``(1, ...)`` tensors)::
+    Item, float32 RGB in [0, 1] (the test loader adds a leading 1 to tensors, lists strings, lists K faces)::
 
-        lq:          (3, h, w) float32 RGB in [0, 1]
-        lq_path:     str
-        gt:          (3, s*h, s*w) float32 RGB in [0, 1]       only with dataroot_gt
-        gt_path:     str                                       only with dataroot_gt
-        face_source: 'retinaface' | 'landmarks' | 'pairs'
-        landmarks:   (K, 5, 2) float32 (x, y) in LQ pixels, K >= 0 faces        only for 'landmarks'
-        face_lq:     list of K (3, h_k, w_k) LQ face crops                      only for 'pairs'
-        face_hq:     list of K (3, s*h_k, s*w_k) pseudo ground truths           only for 'pairs'
-        face_mask:   list of K (1, s*h_k, s*w_k) float32, 1 where face_hq is valid  only for 'pairs'
+        lq (3, h, w), lq_path; gt (3, s*h, s*w), gt_path only with dataroot_gt; face_source: the type
+        landmarks (K, 5, 2) float32 (x, y) in LQ pixels, K >= 0          only for 'landmarks'
+        face_lq, face_hq, face_mask: K (3, h_k, w_k), (3, s*h_k, s*w_k), (1, s*h_k, s*w_k) (1 = valid), 'pairs' only
 
-    Images are read like BasicSR reads them (grayscale replicated, alpha dropped, 16-bit reduced to 8-bit).
-
-    Raises:
-        FileNotFoundError: a missing folder, or an LQ photo without its GT file (named).
-        ValueError: an empty folder, an unknown face source type, or, all named in one error when the dataset is
-            built, unreadable images and LQ/GT pairs whose sizes are not exactly ``scale`` apart.
+    Raises FileNotFoundError (a missing folder, an LQ photo without its GT) and ValueError (empty folder, unknown
+    face source; and, all named in one error at build time, unreadable images and LQ/GT sizes not ``scale`` apart).
     """
 
     def __init__(self, opt):

@@ -14,11 +14,9 @@ from metaf2n_plugin.image_io import decode_image
 
 @DATASET_REGISTRY.register()
 class MetaF2NTaskDataset(data.Dataset):
-    """Each item is one task: ``faces_per_task`` faces, ``patches_per_task`` background crops, one degradation draw.
+    """One HQ task per item (README, "Data"); ``TaskDegrader`` degrades it on the device.
 
-    The images stay HQ; :class:`~metaf2n_plugin.data.task_degradation.TaskDegrader` degrades them on the device.
-    Item ``i`` starts with face ``i`` and adds ``faces_per_task - 1`` other random faces and
-    ``patches_per_task`` random backgrounds, so an epoch (``len`` = number of faces) uses every face at least once.
+    Item ``i`` holds face ``i`` plus random other faces and backgrounds: an epoch (``len`` = faces) uses every face.
 
     Options (YAML keys; defaults are the original's)::
 
@@ -28,11 +26,10 @@ class MetaF2NTaskDataset(data.Dataset):
         scale: 4                      set by BasicSR from the options' top-level scale
         faces_per_task: 4, patches_per_task: 4
         face_size: 256                faces of another size are resized to it (cv2.INTER_AREA / INTER_CUBIC)
-        face_patch_size: 128          HQ side of a face patch (32 LQ pixels at x4)
-        face_patch_tries: 6           candidate face patches; the model keeps the first whose pseudo-GT patch has
-        face_patch_min_log_gradient: -6.0     log(mean squared gradient) >= this, else the last
+        face_patch_size: 128, background_patch_size: 256      HQ sides of the patches
+        face_patch_tries: 6, face_patch_min_log_gradient: -6.0    candidates; the model keeps the first whose
+                                      pseudo-GT patch has log(mean squared gradient) >= this, else the last
         background_size: 400          a random crop of this side from each background (smaller ones: error)
-        background_patch_size: 256    HQ side of a background patch (64 LQ pixels at x4)
         use_hflip: true               one horizontal flip, drawn per task, for all of its images
         + every key of metaf2n_plugin.data.degradation.DEGRADATION_DEFAULTS (kernel_list, noise_range2, ...)
 
@@ -46,10 +43,9 @@ class MetaF2NTaskDataset(data.Dataset):
         degradation:      the draw for the F + P images (metaf2n_plugin.data.degradation); faces first
         face_paths, background_paths: the files, joined by newlines (a string collates into a list of T)
 
-    Images are read as BasicSR reads them: grayscale is replicated, alpha dropped, 16-bit reduced to 8-bit.
-    Files that are empty or not images are refused when the dataset is built, all named at once. An image that
-    fails later (undecodable, a non-square face, a background smaller than ``background_size``) is logged by
-    name and replaced by another draw; the log counts the replacements.
+    Raises ValueError at build time for sizes not multiples of ``scale``, patches larger than their images, too
+    few faces, and (all named at once) empty or non-image files. Images failing later are logged and redrawn;
+    RuntimeError after 10 failures in a row.
     """
 
     def __init__(self, opt):

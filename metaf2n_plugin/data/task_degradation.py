@@ -1,32 +1,20 @@
-"""One meta-training task degraded on the device: LQ faces and background patches that share one degradation.
+"""Degrades a collated meta-training task on the device and cuts its patches (README, "Data", for the rules).
 
-The :class:`~metaf2n_plugin.data.metaf2n_task_dataset.MetaF2NTaskDataset` hands over HQ images, the task's
-degradation draw and patch positions; :class:`TaskDegrader` (called from the model's ``feed_data``) degrades,
-restores the faces when a restorer is given, chooses the face patches and cuts, task by task::
-
-    self.degrader = TaskDegrader(scale=4)                                   # in the model's __init__
-    tasks = self.degrader(data, device=self.device, restorer=restore)      # in feed_data; data = the loader's batch
-
-As in the original MetaF2N, backgrounds are degraded from their USM-sharpened GT (as Real-ESRGAN does) and
-faces from the plain GT; a face patch is the first of ``face_patch_tries`` random candidates whose pseudo-GT
-patch (the restored face, or the GT without a restorer) has ``log(mean squared gradient) >= -6``, else the last.
-A crop is ``(y, x, size)`` in LQ pixels: the LQ patch ``lq[y:y+size, x:x+size]`` and the HQ patch ``s`` times
-further and larger.
+A crop is ``(y, x, size)`` in LQ pixels: LQ patch ``lq[y:y+size, x:x+size]``, the HQ one ``s`` times further and
+larger. Usage, in the model: ``tasks = TaskDegrader(scale=4)(data, device=device, restorer=restore)``.
 """
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from basicsr.utils import DiffJPEG
 from basicsr.utils.img_process_util import USMSharp
-from dataclasses import dataclass
 
 from metaf2n_plugin.data.degradation import apply_degradation, select_images, task_draw
 
 
 def random_crops(image, lq_size, scale, count):
-    """``count`` uniformly random LQ-aligned patch positions in a ``(3, H, W)`` HQ image: ``(count, 3)`` int64.
-
-    H and W are multiples of ``scale``; each row is ``(y, x, p)`` in LQ pixels, ``p = lq_size``.
-    """
+    """``count`` random crops ``(y, x, lq_size)`` of a ``(3, H, W)`` HQ image, H, W multiples of scale: (count, 3)."""
     height, width = image.shape[-2] // scale, image.shape[-1] // scale
     ys = np.random.randint(0, height - lq_size + 1, count)
     xs = np.random.randint(0, width - lq_size + 1, count)
@@ -34,16 +22,10 @@ def random_crops(image, lq_size, scale, count):
 
 
 def choose_detailed_crops(references, candidates, scale, min_log_gradient):
-    """MetaF2N's face patch retry: per image, the first candidate whose HQ patch has detail, else the last.
+    """Per image, the first candidate crop whose HQ patch scores >= ``min_log_gradient`` (MetaF2N: -6), else the last.
 
-    Args:
-        references: ``(F, 3, H, W)`` the images scored (pseudo ground truths), RGB in [0, 1].
-        candidates: ``(F, K, 3)`` int64 crops ``(y, x, p)`` in LQ pixels, in the order they were drawn.
-        scale: integer SR factor s.
-        min_log_gradient: threshold of :func:`log_mean_squared_gradient` (MetaF2N: -6).
-
-    Returns:
-        ``(F, 3)`` int64, the chosen crops.
+    references: ``(F, 3, H, W)`` pseudo-GTs, RGB in [0, 1]; candidates: ``(F, K, 3)`` int64 LQ crops, in draw order.
+    Returns ``(F, 3)`` int64.
     """
     scores = torch.stack([
         log_mean_squared_gradient(cut_patches(reference.expand(len(boxes), -1, -1, -1), boxes, scale))
@@ -55,10 +37,7 @@ def choose_detailed_crops(references, candidates, scale, min_log_gradient):
 
 
 def log_mean_squared_gradient(patches):
-    """``log(mean(dx^2) + mean(dy^2))`` of ``(..., C, h, w)`` patches in [0, 1] (forward differences): ``(...)``.
-
-    -inf for a flat patch.
-    """
+    """``log(mean(dx^2) + mean(dy^2))`` (forward differences) of ``(..., C, h, w)`` patches: ``(...)``; -inf if flat."""
     dx = torch.diff(patches, dim=-1).square().mean(dim=(-3, -2, -1))
     dy = torch.diff(patches, dim=-2).square().mean(dim=(-3, -2, -1))
     return torch.log(dx + dy)
@@ -71,29 +50,19 @@ def crop(image, box, scale=1):
 
 
 def cut_patches(images, crops, scale=1):
-    """One patch per image: ``(N, C, H, W)`` tensor and ``(N, 3)`` crops ``(y, x, p)`` -> ``(N, C, s*p, s*p)``.
-
-    ``scale=1`` cuts LQ images; ``scale=s`` cuts their HQ counterparts (GT, or the model's restored faces).
-    """
+    """One patch per image: ``(N, C, H, W)``, ``(N, 3)`` LQ crops -> ``(N, C, s*p, s*p)``; ``scale=s`` for HQ."""
     return torch.stack([crop(image, box, scale) for image, box in zip(images, crops.tolist())])
 
 
 @dataclass
 class DegradedTasks:
-    """T tasks of F faces and P background patches, on the device; all RGB float32 in [0, 1].
+    """T tasks of F faces and P background patches, on the device; images RGB float32 in [0, 1].
 
-    Attributes:
-        face_lq: ``(T, F, 3, Hf/s, Wf/s)`` whole LQ faces (what the face restorer is given).
-        face_lq_patches: ``(T, F, 3, pf, pf)`` LQ face patches, the inner step's input.
-        face_gt_patches: ``(T, F, 3, s*pf, s*pf)`` their HQ faces (GT).
-        face_crops: ``(T, F, 3)`` int64 ``(y, x, pf)`` in LQ pixels: cut restored faces with
-            ``cut_patches(restored, face_crops[t], scale)``.
-        background_lq: ``(T, P, 3, pb, pb)`` LQ background patches, the outer step's input.
-        background_gt: ``(T, P, 3, s*pb, s*pb)`` their GT (the discriminator's real images).
-        background_gt_usm: ``(T, P, 3, s*pb, s*pb)`` the GT USM-sharpened (sharpened before cutting), the
-            outer step's pixel/perceptual target.
-        face_hq_patches: ``(T, F, 3, s*pf, s*pf)`` the inner step's target: patches of the restored faces, or
-            ``face_gt_patches`` when no restorer ran; None until someone restored the faces.
+    face_lq ``(T, F, 3, Hf/s, Wf/s)`` whole LQ faces (the restorer's input); face_lq_patches ``(T, F, 3, pf, pf)``
+    (inner input); face_gt_patches and face_hq_patches ``(T, F, 3, s*pf, s*pf)``: GT, and the inner target (restored
+    faces' patches, or the GT's without a restorer; None until restored); face_crops ``(T, F, 3)`` int64 LQ crops;
+    background_lq ``(T, P, 3, pb, pb)`` (outer input); background_gt (D's real images) and background_gt_usm (GT
+    USM-sharpened before cutting: the outer pixel/perceptual target), ``(T, P, 3, s*pb, s*pb)``.
     """
     face_lq: torch.Tensor
     face_lq_patches: torch.Tensor
@@ -106,14 +75,7 @@ class DegradedTasks:
 
 
 class TaskDegrader(torch.nn.Module):
-    """Degrades collated tasks of :class:`~metaf2n_plugin.data.metaf2n_task_dataset.MetaF2NTaskDataset`.
-
-    Holds BasicSR's ``DiffJPEG`` (non-differentiable rounding) and ``USMSharp``; it moves itself to the device
-    of the data it is given, so no device is hard-coded.
-
-    Args:
-        scale: integer SR factor s (the options' ``scale``).
-    """
+    """Degrades collated ``MetaF2NTaskDataset`` tasks at integer ``scale`` (DiffJPEG, USMSharp) on the data's device."""
 
     def __init__(self, scale=4):
         super().__init__()
@@ -124,19 +86,12 @@ class TaskDegrader(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, data, device=None, restorer=None):
-        """Degrade T tasks, one batch of faces and one of backgrounds per task, and cut the patches.
+        """Degrade T tasks and cut their patches -> :class:`DegradedTasks` on ``device`` (default: ``face_gt``'s).
 
-        Args:
-            data: the loader's batch: ``face_gt`` ``(T, F, 3, Hf, Wf)``, ``background_gt`` ``(T, P, 3, Hb, Wb)``,
-                ``face_crop_candidates`` ``(T, F, K, 3)``, ``background_crops`` ``(T, P, 3)``,
-                ``face_patch_min_log_gradient`` ``(T,)`` and the collated draws ``degradation`` (see
-                :mod:`~metaf2n_plugin.data.degradation`), on any device.
-            device: where to work; by default the device of ``data['face_gt']``.
-            restorer: callable ``(F, 3, h, w) LQ faces -> (F, 3, s*h, s*w)`` pseudo ground truth on the same
-                device, RGB in [0, 1]; None takes the GT faces (the oracle).
-
-        Returns:
-            :class:`DegradedTasks` on ``device``, ``face_hq_patches`` included.
+        data: the loader's batch, ``face_gt`` ``(T, F, 3, Hf, Wf)``, ``background_gt`` ``(T, P, 3, Hb, Wb)``,
+        ``face_crop_candidates`` ``(T, F, K, 3)``, ``background_crops`` ``(T, P, 3)``, ``face_patch_min_log_gradient``
+        ``(T,)``, ``degradation`` (collated draws). restorer: ``(F, 3, h, w) -> (F, 3, s*h, s*w)`` in [0, 1] on the
+        same device; None uses the GT faces (oracle).
         """
         device = data['face_gt'].device if device is None else torch.device(device)
         self.to(device)

@@ -1,49 +1,23 @@
-"""Paired test sets with faces: GT, LQ, landmarks and every image's degradation, reproducible from a seed.
+"""Paired test sets with faces, reproducible from a seed (README, "Data": layout, kinds, presets and why).
 
-Layout written under ``<out_dir>`` (e.g. ``datasets/test/FFHQ_iid``)::
+Under ``<out_dir>``: ``GT/<name>.png`` (gt_size², RGB), ``LQ/<name>.png`` (gt_size / scale), ``landmarks.json``
+(``{"<name>.png": {"faces": [{"landmarks": [[x, y] x 5]}, ...]}}``, LQ pixels) and ``meta.json`` ("settings", and
+per image its seed, source files and draw, kernels without zero padding). Multi-face images paste each face at
+60-90 % of a quadrant's side, blended with a feathered ellipse. ``ood``'s ranges only touch the training edges so
+that faces stay recognisable at x4.
 
-    GT/<name>.png       gt_size x gt_size RGB
-    LQ/<name>.png       gt_size / scale, degraded by the preset's degradation
-    landmarks.json      {"<name>.png": {"faces": [{"landmarks": [[x, y] x 5]}, ...]}}, LQ pixel coordinates
-                        (metaf2n_plugin.faces.annotations; MetaF2NPairedFaceDataset's landmarks face source)
-    meta.json           "settings" (preset, seed, sizes, degradation options) and, per image, its seed,
-                        its source files and its degradation draw (kernels without their zero padding)
-
-Two kinds of set:
-
-- single-face: every input image (an aligned face such as FFHQ or CelebA-HQ) is centre-cropped to a square
-  and resized to ``gt_size``;
-- multi-face (``backgrounds`` given): each image is a background, centre-cropped and resized to ``gt_size``,
-  with 2-4 input faces pasted into distinct quadrants, each 60-90 % of a quadrant's side, blended with a
-  feathered ellipse.
-
-Landmarks of the inputs come from a landmarks JSON (input pixel coordinates) or, without one, from GPEN's
-template (:func:`metaf2n_plugin.faces.face_template`): aligned FFHQ-style crops have their landmarks there,
-to within a few pixels.
-
-Presets: ``iid`` is the training degradation (:data:`~metaf2n_plugin.data.degradation.DEGRADATION_DEFAULTS`).
-``ood`` moves three independent strengths just past the edges of the training ranges and keeps everything
-else: first-stage blur sigma 3-4 with Gaussian-family kernels only (training: 0.2-3, sometimes sinc),
-first-stage noise always Gaussian with sigma 30-40 (training: 1-30, or Poisson), JPEG quality 20-30 in both
-stages (training: 30-95). Every ood image is thus outside the training distribution on blur, noise and
-compression at once, yet made of the operators the network and the face restorer know, so the set measures
-what adapting on the faces is for, extrapolating to a stronger unknown degradation, rather than a change of
-artefact kind; the ranges touch the training edges so that faces stay recognisable at x4.
-
-Reproducibility: image ``i`` (inputs in sorted order) gets the seed ``SeedSequence([seed, i])``; composition
-and degradation use only that seed, so the same inputs and seed give byte-identical files (on one machine and
-library version), and a skipped bad input changes no other image. The LQ image is the GT *file* degraded:
-seeding ``random``, ``numpy.random`` and ``torch`` with an image's seed and calling
-``apply_degradation(GT, sample_degradation(settings, 1), scale, DiffJPEG(differentiable=False))`` on the CPU
-remakes its LQ file.
+Image ``i`` (inputs sorted) uses only the seed ``SeedSequence([seed, i])``: a skipped input changes no other image,
+and seeding ``random``, ``numpy.random`` and ``torch`` with it, then ``apply_degradation(GT file,
+sample_degradation(settings, 1), scale, DiffJPEG(differentiable=False))`` on the CPU remakes the LQ file.
 """
-import cv2
-import numpy as np
 import os
 import random
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
 import torch
 from basicsr.utils import DiffJPEG, img2tensor, tensor2img
-from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from metaf2n_plugin.atomic_write import write_json
@@ -83,21 +57,13 @@ def build_testset(inputs,
                   num_images=None,
                   faces_per_image=(2, 4),
                   progress=True):
-    """Build one test set (module docstring) and return a :class:`BuildReport`.
+    """Build one test set in ``out_dir`` (files of the same names replaced) and return a :class:`BuildReport`.
 
-    Args:
-        inputs: HQ face image paths (aligned crops, or any photo with ``landmarks_json``).
-        out_dir: the set's folder; created; existing files of the same names are replaced.
-        preset: ``'iid'`` or ``'ood'`` (:data:`PRESETS`).
-        seed: the set's seed.
-        gt_size: side of the GT images, a multiple of ``scale``.
-        scale: integer SR factor s.
-        landmarks_json: JSON of the inputs' landmarks (``LandmarkSource`` layouts); None: GPEN's template.
-        backgrounds: background image paths; given, a multi-face set of ``num_images`` images (default: one per
-            background, used in turn).
-        faces_per_image: inclusive range of faces per multi-face image, at most 4.
-
-    An input that cannot be read (or has no landmarks entry) is skipped and reported; the rest are written.
+    inputs: HQ face paths (aligned crops; any photo with ``landmarks_json``, else GPEN's template is used).
+    backgrounds: given, a multi-face set of ``num_images`` images (default: one per background), with
+    ``faces_per_image`` an inclusive range within 1-4. ValueError: unknown preset (:data:`PRESETS`), gt_size not a
+    multiple of ``scale``, a bad face range or too few faces, inputs sharing a stem. Unreadable inputs, or ones
+    without exactly one landmarks entry, are skipped and reported.
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(PRESETS)}')

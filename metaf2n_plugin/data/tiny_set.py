@@ -1,32 +1,24 @@
-"""The built-in tiny data set: made in seconds from photos that ship inside scikit-image and matplotlib.
+"""The built-in tiny data set, made in seconds from photos shipped with scikit-image and matplotlib (README, "Data").
 
-Layout under ``root`` (``datasets/tiny`` by default; nothing of it is committed)::
+Layout under ``root`` (default ``datasets/tiny``; same seed, same files)::
 
-    faces/face_<photo>_<j>.png          8 aligned 256 x 256 faces: the two annotated built-in photos
-                                        (metaf2n_plugin.faces.builtin_photo), each aligned to GPEN's template
-                                        4 times with a small random rotation (+-8 deg), scale (+-8 %) and shift
-    backgrounds/<image>_<j>.png         7 natural 400 x 400 crops (scikit-image's coffee, rocket, Hubble deep
-                                        field, immunohistochemistry, motorcycle)
-    sources/photos/<photo>.png          the two built-in photos as 512 x 512 squares (inputs of the test sets)
-    sources/photos_landmarks.json       their landmarks (input of make_testset)
-    sources/test_backgrounds/<image>.png  4 held-out backgrounds (retina, the right stereo motorcycle, gravel,
-                                        grass), never in backgrounds/
-    pairs/{gt,lq}/<i>.png               3 restoration pairs at scale 1 for BasicSR's PairedImageDataset: 64 x 64
-                                        crops of the astronaut, and the same crops blurred (5 x 5, sigma 1)
-    test/<set>/{GT,LQ}/, landmarks.json, meta.json   GT 512, LQ 128 (x4); <set> is one of
-        Tiny_iid, Tiny_ood              the two photos, degraded like training (iid) or past its ranges (ood)
-        Tiny_Multi_iid, Tiny_Multi_ood  4 multi-face images each: faces/ pasted into the held-out backgrounds
+    faces/face_<photo>_<j>.png        8 aligned 256² faces: the 2 annotated built-in photos x 4 jitters (+-8 deg,
+                                      +-8 % scale, a small shift) of GPEN-template alignment
+    backgrounds/<image>_<j>.png       7 natural 400² crops (coffee, rocket, hubble_deep_field, immunohistochemistry,
+                                      motorcycle)
+    sources/photos/<photo>.png, sources/photos_landmarks.json     the 2 photos as 512² squares, their landmarks
+    sources/test_backgrounds/<image>.png    4 held-out backgrounds (retina, right stereo motorcycle, gravel, grass)
+    pairs/{gt,lq}/<i>.png             3 scale-1 pairs: 64² astronaut crops, and the same blurred (5x5, sigma 1)
+    test/<set>/{GT,LQ}/, landmarks.json, meta.json     GT 512, LQ 128; Tiny_iid / Tiny_ood: the 2 photos;
+                                      Tiny_Multi_iid / Tiny_Multi_ood: 4 images of faces/ on the held-out backgrounds
 
-Every test set has a seed of its own, so its degradation draws are new ones (never a training task's); the
-faces of the test sets are the training faces' people (the only annotated photos that ship offline).
-
-``faces/`` and ``backgrounds/`` are ``MetaF2NTaskDataset``'s ``dataroot_face`` / ``dataroot_background``; a
-test set's ``LQ``, ``GT`` and ``landmarks.json`` are ``MetaF2NPairedFaceDataset``'s ``dataroot_lq``,
-``dataroot_gt`` and ``face_source: {type: landmarks, json_path: ...}``. The same seed gives the same files.
+The test faces are the training faces' people (the only annotated photos offline). ``faces/`` and ``backgrounds/``
+feed ``MetaF2NTaskDataset``; a test set's LQ, GT and landmarks.json feed ``MetaF2NPairedFaceDataset``.
 """
+import os
+
 import cv2
 import numpy as np
-import os
 import skimage.data
 
 from metaf2n_plugin.atomic_write import write_json

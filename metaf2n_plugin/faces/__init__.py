@@ -1,8 +1,8 @@
-"""Face pairs for MetaF2N: detect (or look up) faces, align them, restore them, paste them back at x scale.
+"""Face pairs for MetaF2N: find faces, align, restore, paste back at x scale (README, "Face pairs").
 
-Arrays are ``(H, W, 3)`` float32 **RGB** in [0, 1] and tensors ``(N, 3, H, W)`` RGB in [0, 1]; OpenCV's BGR
-order never leaves :mod:`~metaf2n_plugin.image_io` and :mod:`~metaf2n_plugin.faces.detection`. Points are
-``(x, y)`` with pixel centres at integers (OpenCV's convention).
+Package conventions: arrays are ``(H, W, 3)`` float32 RGB in [0, 1], tensors ``(N, 3, H, W)`` RGB in [0, 1]
+(OpenCV's BGR stays in :mod:`~metaf2n_plugin.image_io` and :mod:`.detection`); points are ``(x, y)`` with
+pixel centres at integers (OpenCV's convention).
 
     from metaf2n_plugin.faces import FacePairExtractor, sample_patches
     from metaf2n_plugin.image_io import read_image

@@ -1,20 +1,9 @@
-"""Five-point face alignment to GPEN's FFHQ-style template, and the affine maps around it.
+"""Five-point face alignment to GPEN's FFHQ template, and the affine maps around it.
 
-Coordinates are OpenCV's: ``(x, y)`` with the centre of pixel ``image[i, j]`` at ``(j, i)``. Affine maps
-are ``(2, 3)`` float64 arrays ``M`` that send a point ``p`` to ``M[:, :2] @ p + M[:, 2]``, the form
-``cv2.warpAffine`` takes. The five landmarks are, in this order: the eye on the image's left, the eye on
-the image's right, the nose tip, the mouth corner on the image's left, the mouth corner on the image's right
-(RetinaFace's order).
-
-The template is facexlib's ``get_reference_facial_points((S, S), inner_padding_factor=0.25,
-outer_padding=(0, 0), default_square=True)``, the call GPEN and MetaF2N make at S = 512. It takes the
-96 x 112 reference points of SphereFace/ArcFace, widens the crop to a 112 x 112 square (x + 8), pads it by
-0.25 * 112 = 28 on every side (a 168 x 168 crop) and scales that to S x S. At S = 512::
-
-    [[202.0407, 242.8840], [309.4302, 242.2900], [256.0768, 303.9592], [211.9598, 366.8282], [300.8911, 366.3363]]
-
-and at S = 256 exactly half of that. The 112 x 112 square becomes the central two thirds of the aligned
-crop, ``[S/6, 5S/6]`` in x and y: the face proper, used by :func:`landmark_box`.
+Affine maps are ``(2, 3)`` float64 ``M`` sending ``p`` to ``M[:, :2] @ p + M[:, 2]`` (``cv2.warpAffine``'s form).
+Landmark order (RetinaFace's): image-left eye, image-right eye, nose tip, image-left and image-right mouth corner.
+The template is facexlib's ``get_reference_facial_points`` with inner padding 0.25, as GPEN and MetaF2N call it:
+the 112 x 112 ArcFace square, padded by 28 a side (168) and scaled to S, so the square is ``[S/6, 5S/6]``.
 """
 import cv2
 import numpy as np
@@ -32,19 +21,8 @@ def face_template(size):
 
 
 def similarity_transform(src, dst):
-    """Least-squares similarity (rotation, uniform scale, translation; no reflection) taking ``src`` to ``dst``.
-
-    Solves ``min sum_k |M @ [src_k, 1] - dst_k|^2`` over ``M = [[a, -b, tx], [b, a, ty]]``.
-
-    Args:
-        src, dst: ``(K, 2)`` points, K >= 2.
-
-    Returns:
-        ``(2, 3)`` float64 affine map.
-
-    Raises:
-        ValueError: the points are not finite or all coincide (no scale can be estimated).
-    """
+    """The least-squares similarity (rotation, uniform scale, shift; no reflection) taking ``(K, 2)`` ``src`` to
+    ``dst``, K >= 2, as a ``(2, 3)`` float64 map; ValueError for other shapes, non-finite or coinciding points."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
@@ -76,28 +54,18 @@ def invert_affine(matrix):
 
 
 def upscale_map(scale):
-    """The ``(2, 3)`` map from image pixel coordinates to those of the same image resized by ``scale``.
-
-    Pixel centres scale about the pixel edges: LQ pixel ``x`` covers HQ pixels ``scale * x ... scale * x +
-    scale - 1``, whose centre is ``scale * x + (scale - 1) / 2`` (OpenCV's and MATLAB's resize convention).
-    """
+    """The ``(2, 3)`` map from pixel coordinates to those of the image resized by ``scale``, about pixel
+    centres: ``x -> scale * x + (scale - 1) / 2`` (OpenCV's and MATLAB's resize convention)."""
     shift = (scale - 1) / 2
     return np.array([[scale, 0.0, shift], [0.0, scale, shift]])
 
 
 def align_face(image, landmarks, size, matrix=None):
-    """Warp a face to the ``size`` x ``size`` template with a least-squares similarity transform.
+    """Warp ``(H, W, C)`` ``image`` (any channel order) to the ``size`` x ``size`` template fitted to ``(5, 2)``
+    ``landmarks``; a given ``matrix`` (image -> crop) is used instead of the fit.
 
-    Args:
-        image: ``(H, W, C)`` float image (any channel order; it is kept).
-        landmarks: ``(5, 2)`` landmarks in ``image``'s pixel coordinates. Ignored when ``matrix`` is given.
-        size: side S of the aligned crop.
-        matrix: optional ``(2, 3)`` map from ``image`` to the crop, to reuse one already estimated.
-
-    Returns:
-        ``(crop, matrix)``: the ``(S, S, C)`` float32 crop, bicubic, clipped to [0, 1], and the ``(2, 3)``
-        map image -> crop. Parts of the crop outside the image repeat the image's edge pixels (GPEN fills
-        them black; edge pixels keep the interpolation near the border clean).
+    Returns ``(crop, matrix)``: the ``(S, S, C)`` float32 crop (bicubic, clipped to [0, 1]) and the ``(2, 3)`` map
+    image -> crop. Outside the image the crop repeats edge pixels (GPEN fills black).
     """
     if matrix is None:
         matrix = similarity_transform(landmarks, face_template(size))
@@ -106,12 +74,8 @@ def align_face(image, landmarks, size, matrix=None):
 
 
 def landmark_box(landmarks):
-    """A face box for landmarks that come without one: ``(x0, y0, x1, y1)`` float64.
-
-    It is the bounding box, in image coordinates, of the central ``[S/6, 5S/6]`` square of the aligned crop
-    (the 112 x 112 square of the template, before its inner padding): forehead to chin, ear to ear, about
-    the box a face detector returns.
-    """
+    """A face box ``(x0, y0, x1, y1)`` float64 for landmarks without one: the image-space bounding box of the
+    template's 112 x 112 square (``[S/6, 5S/6]``), about what a face detector returns."""
     template = face_template(TEMPLATE_CROP)
     back = invert_affine(similarity_transform(landmarks, template))
     corners = np.array([[28.0, 28.0], [140.0, 28.0], [140.0, 140.0], [28.0, 140.0]])

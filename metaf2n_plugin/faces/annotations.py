@@ -1,27 +1,17 @@
 """Faces as five landmarks (+ optional box and score), their JSON form, and the built-in annotated photos.
 
-JSON form of one face (``Face.to_json``)::
-
-    {"landmarks": [[x, y], x 5], "box": [x0, y0, x1, y1], "score": 0.99}
-
-``landmarks`` are in the order of :mod:`metaf2n_plugin.faces.alignment` (image-left eye, image-right eye,
-nose tip, image-left mouth corner, image-right mouth corner), in pixel coordinates of the **LQ** image
-(pixel centres at integers); ``box`` (the face's bounding box, e.g. a detector's) and ``score`` are
-optional. Unknown keys are ignored, so the JSON that ``scripts/extract_face_pairs.py`` writes can be read
-back as landmarks.
-
-Two layouts are read by :class:`LandmarkSource`:
-
-- one JSON per folder: ``{"<image file name>": {"faces": [face, ...]}, ...}``;
-- one sidecar per image: ``photo.png`` -> ``photo.json`` holding ``{"faces": [face, ...]}``.
-
-An image without faces is listed with ``"faces": []``; an image missing from the JSON is an error.
+A face is ``{"landmarks": [[x, y] x 5], "box": [x0, y0, x1, y1], "score": s}`` in **LQ** pixels, landmarks in
+:mod:`.alignment`'s order; box and score are optional and other keys ignored (so the ``faces.json`` of
+``scripts/extract_face_pairs.py`` reads back). :class:`LandmarkSource` reads one JSON per folder,
+``{"<image file name>": {"faces": [face, ...]}, ...}``, or a sidecar per image (``photo.png`` -> ``photo.json``
+holding ``{"faces": [...]}``). A faceless image has ``"faces": []``; one missing from the JSON is an error.
 """
 import json
-import numpy as np
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from metaf2n_plugin.image_io import read_image
 
@@ -30,13 +20,8 @@ BUILTIN_JSON = Path(__file__).with_name('builtin_faces.json')
 
 @dataclass(frozen=True, eq=False)
 class Face:
-    """One face of an image.
-
-    Attributes:
-        landmarks: ``(5, 2)`` float64 ``(x, y)`` in the image's pixel coordinates.
-        box: ``(4,)`` float64 ``(x0, y0, x1, y1)``, or None when only landmarks are known.
-        score: detector confidence in [0, 1], or None.
-    """
+    """One face: ``(5, 2)`` float64 ``landmarks``; ``(4,)`` float64 ``box`` ``(x0, y0, x1, y1)`` or None;
+    detector ``score`` in [0, 1] or None."""
     landmarks: np.ndarray
     box: np.ndarray = None
     score: float = None
@@ -84,12 +69,7 @@ def _load_json(path):
 
 
 class LandmarkSource:
-    """Face source ``landmarks``: faces listed in JSON (see the module docstring for the layouts).
-
-    Args:
-        json_path: one JSON for a whole folder, keyed by image file name; None to read a sidecar
-            ``<image stem>.json`` next to each image.
-    """
+    """Face source ``landmarks``: faces from ``json_path`` (keyed by file name), or from sidecars when None."""
 
     def __init__(self, json_path=None):
         self.json_path = None if json_path is None else os.fspath(json_path)
@@ -110,14 +90,10 @@ class LandmarkSource:
 
 
 def builtin_photo(name):
-    """A real photo that ships inside a dependency, with its measured faces.
+    """``(image, faces)`` of a photo shipped by a dependency, with hand-measured landmarks (no boxes).
 
-    Args:
-        name: ``'astronaut'`` (scikit-image's ``astronaut.png``, 512 x 512) or ``'grace_hopper'``
-            (matplotlib's ``grace_hopper.jpg``, 512 wide, 600 high).
-
-    Returns:
-        ``(image, faces)``: ``(H, W, 3)`` float32 RGB in [0, 1] and a list of :class:`Face` (landmarks only).
+    ``name``: ``'astronaut'`` (scikit-image, 512 x 512) or ``'grace_hopper'`` (matplotlib, 512 x 600 high).
+    Raises KeyError for another name, ValueError if the dependency's image changed size.
     """
     table = _load_json(BUILTIN_JSON)
     if name not in table:

@@ -1,8 +1,9 @@
 """Face source ``retinaface``: facexlib's RetinaFace detector, weights loaded from a path you choose."""
+import warnings
+
 import cv2
 import numpy as np
 import torch
-import warnings
 from facexlib.detection.retinaface import RetinaFace
 
 from metaf2n_plugin.checkpoints import load_named, load_state_dict
@@ -27,17 +28,12 @@ def build_retinaface(model, device):
 
 
 class RetinaFaceDetector:
-    """Detect faces and their five landmarks with RetinaFace (MetaF2N's step 1).
+    """Faces and their five landmarks by RetinaFace (MetaF2N's step 1).
 
-    Args:
-        model: ``'retinaface_resnet50'`` (MetaF2N's) or ``'retinaface_mobile0.25'``.
-        weights, download: the weights file (``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth``)
-            or its folder, and whether to fetch it from facexlib's releases (:mod:`metaf2n_plugin.weights`).
-        score_threshold: keep faces whose score is above this (facexlib compares with ``>``).
-        nms_threshold: IoU above which the weaker of two overlapping detections is dropped.
-        resize_above, resize_to: an image whose long side exceeds ``resize_above`` pixels is shrunk to a long
-            side of ``resize_to`` for detection only (MetaF2N: 1500 -> 1000); results are scaled back.
-        device: torch device for the network.
+    ``model``: ``'retinaface_resnet50'`` (MetaF2N's) or ``'retinaface_mobile0.25'``; ``weights``/``download``
+    as in :mod:`metaf2n_plugin.weights`. Faces scoring above ``score_threshold`` are kept, after NMS at
+    ``nms_threshold`` IoU. A photo whose long side exceeds ``resize_above`` is detected at a long side of
+    ``resize_to`` (MetaF2N: 1500 -> 1000) and the results scaled back.
     """
 
     def __init__(self,
@@ -61,16 +57,8 @@ class RetinaFaceDetector:
 
     @torch.no_grad()
     def __call__(self, image, image_path=None):
-        """Faces in ``image``, best score first.
-
-        Args:
-            image: ``(H, W, 3)`` float RGB in [0, 1].
-            image_path: unused (the other face sources need it).
-
-        Returns:
-            list of :class:`Face` with landmarks, box and score in ``image``'s pixel coordinates; a detection
-            whose box covers no pixel of the image is dropped.
-        """
+        """:class:`Face` list (box and score set) of an ``(H, W, 3)`` image, best first; ``image_path`` is unused.
+        Detections whose box covers no pixel of the image are dropped."""
         bgr = np.ascontiguousarray(image[:, :, ::-1] * 255, dtype=np.float32)  # RetinaFace takes BGR 0..255
         height, width = bgr.shape[:2]
         if max(height, width) > self.resize_above:

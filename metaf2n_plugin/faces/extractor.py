@@ -1,20 +1,18 @@
 """(LQ face, pseudo-HQ face) pairs of a photo: MetaF2N's inference steps 1-3 as one component.
 
-Options (``FacePairExtractor.from_options``), e.g. in a model's YAML::
+Options (:meth:`FacePairExtractor.from_options`; the types: README, "Face pairs"), e.g. in a model's YAML::
 
     face_pairs:
       scale: 4
       source: {type: retinaface, model: retinaface_resnet50, weights: weights, score_threshold: 0.9}
       restorer: {type: gpen, size: 512, channel_multiplier: 2, narrow: 1, weights: weights, batch_size: 4}
 
-``source.type`` is ``retinaface`` (:class:`RetinaFaceDetector`), ``landmarks`` (:class:`LandmarkSource`,
-``json_path``) or ``pairs`` (:class:`PairFolderSource`, ``root``); ``restorer.type`` is ``gpen``
-(:class:`GPENRestorer`), ``oracle`` or ``identity`` (``size``). The other keys are the classes' arguments;
-a bare string stands for ``{type: <string>}``. Built from options, the source and the restorer are made (and
-their weights looked up) when first needed: a run whose faces come with the data never needs a detector.
+Keys besides ``type`` are the class's arguments (``FACE_SOURCES``, ``RESTORERS``); a bare string means
+``{type: <string>}``. Source and restorer are built (weights looked up) when first needed.
 """
 import functools
 import math
+
 import numpy as np
 import torch
 from basicsr.utils import img2tensor, tensor2img
@@ -32,13 +30,10 @@ NEEDS_DEVICE = (RetinaFaceDetector, RESTORERS['gpen'])
 
 
 class FacePairExtractor:
-    """Detect (or look up) the faces of an LQ photo, align, restore, and paste back at ``scale``.
+    """Find (or look up) the faces of an LQ photo, align them at ``restorer.size``, restore, paste back at ``scale``.
 
-    Args:
-        source: a face source: callable ``(image, image_path) -> list[Face]``, or a
-            :class:`PairFolderSource` (then ``restorer`` is unused and may be None).
-        restorer: a restorer of :mod:`metaf2n_plugin.faces.restoration`; faces are aligned at its ``size``.
-        scale: integer SR factor s.
+    ``source`` is a callable ``(image, image_path) -> list[Face]`` or a :class:`PairFolderSource` (then
+    ``restorer`` may be None). Raises ValueError unless ``scale`` is a positive integer.
     """
 
     def __init__(self, source, restorer, scale=4):
@@ -74,11 +69,8 @@ class FacePairExtractor:
         return self.source, self.restorer
 
     def pairs_of_item(self, data):
-        """Face pairs of one item of ``MetaF2NPairedFaceDataset`` as BasicSR's test loader collates it (batch 1).
-
-        ``face_source`` ``pairs``: the item's pairs; ``landmarks``: its faces, aligned and restored here;
-        ``retinaface``: this extractor's source finds them.
-        """
+        """Face pairs of one collated (batch 1) ``MetaF2NPairedFaceDataset`` item, by its ``face_source``: the item's
+        own pairs, its landmarks (aligned and restored here), or this extractor's source (``retinaface``)."""
         kind = data.get('face_source', ['retinaface'])[0]
         if kind == 'pairs':
             return [
@@ -92,20 +84,11 @@ class FacePairExtractor:
         return self(_hwc(data['lq']), gt, data['lq_path'][0], faces=faces)
 
     def __call__(self, lq, gt=None, image_path=None, faces=None):
-        """Face pairs of one photo.
+        """One :class:`FacePair` per face of the ``(H, W, 3)`` LQ photo ([] without faces).
 
-        Args:
-            lq: ``(H, W, 3)`` float32 RGB in [0, 1], the LQ photo.
-            gt: ``(s*H, s*W, 3)`` float32 RGB in [0, 1], its ground truth; needed by the ``oracle`` restorer.
-            image_path: the photo's file; the ``landmarks`` and ``pairs`` sources look faces up by its name.
-            faces: list of :class:`Face` in ``lq``'s pixels, used instead of asking the source.
-
-        Returns:
-            list of :class:`FacePair`, one per face (a face too small for a patch is kept; see
-            :func:`~metaf2n_plugin.faces.patches.sample_patches`); [] for a photo without faces.
-
-        Raises:
-            ValueError: bad image arrays, a GT of the wrong size, or a face that lies outside the image.
+        ``gt`` (``(s*H, s*W, 3)``) is for the ``oracle`` restorer; the ``landmarks`` and ``pairs`` sources look
+        faces up by ``image_path``; given ``faces`` (in ``lq``'s pixels) replace the source's. Raises ValueError
+        for bad image arrays, a GT of the wrong size, or a face outside the image.
         """
         name = repr(image_path) if image_path is not None else 'the LQ image'
         lq = _checked_image(lq, name)

@@ -1,17 +1,13 @@
-"""Face pairs on disk in the original MetaF2N layout, plus an optional mask folder.
+"""Face pairs on disk in the original MetaF2N layout, plus an optional mask folder (ours)::
 
-::
-
-    <root>/Face_LQ/<image stem>_<i>.png     LQ face crop, h x w
+    <root>/Face_LQ/<image stem>_<i>.png     LQ face crop, h x w; i counts the image's faces from 0
     <root>/Face_HQ/<image stem>_<i>.png     pseudo ground truth, scale*h x scale*w
-    <root>/Face_Mask/<image stem>_<i>.png   valid HQ pixels (255) -- ours; optional
-
-``i`` counts the faces of the image from 0. Without ``Face_Mask`` every HQ pixel counts as valid, which is
-how the original trains (black where the restored face does not reach).
+    <root>/Face_Mask/<image stem>_<i>.png   valid HQ pixels (255); without it all are valid, as in the original
 """
-import numpy as np
 import os
 import re
+
+import numpy as np
 
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.image_io import read_image, write_image
@@ -28,11 +24,7 @@ def pair_indices(root, stem):
 
 
 class PairFolderSource:
-    """Face source ``pairs``: precomputed pairs of ``root`` (see the module docstring).
-
-    Args:
-        root: the folder holding ``Face_LQ/`` and ``Face_HQ/`` (and optionally ``Face_Mask/``).
-    """
+    """Face source ``pairs``: the precomputed pairs under ``root``; FileNotFoundError without its LQ/HQ folders."""
 
     def __init__(self, root):
         if not os.path.isdir(os.path.join(root, LQ_DIR)) or not os.path.isdir(os.path.join(root, HQ_DIR)):
@@ -41,10 +33,9 @@ class PairFolderSource:
         self.root = root
 
     def pairs(self, image_path, scale):
-        """The pairs of the image at ``image_path`` (found by its file-name stem); [] when it has none.
+        """The pairs of the image at ``image_path`` (by file-name stem); [] when it has none.
 
-        Raises:
-            ValueError: an HQ file is missing or is not ``scale`` times its LQ file; the message names both.
+        Raises ValueError, naming the files, for a missing HQ file or an HQ file or mask not ``scale`` x the LQ.
         """
         stem = os.path.splitext(os.path.basename(image_path))[0]
         pairs = []

@@ -6,27 +6,12 @@ from metaf2n_plugin.faces.alignment import compose_affine, invert_affine, upscal
 
 
 def paste_back(restored, matrix, box, scale):
-    """The ``scale``x crop, at ``box``, of the canvas onto which the restored face is warped back.
+    """Warp the ``(S, S, 3)`` restored face back by the inverse of ``matrix`` (LQ -> crop) at ``scale`` s,
+    straight into the HQ crop of ``box`` (integer, half-open, in the LQ image) rather than a whole black canvas.
 
-    MetaF2N warps the restored face with the inverse alignment transform, scaled, onto a black
-    ``scale*W x scale*H`` canvas and crops the face box from it. This warps straight into the crop (the same
-    pixels, without the canvas), and differs in three ways:
-
-    - the scaling follows pixel centres (:func:`upscale_map`), where the original multiplies the whole inverse
-      matrix by the scale, shifting the face by (scale - 1) / 2 HQ pixels;
-    - a face that shrinks on the way back is first reduced with area averaging, so the warp does not alias;
-    - a validity mask tells which pixels the warped face covers; the original trains on the black rest.
-
-    Args:
-        restored: ``(S, S, 3)`` float32 restored aligned face, RGB in [0, 1].
-        matrix: ``(2, 3)`` alignment map from LQ pixel coordinates to the aligned crop.
-        box: ``(x0, y0, x1, y1)`` integer face box in LQ pixels, half-open, inside the LQ image.
-        scale: integer super-resolution factor s.
-
-    Returns:
-        ``(hq, mask)``: ``(s*h, s*w, 3)`` float32 RGB in [0, 1] and ``(s*h, s*w)`` bool, where
-        ``h, w = y1 - y0, x1 - x0``; the HQ pixel ``(i, j)`` of the crop is the canvas pixel
-        ``(s*y0 + i, s*x0 + j)``.
+    Returns ``(hq, mask)``: ``(s*h, s*w, 3)`` float32 and ``(s*h, s*w)`` bool (pixels the face covers), HQ pixel
+    ``(i, j)`` being canvas pixel ``(s*y0 + i, s*x0 + j)``. Deviations (pixel-centre scaling, area-averaging a
+    shrinking face, the mask): README, "Face pairs".
     """
     size = restored.shape[0]
     x0, y0, x1, y1 = box

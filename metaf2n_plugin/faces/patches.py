@@ -1,21 +1,16 @@
 """Random LR/HR patch pairs from an image's face pairs: the batch of MetaF2N's inner step (step 4)."""
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from basicsr.utils import get_root_logger, img2tensor
-from dataclasses import dataclass
 
 
 @dataclass
 class PatchBatch:
-    """All patches of one image's faces.
-
-    Attributes:
-        lq: ``(P, 3, p, p)`` float32 RGB in [0, 1], ``p = patch_size // scale``.
-        hq: ``(P, 3, patch_size, patch_size)`` float32 RGB in [0, 1], the pseudo ground truth.
-        mask: ``(P, 1, patch_size, patch_size)`` float32, 1 where ``hq`` is valid, 0 elsewhere (outside the
-            restored face, or padding of a face smaller than a patch).
-        face_index: ``(P,)`` int64, the face pair each patch comes from.
-    """
+    """All patches of one image's faces: ``lq`` ``(P, 3, p, p)`` with ``p = patch_size // scale``; ``hq``
+    ``(P, 3, patch_size, patch_size)``; ``mask`` ``(P, 1, patch_size, patch_size)`` float32, 1 where ``hq`` is
+    valid (0 outside the restored face or in padding); ``face_index`` ``(P,)`` int64, each patch's face pair."""
     lq: torch.Tensor
     hq: torch.Tensor
     mask: torch.Tensor
@@ -26,24 +21,13 @@ class PatchBatch:
 
 
 def sample_patches(pairs, scale, num_patches=16, patch_size=64, rng=None, image_name='image'):
-    """Cut up to ``num_patches`` random, distinct patch pairs from every face pair, all into one batch.
+    """A :class:`PatchBatch` of up to ``num_patches`` distinct random patch pairs per face pair (P = 0 for none).
 
-    A patch is a ``p x p`` LR window (``p = patch_size // scale``) at an integer LR position and the
-    ``patch_size`` HR window exactly ``scale`` times further. Positions are drawn, without repetition, among
-    those whose HR window is entirely valid; where none is (a face cut by its mask), among those with the
-    most valid pixels. A face smaller than ``p`` in a dimension is zero-padded there and masked (the padding
-    is invalid), so it is used whole; this, and a face without any valid pixel (skipped), is logged.
-
-    Args:
-        pairs: list of :class:`~metaf2n_plugin.faces.pairs.FacePair` of one image.
-        scale: integer SR factor s; ``patch_size`` must be a multiple of it.
-        num_patches: patches per face (MetaF2N: 16); fewer when a face has fewer distinct positions.
-        patch_size: HR patch side (MetaF2N: 64, so 16 x 16 LR patches at x4).
-        rng: ``numpy.random.Generator``; a fresh unseeded one when None.
-        image_name: names the image in log lines.
-
-    Returns:
-        :class:`PatchBatch`; empty (P = 0) when ``pairs`` is.
+    An LR ``p x p`` window at an integer position pairs with the HR window ``scale`` times further. Positions are
+    drawn without repetition among those with the most valid HR pixels (fully valid ones if any). A face
+    smaller than ``p`` is zero-padded (masked) and used whole; a face without valid pixels is skipped; both are
+    logged under ``image_name``. ``rng``: a ``numpy.random.Generator`` (unseeded when None). Raises ValueError
+    when ``patch_size`` is not a multiple of ``scale`` or a pair's HQ or mask is not ``scale`` x its LQ.
     """
     if patch_size % scale:
         raise ValueError(f'patch_size {patch_size} must be a multiple of the scale {scale}')

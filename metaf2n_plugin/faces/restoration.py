@@ -1,12 +1,8 @@
-"""Face restorers: turn aligned LQ faces into pseudo-ground-truth faces (MetaF2N's step 2).
+"""Face restorers: aligned LQ faces -> pseudo-ground-truth faces (MetaF2N's step 2).
 
-Every restorer is called as ``restorer(faces, gt_faces=None)``:
-
-- ``faces``: ``(N, 3, S, S)`` float32 tensor, aligned LQ faces, **RGB** in [0, 1], on any device;
-- ``gt_faces``: the same crops of the GT image, or None; only restorers with ``needs_gt`` use them;
-- returns ``(N, 3, S, S)`` float32 RGB in [0, 1] on ``faces``' device.
-
-``S`` is the restorer's ``size``: faces are aligned to the template at that size.
+``restorer(faces, gt_faces=None)`` takes ``(N, 3, S, S)`` float32 aligned LQ faces on any device, S being
+``restorer.size``, and returns the same shape on ``faces``' device; ``gt_faces``, the same crops of the GT
+image, is used only by restorers with ``needs_gt``.
 """
 import torch
 from torch.nn import functional as F
@@ -21,10 +17,7 @@ GPEN_RELEASES = {512: {'channel_multiplier': 2, 'narrow': 1}, 256: {'channel_mul
 
 
 class IdentityRestorer:
-    """Restorer ``identity``: returns the aligned LQ faces unchanged, i.e. the bicubic-upsampled LQ face.
-
-    Pasted back, it gives a bicubic upscaling of the face region: a restorer that adds nothing, for tests.
-    """
+    """Restorer ``identity``: the aligned LQ faces unchanged (pasted back, a bicubic upscaling), for tests."""
     needs_gt = False
 
     def __init__(self, size=512):
@@ -35,11 +28,7 @@ class IdentityRestorer:
 
 
 class OracleRestorer:
-    """Restorer ``oracle``: the same aligned crop of the ground-truth image.
-
-    The upper-bound ablation (a perfect face restorer), and the way to run without restorer weights when a
-    GT image exists.
-    """
+    """Restorer ``oracle``: the same aligned crop of the GT image (the upper bound; needs no weights)."""
     needs_gt = True
 
     def __init__(self, size=512):
@@ -53,16 +42,10 @@ class OracleRestorer:
 
 
 class GPENRestorer:
-    """Restorer ``gpen``: GPEN face restoration, batched, without gradients, on the device you choose.
+    """Restorer ``gpen``: GPEN, ``batch_size`` faces per pass, without gradients, on ``device``.
 
-    Args:
-        size, channel_multiplier, narrow, style_dim, n_mlp: the :class:`GPEN` architecture; left at None,
-            channel_multiplier and narrow are those of the released model of that size, ``GPEN_RELEASES``
-            (512: 2, 1 at test time; 256: 1, 0.5 in training).
-        weights, download: the checkpoint file (``GPEN-BFR-<size>.pth``) or its folder, and whether to fetch it
-            from GPEN's model page (:mod:`metaf2n_plugin.weights`).
-        batch_size: faces per forward pass.
-        device: torch device for the network.
+    ``channel_multiplier`` and ``narrow`` left at None are those of the release of that ``size``
+    (``GPEN_RELEASES``). ``weights``/``download``: ``GPEN-BFR-<size>.pth``, as in :mod:`metaf2n_plugin.weights`.
     """
     needs_gt = False
 
@@ -103,19 +86,9 @@ RESTORERS = {'gpen': GPENRestorer, 'oracle': OracleRestorer, 'identity': Identit
 
 @torch.no_grad()
 def restore_lq_faces(restorer, faces, scale):
-    """Pseudo ground truth of whole aligned LQ faces, as MetaF2N's training makes it.
-
-    The LQ faces are bicubic-upsampled to the restorer's size (MetaF2N: 64 -> 256 for GPEN-BFR-256), restored,
-    and resized (area / bicubic) to ``scale`` times the LQ size when that differs.
-
-    Args:
-        restorer: a restorer that needs no GT (``gpen``, ``identity``).
-        faces: ``(N, 3, h, w)`` LQ faces, RGB in [0, 1], on any device.
-        scale: integer SR factor s.
-
-    Returns:
-        ``(N, 3, s*h, s*w)`` RGB in [0, 1] on ``faces``' device.
-    """
+    """``(N, 3, s*h, s*w)`` pseudo ground truth of ``(N, 3, h, w)`` aligned LQ faces, as MetaF2N's training
+    makes it: bicubic up to ``restorer.size`` (64 -> 256 for GPEN-BFR-256), restored (a restorer without
+    ``needs_gt``), then area/bicubic resized to ``scale`` x when that differs."""
     size = (scale * faces.shape[-2], scale * faces.shape[-1])
     up = F.interpolate(faces, size=(restorer.size, restorer.size), mode='bicubic', align_corners=False).clamp(0, 1)
     restored = restorer(up)

@@ -7,17 +7,13 @@ from metaf2n_plugin.metrics.lpips_metric import build_lpips, lpips_weights_file
 
 @LOSS_REGISTRY.register()
 class LPIPSLoss(nn.Module):
-    """``loss_weight * LPIPS(pred, target)``, the ``lpips`` package's v0.1 network, frozen and always in eval mode.
-
-    The trunk's weights are found like the LPIPS metric's (``weights_path``, then
-    ``experiments/pretrained_models/``, then torch's hub cache; ``download: true`` fetches them); a missing file
-    is an error naming it, its URL and where to put it.
+    """``loss_weight * LPIPS(pred, target)``, the ``lpips`` package's v0.1 network, frozen, always in eval mode.
 
     Args:
-        loss_weight: factor of the loss.
-        reduction: ``'mean'`` (a scalar) or ``'none'`` (``(N, 1, 1, 1)``, one distance per image).
+        loss_weight: >= 0. reduction: ``'mean'`` (scalar) or ``'none'`` (``(N, 1, 1, 1)``); else ValueError.
         net: ``'alex'`` (MetaF2N's), ``'vgg'`` or ``'squeeze'``.
-        weights_path, download, random_weights: as for ``calculate_lpips``; ``random_weights`` is for tests only.
+        weights_path, download, random_weights: found as for ``calculate_lpips`` (README, "Weights"); a missing
+            file is an error naming it and its URL. ``random_weights`` is for tests only.
     """
 
     def __init__(self,

@@ -1,23 +1,8 @@
-"""Self-similarity graph (SSG) loss: compare how SR and HR images each resemble themselves.
+"""Self-similarity graph (SSG) loss (after SSL, Chen et al., ACM MM 2024) and its Laplacian mask.
 
-A pixel-wise loss compares SR with HR pixel by pixel. The SSG loss (after SSL, Chen et al., ACM MM
-2024) compares their *structure*: for edge and texture pixels p of the HR image (a Laplacian mask),
-it builds the row ``S̄(p, ·)`` of normalised similarities between the patch around p and every patch in
-a search window around p, for SR and for HR alike, and penalises the difference of the two graphs:
-
-    d(p, q) = sum over the patch of (P_p - P_q)^2 / (C * patch_size^2)      images in [0, 1]
-    S(p, q) = exp(-d(p, q) / h),   S̄(p, q) = S(p, q) / sum_q S(p, q)  (= softmax_q(-d(p, q) / h))
-    loss    = mean |S̄_SR - S̄_HR| + kl_weight * mean_p KL(S̄_HR(p, ·) || S̄_SR(p, ·))
-
-Cost. SSL's code unfolds a search window and then every patch in it for each masked pixel
-(≈ 608 KB per pixel in fp32 at 25×25 windows of 9×9×3 patches, tens of GB for a 256² batch). Here the
-distances of all masked pixels to one window offset ``o`` come from one squared-difference image
-``E_o = sum_c (x - shift_o(x))^2`` and a box filter (two running sums), then only masked pixels are
-kept: O(search_size² · C · H · W) work and O(masked · search_size²) memory. The offsets are processed in
-blocks, and the hand-written backward recomputes a block's planes instead of storing search_size²
-full-size planes. The loss compares the two graphs row block by row block and keeps, for backward, only the
-gradient of each row's loss with respect to the SR logits, written over them: one (masked, search_size²)
-matrix outlives the forward pass. ``bench/ssg.py`` measures both formulations.
+Definition, cost and differences from SSL's code: README, "The SSG loss". Distances are computed per window
+offset from one squared-difference image and box sums, read at the masked pixels only; the backward passes are
+hand-written and recompute each offset block instead of storing it.
 """
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
@@ -31,20 +16,11 @@ ROW_BLOCK = 4096  # graph rows compared at a time
 
 @torch.no_grad()
 def laplacian_mask(img, threshold=20, stride=1):
-    """Edge/texture pixels of an image, where the SSG loss compares graphs.
+    """Edge/texture pixels: (N, 3, H, W) RGB or (N, 1, H, W) gray in [0, 1], H, W >= 2 -> (N, 1, H, W) bool.
 
-    The 8-bit luma ``round(255 * (0.299 R + 0.587 G + 0.114 B))`` is filtered with the 3×3 Laplacian
-    ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]`` (reflect-101 borders, i.e. OpenCV's default), the response is
-    saturated to [0, 255] like an 8-bit OpenCV result, and pixels with response > ``threshold`` are
-    kept. With ``stride`` > 1 only pixels with ``y % stride == 0 and x % stride == 0`` can be kept.
-
-    Args:
-        img (Tensor): (N, 3, H, W) RGB in [0, 1], or (N, 1, H, W) gray in [0, 1]; H, W >= 2.
-        threshold (float): response threshold on the 0–255 scale.
-        stride (int): subsampling step of the mask grid.
-
-    Returns:
-        Tensor: (N, 1, H, W) bool.
+    The 8-bit luma ``round(255 * (0.299 R + 0.587 G + 0.114 B))`` is filtered with the 3×3 Laplacian (reflect-101
+    borders, OpenCV's default), saturated to [0, 255] as in 8-bit OpenCV, and kept where > ``threshold``; with
+    ``stride`` > 1 only pixels with ``y % stride == 0 and x % stride == 0``. Other channel counts: ValueError.
     """
     img = img.detach().double()
     if img.size(1) == 3:
@@ -62,33 +38,21 @@ def laplacian_mask(img, threshold=20, stride=1):
 
 
 def self_similarity_graph(img, mask, patch_size=9, search_size=25, h=0.004):
-    """Rows of the self-similarity graph of ``img`` at the masked pixels.
+    """Rows S̄(p, ·) of the self-similarity graph of ``img`` at the pixels p of ``mask``.
 
-    Patches are the full ``patch_size``² neighbourhoods of the image extended by reflection
-    (``F.pad(mode='reflect')``), for the centre pixel and for every pixel of the window alike. This
-    differs from the SSL reference, which cuts the search window first and then zeroes patch pixels
-    that fall outside it, so that its patches near the window's edge are partly black.
-
-    Args:
-        img (Tensor): (N, C, H, W) in [0, 1]; H, W > search_size // 2 + patch_size // 2.
-        mask (Tensor): (N, 1, H, W) bool, the pixels p whose rows are wanted.
-        patch_size (int): odd side of the compared patches.
-        search_size (int): odd side of the search window around p.
-        h (float): bandwidth of ``exp(-d / h)``.
-
-    Returns:
-        Tensor: (M, search_size²), M = mask.sum(); row m belongs to the m-th masked pixel in row-major
-        (n, y, x) order, column ``(dy + r) * search_size + (dx + r)`` (r = search_size // 2) to window
-        offset (dy, dx); every row sums to 1. fp32 (fp64 for fp64 input), also under autocast.
+    Args: img (N, C, H, W) in [0, 1] with H, W > search_size // 2 + patch_size // 2; mask (N, 1, H, W) bool;
+    patch_size, search_size odd (else ValueError); h the bandwidth of ``exp(-d / h)``.
+    Returns (M, search_size²), M = mask.sum(), rows summing to 1: row m is the m-th masked pixel in (n, y, x)
+    order, column ``(dy + r) * search_size + (dx + r)`` (r = search_size // 2) the offset (dy, dx). fp32 (fp64
+    for fp64 input), also under autocast.
     """
     return torch.softmax(patch_distances(img, mask, patch_size, search_size, scale=-1 / h), dim=1)
 
 
 def patch_distances(img, mask, patch_size=9, search_size=25, scale=1.0, step_bytes=8 << 20):
-    """``scale * d(p, q)`` for the masked pixels p and their window positions q: (M, search_size²).
+    """``scale * d(p, q)``, (M, search_size²), laid out as :func:`self_similarity_graph`'s rows.
 
-    Arguments and layout as in :func:`self_similarity_graph`. Window offsets are processed in blocks
-    whose temporary planes take about ``step_bytes`` each; backward recomputes them block by block.
+    Offsets go in blocks whose temporary planes take about ``step_bytes`` each.
     """
     with torch.autocast(img.device.type, enabled=False):
         (padded, ), where, blocks = _prepare((img, ), mask, patch_size, search_size, step_bytes)
@@ -115,8 +79,7 @@ def _prepare(images, mask, patch_size, search_size, step_bytes=8 << 20):
 
 
 def _offset_blocks(search_size, per_block):
-    """Window offsets in blocks (dy0, dy1, dx0, dx1) of whole window rows, or of parts of one row,
-    so that every block is a contiguous range of graph columns."""
+    """Offset blocks (dy0, dy1, dx0, dx1), each a contiguous range of graph columns."""
     if per_block >= search_size:
         rows = per_block // search_size
         return [(dy, min(dy + rows, search_size), 0, search_size) for dy in range(0, search_size, rows)]
@@ -125,12 +88,7 @@ def _offset_blocks(search_size, per_block):
 
 
 class _PatchDistances(torch.autograd.Function):
-    """Scaled patch distances of masked pixels; backward recomputes each offset block's planes.
-
-    For an offset o, ``E_o = sum_c (x - shift_o(x))^2`` over the patch-padded domain
-    (Hp = H + patch_size - 1), box-summed along x on the whole plane and along y by a running sum that
-    is read at the masked pixels only. Backward is the adjoint of exactly these steps.
-    """
+    """Scaled patch distances of masked pixels; backward, the adjoint, recomputes each offset block's planes."""
 
     @staticmethod
     def forward(ctx, padded, where, blocks, patch_size, search_size, scale):
@@ -192,12 +150,7 @@ def _distances(padded, where, blocks, patch_size, search_size, scale):
 
 
 class _GraphRowLosses(torch.autograd.Function):
-    """Per-row losses between the SR and HR graphs of the masked pixels, differentiable in the SR image only.
-
-    Forward computes both graphs' logits, then, row block by row block, each row's loss and its gradient with
-    respect to the SR logits, written over them; backward scales that gradient by the incoming one and pushes
-    it through :class:`_PatchDistances`'s backward.
-    """
+    """Per-row losses of the SR vs HR graphs, differentiable in SR only; keeps just d rows / d SR logits."""
 
     @staticmethod
     def forward(ctx, padded_pred, padded_target, where, blocks, patch_size, search_size, scale, kl_weight):
@@ -221,8 +174,7 @@ class _GraphRowLosses(torch.autograd.Function):
 
 
 def _row_losses_and_gradients(logits, target_logits, kl_weight):
-    """Rows ``mean_q |S̄ - S̄_t| + kl_weight * KL(S̄_t || S̄)`` of logit rows (M, Q); ``logits`` is overwritten
-    with the rows' gradients with respect to it (the Jacobian of the softmax applied in closed form)."""
+    """Row losses of logit rows (M, Q); overwrites ``logits`` with their gradient (closed-form softmax Jacobian)."""
     graph, target = torch.softmax(logits, dim=1), torch.softmax(target_logits, dim=1)
     sign = torch.sign(graph - target)
     rows = (graph - target).abs().mean(dim=1)
@@ -257,18 +209,15 @@ def _odd(size):
 
 @LOSS_REGISTRY.register()
 class SSGLoss(nn.Module):
-    """Self-similarity graph loss between a prediction and its target (BasicSR loss conventions).
+    """SSG loss between a prediction and its target (BasicSR loss conventions); bad options: ValueError.
 
     Args:
-        loss_weight (float): multiplier of the whole loss.
-        reduction (str): 'mean' (over masked pixels; weighted by ``weight`` when given), 'sum', or
-            'none' for an (N, 1, H, W) map holding each masked pixel's row loss (0 elsewhere).
-        patch_size (int): odd side of the compared patches (SSL: 9).
-        search_size (int): odd side of the search window (SSL: 25).
-        h (float): similarity bandwidth (SSL: 0.004, for images in [0, 1]).
-        threshold (float): Laplacian response threshold of the mask, 0–255 scale (SSL: 20).
-        mask_stride (int): keep only every ``mask_stride``-th masked pixel in y and x (cheaper).
-        kl_weight (float): weight of ``KL(S̄_target || S̄_pred)`` next to the L1 of the graphs.
+        loss_weight (float): >= 0. kl_weight (float): >= 0, weight of ``KL(S̄_target || S̄_pred)``.
+        reduction (str): 'mean' (over masked pixels; weighted by ``weight`` when given), 'sum', or 'none'
+            (an (N, 1, H, W) map of each masked pixel's row loss, 0 elsewhere).
+        patch_size, search_size (int): odd sides of the patches and the search window (SSL: 9, 25).
+        h (float): > 0, similarity bandwidth (SSL: 0.004). threshold (float): mask threshold in [0, 255] (SSL: 20).
+        mask_stride (int): >= 1; keep only every ``mask_stride``-th masked pixel in y and x.
     """
 
     def __init__(self,
@@ -297,17 +246,10 @@ class SSGLoss(nn.Module):
         self.threshold, self.mask_stride, self.kl_weight = threshold, mask_stride, kl_weight
 
     def forward(self, pred, target, weight=None, mask=None):
-        """Loss between the graphs of ``pred`` and ``target``.
+        """pred, target: (N, C, H, W) in [0, 1] (no gradient into target) -> scalar, or (N, 1, H, W) for 'none'.
 
-        Args:
-            pred (Tensor): (N, C, H, W) in [0, 1].
-            target (Tensor): (N, C, H, W) in [0, 1]; no gradient flows into it.
-            weight (Tensor | None): (N, 1, H, W) per-pixel weights of the graph rows.
-            mask (Tensor | None): (N, 1, H, W) bool rows to compare; None: ``laplacian_mask(target)``.
-
-        Returns:
-            Tensor: scalar, or (N, 1, H, W) for reduction 'none'. Zero (still differentiable) when no
-            pixel is masked.
+        ``weight``: (N, 1, H, W) row weights; ``mask``: (N, 1, H, W) bool rows, default ``laplacian_mask(target)``.
+        Zero, still differentiable, when nothing is masked. Wrong shapes, or a target past 2 in magnitude: ValueError.
         """
         if pred.dim() != 4:
             raise ValueError(f'SSGLoss takes (N, C, H, W) batches, got a {pred.dim()}-D pred {tuple(pred.shape)}' +

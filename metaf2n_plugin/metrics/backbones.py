@@ -1,7 +1,5 @@
-"""What the learned metrics (LPIPS, FID) share: their device and their input.
-
-Their pretrained backbones are found by :func:`metaf2n_plugin.weights.locate_weights` (option ``weights_path``);
-``random_weights: true`` builds an untrained backbone for plumbing tests, and nothing else does.
+"""What the learned metrics (LPIPS, FID) share: their device and their input. Backbone weights are found by
+:func:`metaf2n_plugin.weights.locate_weights` (``weights_path``); only ``random_weights: true`` builds untrained ones.
 """
 import numpy as np
 import torch

@@ -1,22 +1,14 @@
-"""Fréchet Inception Distance (Heusel et al., NeurIPS 2017) of a validation set, for BasicSR models.
-
-FID compares two *sets* of images: Gaussians fitted to their Inception features, and the Fréchet
-distance between them. The definition is pytorch-fid's, which MetaF2N reports: RGB images in [0, 1],
-bilinearly resized to 299x299, pytorch-fid's Inception (BasicSR's ``InceptionV3``) and its 2048-d
-average-pool features; BasicSR's ``calculate_fid`` gives the distance.
-
-BasicSR's validation scores images one at a time and averages the scores, so FID cannot be an ordinary
-``val.metrics`` function. Here are
-
-- :class:`FrechetInceptionDistance`: feed images, then ``compute()``; usable by any code;
-- :class:`FIDValidationMixin`: makes a model built on BasicSR's validation loop (``SRModel`` and its
-  subclasses) report every ``val.metrics`` entry of ``type: calculate_fid`` per dataset;
-- :func:`calculate_fid`, registered only to explain this in a model without the mixin.
+"""Fréchet Inception Distance (Heusel et al., NeurIPS 2017) of a validation set, as pytorch-fid defines it (which
+MetaF2N reports): RGB in [0, 1] resized bilinearly to 299x299, its Inception (BasicSR's ``InceptionV3``), 2048-d
+pool features, BasicSR's ``calculate_fid`` distance. BasicSR scores ``val.metrics`` image by image, so FID comes from
+:class:`FrechetInceptionDistance` or :class:`FIDValidationMixin`; the registered :func:`calculate_fid` only says so.
+Usage: README, 'Metrics and results tables'.
 """
 import functools
 import math
-import numpy as np
 import os
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from basicsr.archs import inception
@@ -43,18 +35,14 @@ def calculate_fid(img, img2, **kwargs):
 
 
 class FrechetInceptionDistance:
-    """FID of a set of output images against their references or against saved statistics.
-
-    Feed the set with :meth:`update`, one image at a time, then call :meth:`compute`.
+    """FID of a set of output images against their references or saved statistics: :meth:`update` per image, then
+    :meth:`compute`.
 
     Args:
-        reference_stats (str | None): ``.npz`` with the reference set's ``mu`` (D,) and ``sigma`` (D, D),
-            as pytorch-fid's ``--save-stats`` and :meth:`save_statistics` write them. When given, the
-            references passed to :meth:`update` are ignored.
-        dims (int): feature size, 2048 (the standard) or 64 / 192 / 768 (earlier Inception blocks,
-            average-pooled; as pytorch-fid's ``--dims``).
-        weights_path, download, random_weights, device: where the Inception weights come from and where
-            it runs, as in :func:`fid_inception`.
+        reference_stats (str | None): ``.npz`` with the references' ``mu`` (D,) and ``sigma`` (D, D) (pytorch-fid's
+            ``--save-stats``, :meth:`save_statistics`); when given, the references passed to :meth:`update` are ignored.
+        dims (int): 2048 (the standard) or 64 / 192 / 768 (earlier blocks, average-pooled; pytorch-fid's ``--dims``).
+        weights_path, download, random_weights, device: as in :func:`fid_inception`.
     """
 
     def __init__(self,
@@ -71,13 +59,8 @@ class FrechetInceptionDistance:
         self.output_features, self.reference_features = [], []
 
     def update(self, img, img2=None):
-        """Add one output image and, unless ``reference_stats`` was given, its reference.
-
-        Args:
-            img (ndarray): (H, W, 3) **BGR** image in [0, 255] (uint8 or float), as BasicSR's ``tensor2img``
-                returns it.
-            img2 (ndarray | None): the reference (GT) image, same conventions; any size.
-        """
+        """Add one output ``img`` and, unless ``reference_stats`` was given, its reference ``img2`` (None: none):
+        (H, W, 3) **BGR** in [0, 255], uint8 or float, as ``tensor2img`` returns it; the two may differ in size."""
         self.output_features.append(inception_features(img, self.inception))
         if img2 is not None and self.reference is None:
             self.reference_features.append(inception_features(img2, self.inception))
@@ -126,21 +109,13 @@ def inception_features(img, network):
 
 
 def fid_inception(dims=2048, weights_path=None, download=False, random_weights=False, device=None):
-    """BasicSR's ``InceptionV3`` with pytorch-fid's weights, built once per (dims, weights file, device).
+    """BasicSR's ``InceptionV3`` with pytorch-fid's weights, in eval mode, built once per (dims, weights file, device).
 
-    Args:
-        dims (int): 64, 192, 768 or 2048: which block's output it returns.
-        weights_path (str | None): ``pt_inception-2015-12-05-6726825d.pth``; None looks in the usual places
-            (:mod:`metaf2n_plugin.weights`).
-        download (bool): fetch the weights when they are nowhere.
-        random_weights (bool): untrained network instead; scores are meaningless (plumbing tests only).
-        device (str | None): CUDA if available when None.
-
-    Returns:
-        InceptionV3: in eval mode; takes (N, 3, H, W) RGB in [0, 1], returns ``[(N, dims, h, w)]``.
-
-    Raises:
-        FileNotFoundError: the weights are nowhere and ``download`` is off.
+    ``dims``: 64, 192, 768 or 2048, which block's output it returns (ValueError otherwise); ``weights_path``:
+    ``pt_inception-2015-12-05-6726825d.pth`` (None: the usual places, :mod:`metaf2n_plugin.weights`); ``download``:
+    fetch it when it is nowhere (else FileNotFoundError); ``random_weights``: untrained, meaningless scores (plumbing
+    tests only); ``device``: None is CUDA when available. Takes (N, 3, H, W) RGB in [0, 1], returns
+    ``[(N, dims, h, w)]``.
     """
     if dims not in inception.InceptionV3.BLOCK_INDEX_BY_DIM:
         raise ValueError(f'FID dims must be one of {sorted(inception.InceptionV3.BLOCK_INDEX_BY_DIM)}, got {dims}')
@@ -169,13 +144,11 @@ def _build_inception(dims, weights_file, device):
 class FIDValidationMixin:
     """BasicSR's per-image validation loop, with FID per set and a score for every output the model returns.
 
-    Put it first in a complete model class: ``class FIDSRModel(FIDValidationMixin, SRModel)``. Its
-    ``nondist_validation`` replaces ``SRModel``'s and reads the options without changing them. Every visual
-    ``result<suffix>`` of ``get_current_visuals()`` (tensors (1, 3, H, W), RGB in [0, 1]) is saved where
-    ``SRModel`` saves ``result``, with ``<suffix>`` added to the file name, and scored by every ``val.metrics``
-    entry as metric ``<name><suffix>``: ``result`` gives ``psnr``, ``result_unadapted`` gives ``psnr_unadapted``.
-    Entries of ``type: calculate_fid`` (their other keys are :class:`FrechetInceptionDistance`'s arguments)
-    compare the whole set with its GT images (lower is better); the others are averaged over the images.
+    Put it first: ``class FIDSRModel(FIDValidationMixin, SRModel)``; the options are read, never changed. Every visual
+    ``result<suffix>`` ((1, 3, H, W), RGB in [0, 1]) is saved where ``SRModel`` saves ``result``, ``<suffix>`` added to
+    the name, and scored by every ``val.metrics`` entry as ``<name><suffix>`` (``psnr``, ``psnr_unadapted``). Entries of
+    ``type: calculate_fid`` (other keys: :class:`FrechetInceptionDistance`'s) compare the set with its GT images (lower
+    is better); the others are averaged over the images.
     """
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):

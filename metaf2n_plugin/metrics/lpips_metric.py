@@ -1,12 +1,10 @@
-"""LPIPS (Zhang et al., CVPR 2018), version 0.1, as a BasicSR metric.
-
-``val.metrics: {lpips: {type: calculate_lpips, better: lower}}`` scores each output against its GT with
-the ``lpips`` package (AlexNet trunk by default, as MetaF2N reports it). The package ships its linear
-heads; the trunk's ImageNet weights are looked up offline (:mod:`metaf2n_plugin.weights`).
+"""LPIPS v0.1 (Zhang et al., CVPR 2018) as a BasicSR metric (README, 'Metrics and results tables'). The ``lpips``
+package ships the linear heads; the trunk's torchvision weights are looked up offline (:mod:`metaf2n_plugin.weights`).
 """
 import functools
-import lpips
 import os
+
+import lpips
 import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
@@ -34,22 +32,16 @@ def calculate_lpips(img,
                     random_weights=False,
                     device=None,
                     **kwargs):
-    """LPIPS distance between an image and its reference; 0 for identical images, lower is closer.
+    """LPIPS distance (float, spatially averaged; 0 for identical images, lower is closer) of ``img`` to ``img2``.
 
     Args:
-        img (ndarray): (H, W, 3) image, **BGR**, values in [0, 255] (uint8 or float): what BasicSR's
-            ``tensor2img`` returns and its validation passes.
-        img2 (ndarray): the reference (GT), same shape and order.
-        crop_border (int): pixels cut from each edge of both images first.
+        img, img2 (ndarray): (H, W, 3) **BGR** images in [0, 255], uint8 or float (``tensor2img``'s output), of one
+            shape (else ValueError); ``img2`` is the reference.
+        crop_border (int): pixels cut from each edge of both first.
         net (str): lpips trunk: ``'alex'`` (default, the paper's), ``'vgg'`` or ``'squeeze'``.
-        weights_path (str | None): the trunk's torchvision weights file; None looks in the usual places.
-        download (bool): fetch the trunk's weights when they are nowhere.
-        random_weights (bool): untrained trunk instead; scores are meaningless (plumbing tests only).
-        device (str | None): where the network runs; CUDA if available when None.
-        **kwargs: other keys of the metric options (``type``, ``better``), ignored.
-
-    Returns:
-        float: the distance, spatially averaged.
+        weights_path, download, random_weights, device: the trunk's torchvision weights file (None: the usual places),
+            fetch it when it is nowhere, an untrained trunk (meaningless scores, plumbing tests only), where it runs
+            (None: CUDA when available). ``**kwargs`` (``type``, ``better``) are ignored.
     """
     if img.shape != img2.shape or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f'calculate_lpips needs two (H, W, 3) BGR images of one shape, got {img.shape}, {img2.shape}')
@@ -63,14 +55,10 @@ def calculate_lpips(img,
 
 
 def lpips_network(net='alex', weights_path=None, download=False, random_weights=False, device=None):
-    """The ``lpips.LPIPS`` v0.1 network, in eval mode, built once per (trunk, weights file, device).
+    """``lpips.LPIPS`` v0.1 in eval mode, cached per (trunk, weights file, device); :func:`calculate_lpips`'s arguments.
 
-    The arguments are :func:`calculate_lpips`'s. The weights file is looked up on every call (a few
-    ``stat`` calls), so a file that appears later is used; the network itself is cached.
-
-    Raises:
-        FileNotFoundError: the trunk's weights are nowhere and ``download`` is off.
-    """
+    The file is looked up on every call, so one that appears later is used; FileNotFoundError when it is nowhere and
+    ``download`` is off."""
     return _build_lpips(net, lpips_weights_file(net, weights_path, download, random_weights),
                         str(metric_device(device)))
 
@@ -92,9 +80,7 @@ def _build_lpips(net, weights_file, device):
 
 def build_lpips(net, weights_file):
     """A new ``lpips.LPIPS`` v0.1 in eval mode on the CPU, its trunk loaded from ``weights_file`` (None: random).
-
-    Built with an untrained trunk (so that lpips downloads nothing), then ``weights_file`` is loaded into it.
-    """
+    Built untrained first, so that lpips downloads nothing."""
     network = lpips.LPIPS(net=net, version='0.1', pnet_rand=True, verbose=False)
     if weights_file is None:
         get_root_logger().warning(f'LPIPS (net: {net}) runs with a randomly initialised trunk: its scores are '
@@ -105,12 +91,7 @@ def build_lpips(net, weights_file):
 
 
 def _load_trunk(trunk, state_dict):
-    """Copy torchvision's ``features.<i>.*`` tensors into lpips's trunk.
-
-    lpips cuts torchvision's ``features`` into ``slice1``, ``slice2``, ... whose layers keep their index
-    in ``features`` as their name, so ``features.3.weight`` becomes ``slice2.3.weight``. The strict load
-    checks that the file provides every trunk tensor.
-    """
+    """Strict-load torchvision's ``features.<i>.*`` as lpips's ``slice<k>.<i>.*`` (e.g. ``slice2.3.weight``)."""
     renamed = {}
     for slice_name, block in trunk.named_children():
         for index, _ in block.named_children():

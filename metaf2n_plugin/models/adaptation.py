@@ -1,13 +1,9 @@
-"""MetaF2N's inner step: adapt the SR network to one photo's degradation with a few SGD steps on its faces.
-
-``W = MaskNet(cat[bicubic_up(lq), hq])``, ``L_in = mean(W * |hq - f_theta(lq)|)``, ``theta' = theta - lr * grad L_in``.
-The adapted parameters are a dict, used with ``torch.func.functional_call``; the network is never copied or
-modified, so meta-training (second order, through ``create_graph``) and testing share this one function.
-"""
-import numpy as np
+"""MetaF2N's inner step, shared by meta-training and testing (README, 'MetaF2N: meta-training and adaptation')."""
 import re
-import torch
 import zlib
+
+import numpy as np
+import torch
 from torch.func import functional_call
 from torch.nn import functional as F
 
@@ -20,12 +16,9 @@ class NonFiniteInnerLoss(FloatingPointError):
 
 
 class AdaptedParameters(dict):
-    """``name -> tensor``: every parameter of ``net_g``, the adapted ones as ``theta'``, for ``functional_call``.
+    """``name -> tensor`` of every parameter of ``net_g`` (the adapted ones as theta'), for ``functional_call``.
 
-    Attributes:
-        mask_weights: ``(N, 1, H, W)`` MaskNet's weights ``W`` (>= 0), with their graph to MaskNet.
-        inner_losses: list of ``steps`` detached scalars, the inner loss before each step.
-    """
+    ``mask_weights``: MaskNet's ``(N, 1, H, W)`` W >= 0, with its graph; ``inner_losses``: the loss before each step."""
     mask_weights = None
     inner_losses = ()
 
@@ -43,22 +36,16 @@ def adapt_to_faces(net_g,
     """``steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
     Args:
-        net_g: the SR network f (any BasicSR SR architecture), ``(N, 3, h, w) -> (N, 3, s*h, s*w)``.
+        net_g: any BasicSR SR network, ``(N, 3, h, w) -> (N, 3, s*h, s*w)``.
         net_mask: MaskNet, ``(N, 6, s*h, s*w) -> (N, 1, s*h, s*w)``; None weighs every pixel 1.
-        lq: ``(N, 3, h, w)`` LQ face patches, RGB in [0, 1].
-        hq: ``(N, 3, s*h, s*w)`` their pseudo ground truth (restored faces), RGB in [0, 1].
-        lr: inner learning rate alpha.
-        steps: number of SGD steps.
-        params: regex; only parameters whose names match are adapted (None: all).
-        create_graph: keep the graph of the gradients, for the second-order meta-gradient.
+        lq, hq: ``(N, 3, h, w)`` LQ face patches and ``(N, 3, s*h, s*w)`` their pseudo GT, RGB in [0, 1].
+        lr, steps, params: alpha; number of steps; regex of the parameter names to adapt (None: all).
+        create_graph: keep the gradients' graph, for the second-order meta-gradient.
         valid_mask: ``(N, 1, s*h, s*w)``, 1 where ``hq`` is valid; the mean runs over valid pixels only.
         legacy_bicubic: upsample ``lq`` for MaskNet with TF1's ``resize_bicubic`` (converted official weights).
 
-    Returns:
-        :class:`AdaptedParameters`.
-
-    Raises:
-        NonFiniteInnerLoss: the loss or a gradient is not finite.
+    Returns :class:`AdaptedParameters`. Raises ValueError when ``params`` matches no parameter, and
+    :class:`NonFiniteInnerLoss` when the loss or a gradient is not finite.
     """
     theta = dict(net_g.named_parameters())
     names = [name for name in theta if params is None or re.search(params, name)]
@@ -86,19 +73,12 @@ def adapt_to_faces(net_g,
 def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, num_patches=16, patch_size=64, **options):
     """Algorithm 2's adaptation to one photo: ``num_patches`` patch pairs per face, then :func:`adapt_to_faces`.
 
-    The patches are drawn with a generator seeded by the photo's file name (and ``seed``), so a photo gets the
-    same patches whatever else is processed with it.
+    ``pairs``: the photo's ``FacePair`` list; ``name``: its file name, for log lines and, with ``seed``, to seed the
+    patch draw (a photo gets the same patches whatever else is processed); ``options``: ``lr``, ``steps``, ``params``,
+    ``legacy_bicubic``. ``net_g`` and ``net_mask`` as in :func:`adapt_to_faces`; the patches go to ``net_g``'s device.
 
-    Args:
-        net_g, net_mask: as :func:`adapt_to_faces` (on the device the patches go to).
-        pairs: the photo's :class:`~metaf2n_plugin.faces.pairs.FacePair` list.
-        scale: integer SR factor s.
-        name: the photo's file name; names it in log lines and seeds the patch draw.
-        options: ``lr``, ``steps``, ``params``, ``legacy_bicubic`` of :func:`adapt_to_faces`.
-
-    Returns:
-        ``(adapted, patches, reason)``: :class:`AdaptedParameters` (None when the photo has no usable face
-        or the loss is not finite, ``reason`` then says which), and the :class:`PatchBatch` used.
+    Returns ``(adapted, patches, reason)``: :class:`AdaptedParameters`, or None when the photo has no usable face or
+    the loss is not finite (``reason`` says which); and the ``PatchBatch`` used.
     """
     rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
     patches = sample_patches(pairs, scale, num_patches, patch_size, rng, name)

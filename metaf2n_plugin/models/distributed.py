@@ -1,13 +1,10 @@
-"""What MetaF2N's training needs from torch.distributed instead of DistributedDataParallel.
+"""The torch.distributed steps MetaF2NModel takes instead of DistributedDataParallel (why: README, 'MetaF2N:
+meta-training and adaptation', Distributed). Without an initialised process group they act on one process."""
+from collections import OrderedDict
 
-DistributedDataParallel cannot run the inner step's double backward, so the model keeps plain networks on every
-rank: they start from rank 0's weights, every rank sums the gradients of its own tasks, and these helpers turn the
-sums into the mean over all tasks of all ranks. Without an initialised process group they act on one process.
-"""
 import numpy as np
 import torch
 import torch.distributed as dist
-from collections import OrderedDict
 
 
 def is_distributed():
@@ -22,13 +19,9 @@ def broadcast_from_rank0(tensors):
 
 
 def average_gradients(params, count):
-    """Divide the ``.grad`` summed over ``count`` tasks (over all ranks) by the total count.
+    """Turn each ``.grad``, summed over this rank's ``count`` tasks, into the mean over all ranks' tasks.
 
-    A parameter that no rank has a gradient for keeps ``grad = None`` (so that the optimiser skips it).
-
-    Returns:
-        bool: False when no rank had a task (nothing to step).
-    """
+    A parameter no rank has a gradient for keeps ``grad = None``. Returns False when no rank had a task."""
     params = list(params)
     if is_distributed():
         device = params[0].device

@@ -1,10 +1,5 @@
-"""The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 autocast, torch.compile.
-
-theta' changes with every photo, so the compiled function takes the weights as inputs (a dict, as
-``functional_call`` does) instead of freezing them as constants: new weights of the same shapes reuse the
-compiled code. Tiles of one fixed size (:func:`~metaf2n_plugin.models.tiling.tiled_forward` shifts border
-windows inward) make one compilation serve every photo at least one window large; smaller windows run eagerly.
-"""
+"""The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 autocast, and torch.compile with the
+weights as inputs, so every photo's theta' reuses one compilation (README, 'Run it on your photos', Speed)."""
 import torch
 from torch.func import functional_call
 
@@ -12,15 +7,11 @@ from metaf2n_plugin.models.tiling import tiled_forward
 
 
 class FastForward:
-    """``(params, lq) -> f_params(lq)`` for one network, tiled, without gradients.
+    """``(params, lq) -> f_params(lq)`` for one SR network in eval mode, tiled (:func:`tiled_forward`), no gradients.
 
-    Args:
-        net: the SR network, ``(N, 3, h, w) -> (N, 3, s*h, s*w)``, in eval mode.
-        scale: integer SR factor s.
-        tile, tile_pad: LQ tile side (0: the whole image at once) and context per side.
-        channels_last: run convolutions in NHWC (faster with oneDNN on CPUs).
-        bf16: autocast to bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs); the output is float32.
-        compile: ``torch.compile`` the network for windows of ``tile + 2 * tile_pad`` (needs ``tile``).
+    ``tile``, ``tile_pad``: LQ tile side (0: whole image) and context per side; ``channels_last``: NHWC convolutions;
+    ``bf16``: bfloat16 autocast (the output stays float32); ``compile``: compiled for ``tile + 2 * tile_pad`` windows
+    (tiles of one size; smaller windows run eagerly), ValueError without ``tile``.
     """
 
     def __init__(self, net, scale, tile=0, tile_pad=10, channels_last=True, bf16=False, compile=False):

@@ -1,20 +1,11 @@
-"""MetaF2N (Yin et al., ICCV 2023) as a BasicSR model: meta-training (Algorithm 1) and adaptation at test time
-(Algorithm 2), with the self-similarity-graph loss as an optional outer term.
-
-Algorithm 1, per task: pseudo-GT faces from the face restorer; ``theta' = theta - lr * grad L_in`` on the task's
-faces (:func:`~metaf2n_plugin.models.adaptation.adapt_to_faces`, weighted by MaskNet); the outer loss of
-``theta'`` on the task's backgrounds; the mean over tasks trains theta and MaskNet with one optimiser, then the
-discriminator. The second-order meta-gradient is computed in two passes so that the inner and the outer graphs
-never coexist: ``g = dL_out/dtheta'`` first (the outer graph is freed), then ``g`` is pushed back through the
-inner step recomputed with its graph, which gives ``g - lr * H g`` for theta and the MaskNet gradient exactly.
-The outer loss is computed on the task's whole SR output, and its gradient is pushed through the SR network
-``outer_chunk`` patches at a time (the output recomputed with its graph): exact for any loss, and the network's
-activations are held for one patch at a time.
-Algorithm 2, per photo: its face pairs, 16 patch pairs per face, one step with MaskNet frozen, the photo
-super-resolved with the adapted weights (and with the plain ones, for comparison).
+"""MetaF2N (Yin et al., ICCV 2023) as a BasicSR model: meta-training (Algorithm 1, the SSG loss an optional outer
+term) and test-time adaptation (Algorithm 2). The two-pass exact meta-gradient, the patch-by-patch outer backward
+and the deviations from the original: README, 'MetaF2N: meta-training and adaptation'.
 """
 import inspect
 import os
+from collections import OrderedDict
+
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
@@ -22,7 +13,6 @@ from basicsr.models.sr_model import SRModel
 from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
-from collections import OrderedDict
 from torch.func import functional_call
 
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
@@ -57,9 +47,9 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         face_pairs: FacePairExtractor.from_options (test photos whose dataset gives no faces; its restorer
                     restores the faces of items with landmarks)
         adaptation: {lr: 0.01, steps: 1, params: ~, legacy_bicubic: false, num_patches: 16, patch_size: 64}
-        train: first_order, mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
+        train: first_order (false), mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
                optim_g (theta and MaskNet), any torch.optim name
-        val: tile, tile_pad
+        val: tile (0: whole photo), tile_pad (10)
     """
 
     def __init__(self, opt):
@@ -116,8 +106,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         return net
 
     def model_to_device(self, net):
-        """On the device, not wrapped (see :mod:`~metaf2n_plugin.models.distributed`): under ``--launcher`` every
-        rank starts from rank 0's weights."""
+        """On the device, not wrapped in DDP; under ``--launcher`` every rank starts from rank 0's weights."""
         if not self.opt['dist'] and self.opt['num_gpu'] > 1:
             get_root_logger().warning('MetaF2NModel runs on one GPU per process: use torchrun --nproc_per_node=N '
                                       '... --launcher pytorch for several')
@@ -212,9 +201,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
     def meta_backward(self, t, update_g=True, log_now=False):
         """Task t: adapt on its faces, the outer loss of theta' on its backgrounds, its meta-gradient into ``.grad``.
 
-        Returns:
-            ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output (detached) and the logged terms.
-        """
+        Returns ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output (detached), the logged terms."""
         lq, hq = self.tasks.face_lq_patches[t], self.tasks.face_hq_patches[t]
         inner_rng = rng_state(self.device)
         adapted = self.adapt(self.net_g, lq, hq)
@@ -239,16 +226,10 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         return sr.detach(), losses
 
     def outer_backward(self, fast, background, target, mask_weights):
-        """The outer loss of ``SR = f_fast(background)`` and its backward into ``fast`` (and MaskNet, through W).
+        """The outer loss of ``SR = f_fast(background)`` and its backward into ``fast`` (and MaskNet, through W),
+        ``outer_chunk`` patches at a time (each recomputed with its graph and random numbers; 0: all at once).
 
-        With ``outer_chunk`` the loss is computed on the whole output, and its gradient goes back through the
-        network ``outer_chunk`` patches at a time, each recomputed with its graph and its random numbers.
-
-        Returns:
-            ``(sr, losses)``: the output (detached) and the loss terms (detached).
-
-        Raises:
-            FloatingPointError: the loss is not finite (before any backward).
+        Returns ``(sr, losses)``, both detached; FloatingPointError, before any backward, if the loss is not finite.
         """
         if self.outer_chunk:
             chunks = torch.arange(len(background)).split(self.outer_chunk)

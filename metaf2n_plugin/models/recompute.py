@@ -1,10 +1,7 @@
-"""Running a computation again with the same random numbers, so that a recomputed graph equals the first one.
-
-The meta-gradient recomputes forwards (the inner step, the SR output patch by patch) instead of keeping their
-graphs; a network that draws random numbers in training mode (dropout, SwinIR's drop path) must draw the same
-ones again, as ``torch.utils.checkpoint`` does.
-"""
+"""Replaying a computation's random numbers (dropout, drop path), so that the graphs the meta-gradient recomputes
+equal the first pass's, as ``torch.utils.checkpoint`` does."""
 import contextlib
+
 import torch
 
 
@@ -17,8 +14,7 @@ def rng_state(device):
 
 @contextlib.contextmanager
 def replayed_rng(state, device):
-    """Run the block with the random numbers of ``state`` (from :func:`rng_state`); afterwards the random state
-    is what it was before the block."""
+    """Run the block with the random numbers of ``state`` (:func:`rng_state`); restore the random state after it."""
     device = torch.device(device)
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == 'cuda' else []

@@ -1,13 +1,11 @@
-"""TensorFlow 1's bicubic resize in PyTorch: the upsampling the original MetaF2N (TF1) used.
+"""TF1's ``resize_bicubic(align_corners=False, half_pixel_centers=False)``, which the original MetaF2N used.
 
-:func:`tf1_resize_bicubic` reproduces ``tf.compat.v1.image.resize_bicubic(align_corners=False,
-half_pixel_centers=False)``: output index ``i`` samples the input at ``i * in_size / out_size`` (no half-pixel
-shift), from the taps ``floor - 1 .. floor + 2`` clamped to the border, with Keys' cubic weights (a = -0.75) at the
-fractional offset rounded to 1/1024 (TF reads them from a 1024-step table). ``F.interpolate(mode='bicubic',
-align_corners=False)`` also uses a = -0.75 and clamped taps, but samples at ``(i + 0.5) * in / out - 0.5``; on
-random data the two differ by up to ~0.7.
+Output index ``i`` samples the input at ``i * in / out`` (``F.interpolate``: ``(i + 0.5) * in / out - 0.5``; up to ~0.7
+apart on random data), taps ``floor - 1 .. floor + 2`` clamped to the border, Keys' weights (a = -0.75, as
+``F.interpolate``) at the offset rounded to 1/1024 (TF's table).
 """
 import functools
+
 import torch
 
 _TABLE_SIZE = 1024  # TF's kTableSize
@@ -16,7 +14,7 @@ _A = -0.75
 
 @functools.lru_cache(maxsize=64)
 def _interp_matrix(in_size, out_size):
-    """(out_size, in_size) float64 CPU matrix M with ``M @ v`` = TF1's bicubic resize of v (in_size,)."""
+    """(out_size, in_size) float64 CPU matrix M: ``M @ v`` is TF1's bicubic resize of v (in_size,)."""
     # Source coordinates in float32, as TF computes them.
     scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
     src = torch.arange(out_size, dtype=torch.float32) * scale
@@ -35,15 +33,8 @@ def _interp_matrix(in_size, out_size):
 
 
 def tf1_resize_bicubic(x, size):
-    """Resize like TF1's ``resize_bicubic`` (align_corners=False, half_pixel_centers=False); differentiable.
-
-    Args:
-        x (Tensor): (N, C, H, W), float32 or float64, any value range (no clamping), any device.
-        size (tuple[int, int]): (out_h, out_w).
-
-    Returns:
-        Tensor: (N, C, out_h, out_w), x's dtype and device.
-    """
+    """(N, C, H, W) float32/float64, any range, any device -> (N, C, *size) of x's dtype and device, not clamped;
+    differentiable."""
     out_h, out_w = (int(s) for s in size)
     rows = _interp_matrix(x.shape[-2], out_h).to(x)
     cols = _interp_matrix(x.shape[-1], out_w).to(x)

@@ -2,23 +2,11 @@
 
 
 def tiled_forward(forward, lq, scale, tile=0, tile_pad=10):
-    """``forward(lq)``, computed on ``tile`` x ``tile`` LQ tiles that each see at least ``tile_pad`` more pixels.
+    """``forward(lq)`` for ``forward: (N, C, h, w) -> (N, C', s*h, s*w)``, on ``tile`` x ``tile`` LQ tiles (0: whole).
 
-    Every tile is cut with ``tile_pad`` pixels of context per side; at the image border the window is shifted
-    inward instead of clipped, so every window has the same size, ``min(tile + 2 * tile_pad, H) x min(...,
-    W)`` (one compiled graph serves every photo). Only the tile's own ``scale`` times larger part of the
-    output is kept; with ``tile_pad`` at least the network's receptive field (in LQ pixels) the result equals
-    the untiled one up to float rounding.
-
-    Args:
-        forward: ``(N, C, h, w) -> (N, C', s*h, s*w)``.
-        lq: ``(N, C, H, W)``.
-        scale: integer SR factor s.
-        tile: LQ tile side; 0 runs ``forward`` on the whole image.
-        tile_pad: LQ pixels of context on each side of a tile.
-
-    Returns:
-        ``(N, C', s*H, s*W)``.
+    ``lq`` ``(N, C, H, W)`` -> ``(N, C', s*H, s*W)``. Each tile sees ``tile_pad`` LQ pixels of context per side; border
+    windows are shifted inward, not clipped, so all are ``min(tile + 2 * tile_pad, H) x min(..., W)`` (one compiled
+    graph serves every photo). With ``tile_pad`` >= the receptive field it equals the untiled result up to rounding.
     """
     if not tile:
         return forward(lq)
