@@ -14,7 +14,7 @@ Target: (inner step + adapted forward) / plain forward <= 1.15.
 import os
 import sys
 
-from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
+from harness import alternate, arguments, flags, fmt_seconds, measure, median_of, paired_ratio, report
 
 TARGET = 1.15
 
@@ -54,7 +54,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args.child, args)
-    forwarded = ['--repeats', str(args.repeats), '--size', str(args.size), '--blocks', str(args.blocks)]
+    forwarded = flags(args, 'repeats', 'size', 'blocks')
     results = alternate(os.path.abspath(__file__), ['plain', 'adapted', 'inner'], args.rounds, forwarded)
     ratio, ratios = paired_ratio(results, 'adapted', 'plain')
     inner_ratio, _ = paired_ratio(results, 'inner', 'plain')

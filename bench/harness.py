@@ -25,6 +25,11 @@ def arguments(doc):
     return parser
 
 
+def flags(args, *names):
+    """``['--<name>', '<value>', ...]`` of the options ``names`` (``tile_pad`` -> ``--tile-pad``), for a child."""
+    return [text for name in names for text in ('--' + name.replace('_', '-'), str(getattr(args, name)))]
+
+
 def measure(step, repeats, warmup=True):
     """Time ``step()`` ``repeats`` times (after one untimed call) and read the process's peak memory."""
     if warmup:

@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 
-from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
+from harness import alternate, arguments, flags, fmt_seconds, measure, median_of, paired_ratio, report
 
 TARGET = 0.5
 VARIANTS = {
@@ -75,14 +75,7 @@ def main():
     import torch
 
     with tempfile.TemporaryDirectory() as out:
-        forwarded = [
-            '--repeats',
-            str(args.repeats), '--size',
-            str(args.size), '--tile',
-            str(args.tile), '--tile-pad',
-            str(args.tile_pad), '--blocks',
-            str(args.blocks), '--out', out
-        ]
+        forwarded = flags(args, 'repeats', 'size', 'tile', 'tile_pad', 'blocks') + ['--out', out]
         results = alternate(os.path.abspath(__file__), list(VARIANTS), args.rounds, forwarded)
         outputs = {variant: torch.load(os.path.join(out, f'{variant}.pt'), weights_only=True) for variant in VARIANTS}
     megapixels = args.size**2 / 1e6

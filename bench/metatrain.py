@@ -17,7 +17,7 @@ Anchors, the original TensorFlow code on this machine: one task 17.5 s at 10.7 G
 import os
 import sys
 
-from harness import alternate, arguments, fmt_seconds, measure, median_of, paired_ratio, report
+from harness import alternate, arguments, flags, fmt_seconds, measure, median_of, paired_ratio, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {'time_ratio': 2.5, 'meta_gb': 5, 'meta4_gb': 12}
@@ -88,7 +88,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args.child, args)
-    forwarded = ['--repeats', str(args.repeats), '--blocks', str(args.blocks)]
+    forwarded = flags(args, 'repeats', 'blocks')
     results = alternate(os.path.abspath(__file__), ['plain', 'meta'], args.rounds, forwarded)
     results.update(alternate(os.path.abspath(__file__), ['meta4'], 1, forwarded))
     seconds = {v: median_of(results[v], 'seconds') for v in results}

@@ -206,30 +206,44 @@ def available_memory():
 
 
 class PhotoSuperResolver:
-    """Algorithm 2 on one photo at a time, with the networks and the face pipeline loaded once."""
+    """Algorithm 2 on one photo at a time, with the networks and the face pipeline loaded once.
 
-    def __init__(self, args, net_g, net_mask, legacy_bicubic, extractor, device):
-        self.args, self.net_g, self.net_mask, self.extractor = args, net_g, net_mask, extractor
-        self.device, self.legacy_bicubic = torch.device(device), legacy_bicubic
-        self.forward = FastForward(
-            net_g,
-            SCALE,
-            args.tile,
-            args.tile_pad,
-            channels_last=self.device.type == 'cpu',
-            bf16=args.bf16,
-            compile=args.compile)
+    ``net_mask`` None: the plain network (no faces, no ``extractor``). The keyword options are metaf2n-infer's flags:
+    ``gt_folder`` is ``--gt``; ``legacy_bicubic`` comes from a converted MaskNet file (:func:`load_networks`).
+    """
+
+    def __init__(self,
+                 net_g,
+                 net_mask=None,
+                 extractor=None,
+                 device='cpu',
+                 *,
+                 legacy_bicubic=False,
+                 lr=0.01,
+                 seed=0,
+                 gt_folder=None,
+                 tile=256,
+                 tile_pad=10,
+                 bf16=False,
+                 compile=False,
+                 save_faces=False,
+                 side_by_side=False):
+        self.net_g, self.net_mask, self.extractor, self.device = net_g, net_mask, extractor, torch.device(device)
+        self.adaptation = dict(lr=lr, legacy_bicubic=legacy_bicubic)
+        self.seed, self.gt_folder, self.tile, self.tile_pad = seed, gt_folder, tile, tile_pad
+        self.extras = dict(save_faces=save_faces, side_by_side=side_by_side)
+        self.forward = FastForward(net_g, SCALE, tile, tile_pad, self.device.type == 'cpu', bf16, compile)
         self.num_feat = net_g.conv_first.out_channels
         self.free = available_memory()
 
     def check_size(self, height, width, bits):
         if min(height, width) < MIN_SIDE:
             raise PhotoError(f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face patch)')
-        needed = memory_needed(height, width, bits, self.args.tile, self.args.tile_pad, self.num_feat)
+        needed = memory_needed(height, width, bits, self.tile, self.tile_pad, self.num_feat)
         if self.free is not None and needed > self.free:
             raise PhotoError(f'{width}x{height} pixels: its {SCALE * width}x{SCALE * height} output needs about '
                              f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available; crop it into parts '
-                             'or downscale it' + ('' if self.args.tile else ', or give --tile 256'))
+                             'or downscale it' + ('' if self.tile else ', or tile it (--tile 256)'))
 
     def __call__(self, path, out_path):
         """Super-resolve one photo into ``out_path``.
@@ -242,26 +256,19 @@ class PhotoSuperResolver:
         lq = img2tensor(photo.rgb, bgr2rgb=False)[None].to(self.device)
         adapted, pairs, reason = None, [], None
         if self.net_mask is not None:
-            gt = ground_truth_of(path, self.args.gt) if self.args.gt else None
+            gt = ground_truth_of(path, self.gt_folder) if self.gt_folder else None
             pairs = self.extractor(photo.rgb, gt, image_path=path)
-            adapted, _, reason = adapt_to_photo(
-                self.net_g,
-                self.net_mask,
-                pairs,
-                SCALE,
-                name,
-                self.args.seed,
-                lr=self.args.lr,
-                legacy_bicubic=self.legacy_bicubic)
+            adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed,
+                                                **self.adaptation)
         sr = tensor2img(self.forward(adapted, lq), rgb2bgr=False, out_type=np.float32)
         alpha = None
         if photo.alpha is not None:
             alpha = np.clip(cv2.resize(photo.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
         write_photo(out_path, Photo(sr, alpha, photo.gray, photo.bits))
         stem = os.path.splitext(out_path)[0].removesuffix(SUFFIX)
-        if self.args.save_faces:
+        if self.extras['save_faces']:
             self.save_faces(pairs, stem)
-        if self.args.side_by_side:
+        if self.extras['side_by_side']:
             plain = sr if adapted is None else tensor2img(self.forward(None, lq), rgb2bgr=False, out_type=np.float32)
             boxes = [pair.box for pair in pairs]
             write_image(f'{stem}_side_by_side.png',
@@ -274,7 +281,8 @@ class PhotoSuperResolver:
         """``<stem>_face<k>.png``: the LQ face, its restoration (valid pixels) and MaskNet's weights W / max W."""
         for k, pair in enumerate(pairs):
             lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
-            weights = self.net_mask(torch.cat([upsample(lq, hq.shape[-2:], self.legacy_bicubic), hq], dim=1))
+            weights = self.net_mask(
+                torch.cat([upsample(lq, hq.shape[-2:], self.adaptation['legacy_bicubic']), hq], dim=1))
             weights = weights[0, 0].cpu().numpy() * pair.mask
             peak = float(weights.max())
             shown = np.repeat((weights / peak if peak > 0 else weights)[:, :, None], 3, axis=2)
@@ -309,7 +317,12 @@ def main(argv=None):
             raise ValueError('--compile needs --tile (one compilation serves tiles of one size)')
         net_g, net_mask, legacy = load_networks(args, args.device)
         extractor = None if args.no_adapt else build_extractor(args, args.device)
-        model = PhotoSuperResolver(args, net_g, net_mask, legacy, extractor, args.device)
+        options = {
+            name: getattr(args, name)
+            for name in ('lr', 'seed', 'tile', 'tile_pad', 'bf16', 'compile', 'save_faces', 'side_by_side')
+        }
+        model = PhotoSuperResolver(
+            net_g, net_mask, extractor, args.device, legacy_bicubic=legacy, gt_folder=args.gt, **options)
     except (OSError, ValueError, RuntimeError) as error:
         print(f'metaf2n-infer: {error}', file=sys.stderr)
         return 2

@@ -22,8 +22,8 @@ from metaf2n_plugin.faces.restoration import restore_lq_faces
 from metaf2n_plugin.metrics.fid_metric import FIDValidationMixin
 from metaf2n_plugin.models.adaptation import adapt_to_faces, adapt_to_photo, inner_loss
 from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
+from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.recompute import replayed_rng, rng_state
-from metaf2n_plugin.models.tiling import tiled_forward
 from metaf2n_plugin.names import UNADAPTED
 
 ADAPTATION_DEFAULTS = {
@@ -295,10 +295,9 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         was_training = net.training
         net.eval()
         adapted = self.adapt_to_photo(net)
-        with torch.no_grad():
-            self.output_unadapted = tiled_forward(net, self.lq, self.scale, **self.tiling())
-            self.output = self.output_unadapted if adapted is None else tiled_forward(
-                lambda x: functional_call(net, adapted, (x, )), self.lq, self.scale, **self.tiling())
+        forward = FastForward(net, self.scale, **self.tiling(), channels_last=False)  # metaf2n-infer's pass
+        self.output_unadapted = forward(None, self.lq)
+        self.output = self.output_unadapted if adapted is None else forward(adapted, self.lq)
         net.train(was_training)
 
     def adapt_to_photo(self, net):
