@@ -32,6 +32,18 @@ def copy_options(cwd, name, **train_changes):
     return path
 
 
+def resume_training(cwd, name, total_iter):
+    """``python -m basicsr.train --auto_resume`` in ``cwd`` with ``options/<name>`` continued to ``total_iter``."""
+    run_python('-m', 'basicsr.train', '-opt', copy_options(cwd, name, total_iter=total_iter), '--auto_resume', cwd=cwd)
+
+
+def newest_log(folder, prefix):
+    """The text of the newest ``<prefix>_*.log`` in ``folder`` (BasicSR's logs carry a timestamp)."""
+    logs = sorted(folder.glob(f'{prefix}_*.log'))
+    assert logs, f'no {prefix} log in {folder}'
+    return logs[-1].read_text()
+
+
 def run_python(*args, cwd, env=None, timeout=600, python=sys.executable, check=True):
     """Run ``python *args`` in a fresh process (this interpreter by default); with ``check``, fail the test on error.
 
@@ -74,6 +86,16 @@ def run_readme_block(containing, cwd, timeout=600):
         pytest.fail(f'README block exited {proc.returncode}:\n{block}\n--- stdout\n{proc.stdout[-4000:]}'
                     f'\n--- stderr\n{proc.stderr[-4000:]}')
     return proc
+
+
+TINY_SRVGG = dict(type='SRVGGNetCompact', num_feat=4, num_conv=1, upscale=1)  # network_g of the scale-1 pair tests
+
+
+def task_options(root, **changes):
+    """MetaF2NTaskDataset options reading ``root``/faces and ``root``/backgrounds (2 faces per task), changed."""
+    options = dict(name='tasks', type='MetaF2NTaskDataset', phase='train', scale=4, io_backend={'type': 'disk'})
+    options.update(dataroot_face=str(root / 'faces'), dataroot_background=str(root / 'backgrounds'), faces_per_task=2)
+    return {**options, **changes}
 
 
 def write_image_pairs(folder, count, size, seed=0):

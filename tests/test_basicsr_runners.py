@@ -11,7 +11,7 @@ import re
 import basicsr
 import pytest
 
-from conftest import copy_options, run_python, run_readme_block
+from conftest import newest_log, resume_training, run_readme_block
 
 NAME = 'tiny_gpen_sr'
 OUTPUT_DIRS = ('experiments', 'results', 'tb_logger')
@@ -26,20 +26,8 @@ def workdir(tmp_path_factory):
     assert not leftovers, f'remove {leftovers} from {BASICSR_ROOT} first (left by an unpatched BasicSR run)'
     cwd = tmp_path_factory.mktemp('runner')
     run_readme_block('options/train_gpen_srmodel_tiny.yml', cwd)
-    run_python(
-        '-m',
-        'basicsr.train',
-        '-opt',
-        copy_options(cwd, 'train_gpen_srmodel_tiny.yml', total_iter=4),
-        '--auto_resume',
-        cwd=cwd)
+    resume_training(cwd, 'train_gpen_srmodel_tiny.yml', total_iter=4)
     return cwd
-
-
-def read_log(folder, prefix):
-    logs = sorted(folder.glob(f'{prefix}_*.log'))
-    assert logs, f'no {prefix} log in {folder}'
-    return logs[-1].read_text()
 
 
 def test_train_writes_checkpoints_and_tensorboard_under_working_directory(workdir):
@@ -53,7 +41,7 @@ def test_train_writes_checkpoints_and_tensorboard_under_working_directory(workdi
 
 def test_auto_resume_on_cpu_continues_from_iteration_2(workdir):
     cwd = workdir
-    log = read_log(cwd / 'experiments' / NAME, f'train_{NAME}')
+    log = newest_log(cwd / 'experiments' / NAME, f'train_{NAME}')
     assert re.search(r'Resuming training from epoch: \d+, iter: 2\.', log)
     assert re.search(r'iter:\s+3,', log) and re.search(r'iter:\s+4,', log)
     assert not re.search(r'iter:\s+1,', log), 'the resumed run started again from iteration 1'
@@ -64,7 +52,7 @@ def test_auto_resume_on_cpu_continues_from_iteration_2(workdir):
 def test_test_runner_reports_psnr_and_saves_images_under_working_directory(workdir):
     cwd = workdir
     results = cwd / 'results' / f'{NAME}_test'
-    psnr = re.search(r'psnr: ([0-9.]+)', read_log(results, f'test_{NAME}_test'))
+    psnr = re.search(r'psnr: ([0-9.]+)', newest_log(results, f'test_{NAME}_test'))
     assert psnr and 5 < float(psnr[1]) < 100
     assert len(list((results / 'visualization' / 'tiny_test').glob('*.png'))) == 3
 

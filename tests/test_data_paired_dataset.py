@@ -12,7 +12,7 @@ from basicsr.data import build_dataset
 from metaf2n_plugin.data.task_degradation import TaskDegrader
 from metaf2n_plugin.faces import FacePair, builtin_photo, write_pairs
 from metaf2n_plugin.image_io import read_image, write_image
-from conftest import REPO, run_python
+from conftest import REPO, run_python, task_options
 
 
 @pytest.fixture(scope='module')
@@ -128,19 +128,7 @@ def test_unknown_face_source_and_pairs_without_root_are_refused(test_set):
 
 def test_task_dataset_and_degrader_work_on_the_tiny_set_with_the_original_sizes(workdir):
     root = workdir / 'datasets' / 'tiny'
-    dataset = build_dataset({
-        'name': 'tiny',
-        'type': 'MetaF2NTaskDataset',
-        'phase': 'train',
-        'scale': 4,
-        'dataroot_face': str(root / 'faces'),
-        'dataroot_background': str(root / 'backgrounds'),
-        'io_backend': {
-            'type': 'disk'
-        },
-        'faces_per_task': 2,
-        'patches_per_task': 1
-    })
+    dataset = build_dataset(task_options(root, name='tiny', patches_per_task=1))
     batch = torch.utils.data.default_collate([dataset[0]])
     tasks = TaskDegrader(scale=4)(batch)
     assert tasks.face_lq.shape == (1, 2, 3, 64, 64) and tasks.face_lq_patches.shape == (1, 2, 3, 32, 32)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from metaf2n_plugin.data.degradation import apply_degradation, sample_degradation, select_images, task_draw
 from metaf2n_plugin.data.task_degradation import (TaskDegrader, choose_detailed_crops, cut_patches,
                                                   log_mean_squared_gradient, random_crops)
+from conftest import task_options
 
 FACE, BACKGROUND = 128, 160
 
@@ -43,25 +44,9 @@ def folders(tmp_path):
 
 
 def options(root, **changes):
-    opt = {
-        'name': 'tasks',
-        'type': 'MetaF2NTaskDataset',
-        'phase': 'train',
-        'scale': 4,
-        'dataroot_face': str(root / 'faces'),
-        'dataroot_background': str(root / 'backgrounds'),
-        'io_backend': {
-            'type': 'disk'
-        },
-        'faces_per_task': 2,
-        'patches_per_task': 2,
-        'face_size': FACE,
-        'face_patch_size': 64,
-        'background_size': BACKGROUND,
-        'background_patch_size': 96
-    }
-    opt.update(changes)
-    return opt
+    defaults = dict(
+        patches_per_task=2, face_size=FACE, face_patch_size=64, background_size=BACKGROUND, background_patch_size=96)
+    return task_options(root, **{**defaults, **changes})
 
 
 def seed_all(seed):

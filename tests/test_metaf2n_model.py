@@ -8,6 +8,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from metaf2n_plugin import adapt_to_faces
+from conftest import task_options
 
 TASKS, FACES, BACKGROUNDS = 2, 2, 2
 
@@ -93,16 +94,17 @@ def float64():
     torch.set_default_dtype(previous)
 
 
+def adapted_to_task(model, tasks, t):
+    """theta' of task ``t``: one inner step of ``model``'s network on the task's face patches."""
+    lq, gt = tasks['face_lq_patches'][t], tasks['face_gt_patches'][t]
+    return adapt_to_faces(model.net_g, model.net_mask, lq, gt, lr=model.adaptation['lr'])
+
+
 def meta_objective(model, tasks):
     """L(theta, theta_m): the mean over tasks of the outer loss after the inner step, from scratch."""
     total = 0
     for t in range(TASKS):
-        adapted = adapt_to_faces(
-            model.net_g,
-            model.net_mask,
-            tasks['face_lq_patches'][t],
-            tasks['face_gt_patches'][t],
-            lr=model.adaptation['lr'])
+        adapted = adapted_to_task(model, tasks, t)
         sr = functional_call(model.net_g, adapted, (tasks['background_lq'][t], ))
         total = total + model.cri_pix(sr, tasks['background_gt_usm'][t])
         total = total + model.mask_reg_weight * (adapted.mask_weights - 1).square().mean()
@@ -211,20 +213,9 @@ def test_a_task_with_a_non_finite_loss_is_skipped_before_any_gradient_and_the_ot
 def task_batch(tiny_workdir):
     """One collated batch of 2 HQ tasks from the tiny data set (the task dataset's own output)."""
     root = tiny_workdir / 'datasets' / 'tiny'
-    dataset = build_dataset({
-        'name': 'tasks',
-        'type': 'MetaF2NTaskDataset',
-        'phase': 'train',
-        'scale': 4,
-        'dataroot_face': str(root / 'faces'),
-        'dataroot_background': str(root / 'backgrounds'),
-        'faces_per_task': 2,
-        'patches_per_task': 2,
-        'face_size': 128,
-        'face_patch_size': 64,
-        'background_size': 128,
-        'background_patch_size': 64
-    })
+    dataset = build_dataset(
+        task_options(
+            root, patches_per_task=2, face_size=128, face_patch_size=64, background_size=128, background_patch_size=64))
     torch.manual_seed(0)
     return next(iter(DataLoader(dataset, batch_size=2)))
 
@@ -379,12 +370,7 @@ def seeded_objective(model, tasks, seed, chunk):
     torch.manual_seed(seed)
     total = 0
     for t in range(TASKS):
-        adapted = adapt_to_faces(
-            model.net_g,
-            model.net_mask,
-            tasks['face_lq_patches'][t],
-            tasks['face_gt_patches'][t],
-            lr=model.adaptation['lr'])
+        adapted = adapted_to_task(model, tasks, t)
         background = tasks['background_lq'][t]
         sr = torch.cat([
             functional_call(model.net_g, adapted, (background[c], )) for c in torch.arange(len(background)).split(chunk)

@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from conftest import copy_options, load_script, run_python, run_readme_block
+from conftest import load_script, newest_log, resume_training, run_readme_block
 
 NAME = 'tiny_metaf2n'
 
@@ -14,18 +14,8 @@ def workdir(tiny_workdir):
     """The README's block (tiny data set, train 2 iterations, test, table), then auto-resume to 4."""
     cwd = tiny_workdir
     run_readme_block('options/train_metaf2n_tiny.yml', cwd)  # tiny data set, train 2 iterations, test, table
-    run_python(
-        '-m',
-        'basicsr.train',
-        '-opt',
-        copy_options(cwd, 'train_metaf2n_tiny.yml', total_iter=4),
-        '--auto_resume',
-        cwd=cwd)
+    resume_training(cwd, 'train_metaf2n_tiny.yml', total_iter=4)
     return cwd
-
-
-def newest_log(folder, prefix):
-    return sorted(folder.glob(f'{prefix}_*.log'))[-1].read_text()
 
 
 def test_training_saves_g_with_its_ema_mask_d_and_the_state(workdir):

@@ -22,7 +22,7 @@ from torchvision import models
 
 from metaf2n_plugin.metrics.fid_metric import (FIDValidationMixin, FrechetInceptionDistance, fid_inception,
                                                inception_features)
-from conftest import REPO, run_python, write_image_pairs
+from conftest import REPO, TINY_SRVGG, run_python, write_image_pairs
 
 FID_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 FID_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + FID_FILE
@@ -155,12 +155,7 @@ def validate(model_class, folder, metrics, iterations=(1, ), log_file=None):
         'is_train': False,
         'dist': False,
         'rank': 0,
-        'network_g': {
-            'type': 'SRVGGNetCompact',
-            'num_feat': 4,
-            'num_conv': 1,
-            'upscale': 1
-        },
+        'network_g': TINY_SRVGG,
         'path': {
             'pretrain_network_g': None,
             'visualization': str(folder / 'visualization')

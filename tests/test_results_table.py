@@ -16,7 +16,7 @@ import pytest
 import yaml
 from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
 
-from conftest import REPO, run_python, write_image_pairs
+from conftest import REPO, TINY_SRVGG, run_python, write_image_pairs
 
 SCRIPT = os.path.join(REPO, 'scripts', 'results_table.py')
 FIXTURE_LOG = os.path.join(REPO, 'tests', 'fixtures', 'metrics', 'test_metaf2n_tiny_20260102_100000.log')
@@ -49,12 +49,7 @@ def srmodel_run(tmp_path_factory):
             }
             for i, dataset in enumerate(DATASETS)
         },
-        'network_g': {
-            'type': 'SRVGGNetCompact',
-            'num_feat': 4,
-            'num_conv': 1,
-            'upscale': 1
-        },
+        'network_g': TINY_SRVGG,
         'path': {
             'pretrain_network_g': None
         },

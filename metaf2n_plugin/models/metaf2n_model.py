@@ -26,14 +26,7 @@ from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.recompute import replayed_rng, rng_state
 from metaf2n_plugin.names import UNADAPTED
 
-ADAPTATION_DEFAULTS = {
-    'lr': 0.01,
-    'steps': 1,
-    'params': None,
-    'legacy_bicubic': False,
-    'num_patches': 16,
-    'patch_size': 64
-}
+ADAPTATION_DEFAULTS = dict(lr=0.01, steps=1, params=None, legacy_bicubic=False, num_patches=16, patch_size=64)
 
 
 @MODEL_REGISTRY.register()
