@@ -19,6 +19,7 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 from tqdm import tqdm
 
+from metaf2n_plugin.atomic_write import atomic_file
 from metaf2n_plugin.checkpoints import load_state_dict
 from metaf2n_plugin.compat import build_fid_inception
 from metaf2n_plugin.metrics.backbones import metric_device, metric_input
@@ -70,9 +71,10 @@ class FrechetInceptionDistance:
         return fid_statistics(self.output_features, 'output')
 
     def save_statistics(self, path):
-        """Write :meth:`statistics` to ``path`` (``.npz``, keys ``mu`` and ``sigma``) for ``reference_stats``."""
+        """Write :meth:`statistics` atomically to ``path`` (an ``.npz``: ``mu``, ``sigma``) for ``reference_stats``."""
         mu, sigma = self.statistics()
-        np.savez(path, mu=mu, sigma=sigma)
+        with atomic_file(path) as f:
+            np.savez(f, mu=mu, sigma=sigma)
 
     def compute(self):
         """The FID (float, >= 0 up to rounding) between the outputs and the references fed so far."""
