@@ -1,5 +1,5 @@
 """The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 autocast, and torch.compile with the
-weights as inputs, so every photo's theta' reuses one compilation (README, 'Run it on your photos', Speed)."""
+weights as inputs, so every photo's theta' reuses one compilation (README, "Run it on your photos", Speed)."""
 import torch
 from torch.func import functional_call
 
