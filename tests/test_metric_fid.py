@@ -116,7 +116,7 @@ def test_weights_are_loaded_from_basicsr_folder_without_unpickling_code(tmp_path
 
     torch.save({'not_a_tensor': argparse.Namespace(x=1)}, tmp_path / 'pickled_object.pth')
     with pytest.raises(Exception, match='Weights only load failed'):
-        fid_inception(dims=64, weights_path=str(tmp_path / 'pickled_object.pth'), device='cpu')
+        fid_inception(dims=64, weights=str(tmp_path / 'pickled_object.pth'), device='cpu')
 
 
 def test_without_the_mixin_a_fid_entry_in_val_metrics_explains_what_to_do():

@@ -101,14 +101,14 @@ def test_missing_trunk_weights_raise_an_error_naming_file_url_and_folder(torch_h
         calculate_lpips(img, img2, device='cpu')
     message = str(error.value)
     assert ALEXNET in message and ALEXNET_URL in message and str(torch_home / 'hub' / 'checkpoints') in message
-    assert 'weights_path' in message and 'download: true' in message
+    assert 'weights' in message and 'download: true' in message
     with pytest.raises(FileNotFoundError, match='no_such.pth'):
-        calculate_lpips(img, img2, weights_path='no_such.pth', device='cpu')
+        calculate_lpips(img, img2, weights='no_such.pth', device='cpu')
 
 
-def test_explicit_weights_path_loads_that_file_into_every_trunk_layer(alexnet_file):
+def test_explicit_weights_loads_that_file_into_every_trunk_layer(alexnet_file):
     path, state_dict = alexnet_file
-    trunk = lpips_metric.lpips_network('alex', weights_path=str(path), device='cpu').net
+    trunk = lpips_metric.lpips_network('alex', weights=str(path), device='cpu').net
     assert {
         key: tuple(value.shape)
         for key, value in trunk.state_dict().items()
@@ -147,7 +147,7 @@ def test_download_fetches_the_trunk_into_torch_cache_only_when_asked(torch_home,
 def test_lpips_loss_equals_the_lpips_package_and_passes_gradients_to_the_output(alexnet_file, torch_home):
     from basicsr.losses import build_loss
     path, _ = alexnet_file
-    loss = build_loss({'type': 'LPIPSLoss', 'loss_weight': 0.5, 'weights_path': str(path)})
+    loss = build_loss({'type': 'LPIPSLoss', 'loss_weight': 0.5, 'weights': str(path)})
     reference = lpips.LPIPS(net='alex', version='0.1', pnet_rand=True, verbose=False)
     reference.net.load_state_dict(loss.lpips.net.state_dict())
     img, img2 = (rgb_tensor(i) for i in colour_images())
@@ -165,3 +165,10 @@ def test_lpips_loss_without_weights_names_the_file(torch_home):
     from basicsr.losses import build_loss
     with pytest.raises(FileNotFoundError, match=ALEXNET):
         build_loss({'type': 'LPIPSLoss'})
+
+
+def test_an_unknown_option_is_named_not_ignored():
+    img, img2 = colour_images(size=32)
+    with pytest.raises(ValueError, match=r"unknown options \['weights_path'\]"):
+        calculate_lpips(img, img2, weights_path='alexnet.pth', device='cpu')
+    assert calculate_lpips(img, img, type='calculate_lpips', better='lower', random_weights=True, device='cpu') == 0

@@ -12,7 +12,7 @@ class LPIPSLoss(nn.Module):
     Args:
         loss_weight: >= 0. reduction: ``'mean'`` (scalar) or ``'none'`` (``(N, 1, 1, 1)``); else ValueError.
         net: ``'alex'`` (MetaF2N's), ``'vgg'`` or ``'squeeze'``.
-        weights_path, download, random_weights: found as for ``calculate_lpips`` (README, "Weights"); a missing
+        weights, download, random_weights: found as for ``calculate_lpips`` (README, "Weights"); a missing
             file is an error naming it and its URL. ``random_weights`` is for tests only.
     """
 
@@ -20,7 +20,7 @@ class LPIPSLoss(nn.Module):
                  loss_weight=1.0,
                  reduction='mean',
                  net='alex',
-                 weights_path=None,
+                 weights=None,
                  download=False,
                  random_weights=False):
         super().__init__()
@@ -29,7 +29,7 @@ class LPIPSLoss(nn.Module):
         if loss_weight < 0:
             raise ValueError(f'LPIPSLoss: loss_weight must be >= 0, got {loss_weight}')
         self.loss_weight, self.reduction = loss_weight, reduction
-        self.lpips = build_lpips(net, lpips_weights_file(net, weights_path, download, random_weights))
+        self.lpips = build_lpips(net, lpips_weights_file(net, weights, download, random_weights))
         self.lpips.requires_grad_(False)
 
     def train(self, mode=True):

@@ -1,5 +1,5 @@
 """What the learned metrics (LPIPS, FID) share: their device and their input. Backbone weights are found by
-:func:`metaf2n_plugin.weights.locate_weights` (``weights_path``); only ``random_weights: true`` builds untrained ones.
+:func:`metaf2n_plugin.weights.locate_weights` (``weights``); only ``random_weights: true`` builds untrained ones.
 """
 import numpy as np
 import torch

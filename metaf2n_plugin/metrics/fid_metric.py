@@ -43,17 +43,17 @@ class FrechetInceptionDistance:
         reference_stats (str | None): ``.npz`` with the references' ``mu`` (D,) and ``sigma`` (D, D) (pytorch-fid's
             ``--save-stats``, :meth:`save_statistics`); when given, the references passed to :meth:`update` are ignored.
         dims (int): 2048 (the standard) or 64 / 192 / 768 (earlier blocks, average-pooled; pytorch-fid's ``--dims``).
-        weights_path, download, random_weights, device: as in :func:`fid_inception`.
+        weights, download, random_weights, device: as in :func:`fid_inception`.
     """
 
     def __init__(self,
                  reference_stats=None,
                  dims=2048,
-                 weights_path=None,
+                 weights=None,
                  download=False,
                  random_weights=False,
                  device=None):
-        self.inception = fid_inception(dims, weights_path, download, random_weights, device)
+        self.inception = fid_inception(dims, weights, download, random_weights, device)
         self.dims = dims
         self.reference_stats = reference_stats
         self.reference = None if reference_stats is None else load_fid_statistics(reference_stats)
@@ -110,10 +110,10 @@ def inception_features(img, network):
     return F.adaptive_avg_pool2d(feature_map, 1).flatten().double().cpu().numpy()
 
 
-def fid_inception(dims=2048, weights_path=None, download=False, random_weights=False, device=None):
+def fid_inception(dims=2048, weights=None, download=False, random_weights=False, device=None):
     """BasicSR's ``InceptionV3`` with pytorch-fid's weights, in eval mode, built once per (dims, weights file, device).
 
-    ``dims``: 64, 192, 768 or 2048, which block's output it returns (ValueError otherwise); ``weights_path``:
+    ``dims``: 64, 192, 768 or 2048, which block's output it returns (ValueError otherwise); ``weights``:
     ``pt_inception-2015-12-05-6726825d.pth`` (None: the usual places, :mod:`metaf2n_plugin.weights`); ``download``:
     fetch it when it is nowhere (else FileNotFoundError); ``random_weights``: untrained, meaningless scores (plumbing
     tests only); ``device``: None is CUDA when available. Takes (N, 3, H, W) RGB in [0, 1], returns
@@ -124,7 +124,7 @@ def fid_inception(dims=2048, weights_path=None, download=False, random_weights=F
     url = inception.FID_WEIGHTS_URL
     weights_file = None
     if not random_weights:
-        weights_file = locate_weights(os.path.basename(url), url, 'FID', weights_path, download, 'weights_path')
+        weights_file = locate_weights(os.path.basename(url), url, 'FID', weights, download)
     return _build_inception(dims, weights_file, str(metric_device(device)))
 
 

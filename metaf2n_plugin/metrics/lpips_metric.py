@@ -27,7 +27,7 @@ def calculate_lpips(img,
                     img2,
                     crop_border=0,
                     net='alex',
-                    weights_path=None,
+                    weights=None,
                     download=False,
                     random_weights=False,
                     device=None,
@@ -39,38 +39,42 @@ def calculate_lpips(img,
             shape (else ValueError); ``img2`` is the reference.
         crop_border (int): pixels cut from each edge of both first.
         net (str): lpips trunk: ``'alex'`` (default, the paper's), ``'vgg'`` or ``'squeeze'``.
-        weights_path, download, random_weights, device: the trunk's torchvision weights file (None: the usual places),
+        weights, download, random_weights, device: the trunk's torchvision weights file (None: the usual places),
             fetch it when it is nowhere, an untrained trunk (meaningless scores, plumbing tests only), where it runs
-            (None: CUDA when available). ``**kwargs`` (``type``, ``better``) are ignored.
+            (None: CUDA when available). ``**kwargs``: BasicSR's ``type`` and ``better``, ignored; other keys are a
+            ValueError (e.g. a misspelt option).
     """
+    unknown = sorted(set(kwargs) - {'type', 'better'})
+    if unknown:
+        raise ValueError(f'calculate_lpips: unknown options {unknown}; it takes crop_border, net, weights, download, '
+                         'random_weights, device')
     if img.shape != img2.shape or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f'calculate_lpips needs two (H, W, 3) BGR images of one shape, got {img.shape}, {img2.shape}')
     if crop_border:
         img = img[crop_border:-crop_border, crop_border:-crop_border]
         img2 = img2[crop_border:-crop_border, crop_border:-crop_border]
-    network = lpips_network(net, weights_path, download, random_weights, device)
+    network = lpips_network(net, weights, download, random_weights, device)
     on = next(network.parameters()).device
     with torch.no_grad():  # lpips takes RGB in [-1, 1]; normalize=True maps [0, 1] onto it
         return network(metric_input(img, on), metric_input(img2, on), normalize=True).item()
 
 
-def lpips_network(net='alex', weights_path=None, download=False, random_weights=False, device=None):
+def lpips_network(net='alex', weights=None, download=False, random_weights=False, device=None):
     """``lpips.LPIPS`` v0.1 in eval mode, cached per (trunk, weights file, device); :func:`calculate_lpips`'s arguments.
 
     The file is looked up on every call, so one that appears later is used; FileNotFoundError when it is nowhere and
     ``download`` is off."""
-    return _build_lpips(net, lpips_weights_file(net, weights_path, download, random_weights),
-                        str(metric_device(device)))
+    return _build_lpips(net, lpips_weights_file(net, weights, download, random_weights), str(metric_device(device)))
 
 
-def lpips_weights_file(net='alex', weights_path=None, download=False, random_weights=False):
+def lpips_weights_file(net='alex', weights=None, download=False, random_weights=False):
     """The trunk's weights file (None with ``random_weights``); arguments as :func:`calculate_lpips`'s."""
     if net not in TRUNK_WEIGHTS:
         raise ValueError(f'LPIPS: net must be one of {sorted(TRUNK_WEIGHTS)}, got {net!r}')
     if random_weights:
         return None
     url = TRUNK_WEIGHTS[net].url
-    return locate_weights(os.path.basename(url), url, f'LPIPS (net: {net})', weights_path, download, 'weights_path')
+    return locate_weights(os.path.basename(url), url, f'LPIPS (net: {net})', weights, download)
 
 
 @functools.lru_cache(maxsize=None)
