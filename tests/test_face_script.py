@@ -39,13 +39,8 @@ def photos(tmp_path_factory):
 
 def test_script_pairs_a_folder_and_reports_the_broken_image(photos, tmp_path):
     out = tmp_path / 'pairs'
-    args = [
-        '--lq',
-        str(photos / 'LQ'), '--gt',
-        str(photos / 'GT'), '--out',
-        str(out), '--source', 'landmarks', '--landmarks',
-        str(photos / 'landmarks.json'), '--restorer', 'oracle', '--device', 'cpu'
-    ]
+    folders = ['--lq', photos / 'LQ', '--gt', photos / 'GT', '--out', out, '--landmarks', photos / 'landmarks.json']
+    args = [str(arg) for arg in folders] + ['--source', 'landmarks', '--restorer', 'oracle', '--device', 'cpu']
     proc = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert '4 images, 2 faces, 1 images without faces, 1 failed: broken.png' in proc.stdout

@@ -22,7 +22,7 @@ from torchvision import models
 
 from metaf2n_plugin.metrics.fid_metric import (FIDValidationMixin, FrechetInceptionDistance, fid_inception,
                                                inception_features)
-from conftest import REPO, TINY_SRVGG, run_python, write_image_pairs
+from conftest import TINY_SRVGG, load_script, write_image_pairs
 
 FID_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 FID_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + FID_FILE
@@ -232,7 +232,7 @@ def test_each_result_visual_gets_its_fid_and_the_table_shows_the_delta(tmp_path)
     }
     assert model.metric_results == pytest.approx(expected, rel=1e-6)
 
-    run_python(os.path.join(REPO, 'scripts', 'results_table.py'), str(tmp_path / 'run'), cwd=tmp_path)
+    load_script('results_table').main([str(tmp_path / 'run')])
     fid, unadapted = (float(f'{value:.4f}') for value in expected.values())
     assert (tmp_path / 'run' / 'metrics.csv').read_text().splitlines() == [
         'dataset,fid,fid_unadapted,fid_delta', f'pairs,{fid:.4f},{unadapted:.4f},{fid - unadapted:.4f}'

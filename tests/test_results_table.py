@@ -7,8 +7,6 @@ will log ``<metric>_unadapted`` does not exist yet).
 """
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,9 +14,10 @@ import pytest
 import yaml
 from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
 
-from conftest import REPO, TINY_SRVGG, run_python, write_image_pairs
+from conftest import REPO, TINY_SRVGG, load_script, run_python, write_image_pairs
 
 SCRIPT = os.path.join(REPO, 'scripts', 'results_table.py')
+TABLE = load_script('results_table')
 FIXTURE_LOG = os.path.join(REPO, 'tests', 'fixtures', 'metrics', 'test_metaf2n_tiny_20260102_100000.log')
 NAME = 'tiny_metrics_srmodel'
 DATASETS = ('set_a', 'set_b')
@@ -120,10 +119,10 @@ def test_table_holds_basicsrs_psnr_ssim_niqe_of_the_saved_images(srmodel_run):
 
 def test_unadapted_metrics_get_their_own_and_a_delta_column_from_the_newest_log(tmp_path):
     shutil.copy(FIXTURE_LOG, tmp_path)
-    (tmp_path / 'test_metaf2n_tiny_20251231_235959.log'
-     ).write_text('2025-12-31 23:59:59,000 INFO: Validation older_run\n\t # psnr: 1.0000\n')
+    older = tmp_path / 'test_metaf2n_tiny_20251231_235959.log'
+    older.write_text('2025-12-31 23:59:59,000 INFO: Validation older_run\n\t # psnr: 1.0000\n')
     (tmp_path / 'metrics.md').write_text('stale')
-    run_python(SCRIPT, str(tmp_path), cwd=tmp_path)
+    TABLE.main([str(tmp_path)])  # in this process: the fixture above runs it as a command
 
     assert (tmp_path / 'metrics.csv').read_text() == (
         'dataset,psnr,psnr_unadapted,psnr_delta,ssim,ssim_unadapted,ssim_delta,lpips,lpips_unadapted,lpips_delta,'
@@ -142,7 +141,7 @@ def test_unadapted_metrics_get_their_own_and_a_delta_column_from_the_newest_log(
         'Δ = adapted − unadapted. From `test_metaf2n_tiny_20260102_100000.log`.\n')
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith('.log')) == ['metrics.csv', 'metrics.md']
 
-    run_python(SCRIPT, str(tmp_path), '--log', str(tmp_path / 'test_metaf2n_tiny_20251231_235959.log'), cwd=tmp_path)
+    TABLE.main([str(tmp_path), '--log', str(older)])
     assert (tmp_path / 'metrics.csv').read_text() == 'dataset,psnr\nolder_run,1.0000\n'
 
 
@@ -152,9 +151,10 @@ def test_unadapted_metrics_get_their_own_and_a_delta_column_from_the_newest_log(
         ('2026-01-02 10:00:00,000 INFO: Testing set_a...\n', 'has no validation metrics: list them under val.metrics'),
     ],
     ids=['no log', 'log without metrics'])
-def test_a_run_without_metrics_is_refused_with_what_to_do(tmp_path, log_text, message):
+def test_a_run_without_metrics_is_refused_with_what_to_do(tmp_path, capsys, log_text, message):
     if log_text is not None:
         (tmp_path / 'test_x_20260101_000000.log').write_text(log_text)
-    proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], capture_output=True, text=True)
-    assert proc.returncode == 2 and message in proc.stderr
+    with pytest.raises(SystemExit) as exit_:
+        TABLE.main([str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / 'metrics.md').exists()
