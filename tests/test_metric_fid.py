@@ -58,6 +58,18 @@ def test_fid_of_a_set_against_itself_is_zero_and_grows_with_noise():
     assert itself < slight < strong
 
 
+def test_fid_is_pytorch_fids_frechet_distance_of_the_features():
+    """pytorch-fid: |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), unbiased covariances of the feature vectors."""
+    references = smooth_images(80, seed=3)  # more images than feature dimensions: full-rank covariances
+    meter = fid_of(with_noise(smooth_images(80), 10), references)
+    f1, f2 = np.stack(meter.output_features), np.stack(meter.reference_features)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    # S1 S2 is similar to the PSD S1^(1/2) S2 S1^(1/2): its eigenvalues are real, >= 0, and their roots sum to the trace
+    root_trace = np.sqrt(np.linalg.eigvals(s1 @ s2).real.clip(0)).sum()
+    expected = np.square(f1.mean(0) - f2.mean(0)).sum() + np.trace(s1) + np.trace(s2) - 2 * root_trace
+    assert meter.compute() == pytest.approx(expected, rel=1e-6)
+
+
 def test_saved_statistics_stand_in_for_the_gt_images(tmp_path):
     gt = smooth_images(8)
     outputs = with_noise(gt, 10)
