@@ -38,6 +38,12 @@ def image_with_stem(folder, stem):
     return found[0] if found else None
 
 
+def tensor_to_image(tensor):
+    """``(1, C, H, W)`` or ``(C, H, W)`` tensor -> ``(H, W, C)`` float32 array on the CPU, values unchanged (BasicSR's
+    ``tensor2img`` clamps and makes 8-bit BGR; its ``img2tensor`` is the way back)."""
+    return tensor.detach().reshape(tensor.shape[-3:]).permute(1, 2, 0).float().cpu().numpy()
+
+
 def read_image(path):
     """``(H, W, 3)`` float32 RGB in [0, 1] of an image file; FileNotFoundError if missing, ValueError (naming
     the file) if empty or undecodable."""

@@ -26,7 +26,7 @@ import time
 import cv2
 import numpy as np
 import torch
-from basicsr.utils import img2tensor, tensor2img
+from basicsr.utils import img2tensor
 from tqdm import tqdm
 
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
@@ -34,7 +34,7 @@ from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, networ
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
-                                     write_image, write_photo)
+                                     tensor_to_image, write_image, write_photo)
 from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE
@@ -54,7 +54,7 @@ class PhotoError(ValueError):
 def build_parser():
     parser = parser_from_doc(__doc__, 'metaf2n-infer')
     parser.add_argument('inputs', nargs='+', help='photos: files, folders (their images) or globs')
-    parser.add_argument('-o', '--output', default='results', help='output folder (default: results)')
+    parser.add_argument('-o', '--out', default='results', help='output folder (default: results)')
     weights = parser.add_argument_group('weights')
     weights.add_argument(
         '--model',
@@ -260,7 +260,7 @@ class PhotoSuperResolver:
             pairs = self.extractor(photo.rgb, gt, image_path=path)
             adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed,
                                                 **self.adaptation)
-        sr = tensor2img(self.forward(adapted, lq), rgb2bgr=False, out_type=np.float32)
+        sr = tensor_to_image(self.forward(adapted, lq))
         alpha = None
         if photo.alpha is not None:
             alpha = np.clip(cv2.resize(photo.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
@@ -269,7 +269,7 @@ class PhotoSuperResolver:
         if self.extras['save_faces']:
             self.save_faces(pairs, stem)
         if self.extras['side_by_side']:
-            plain = sr if adapted is None else tensor2img(self.forward(None, lq), rgb2bgr=False, out_type=np.float32)
+            plain = sr if adapted is None else tensor_to_image(self.forward(None, lq))
             boxes = [pair.box for pair in pairs]
             write_image(f'{stem}_side_by_side.png',
                         compose([('LQ', photo.rgb), ('plain network', plain), ('MetaF2N', sr)], boxes))
@@ -312,7 +312,7 @@ def main(argv=None):
         if not photos:
             raise FileNotFoundError(f'no images in {", ".join(map(repr, args.inputs))} (extensions: '
                                     f'{" ".join(IMAGE_EXTENSIONS)})')
-        check_output_folder(args.output)
+        check_output_folder(args.out)
         if args.compile and not args.tile:
             raise ValueError('--compile needs --tile (one compilation serves tiles of one size)')
         net_g, net_mask, legacy = load_networks(args, args.device)
@@ -333,7 +333,7 @@ def main(argv=None):
     start = time.perf_counter()
     for path in tqdm(photos, desc='metaf2n-infer', unit='photo'):
         try:
-            used, size, reason = model(path, output_path(path, args.output, taken))
+            used, size, reason = model(path, output_path(path, args.out, taken))
         except (OSError, ValueError, RuntimeError, cv2.error) as error:
             failed.append((path, str(error).splitlines()[0]))
             tqdm.write(f'failed {path}: {failed[-1][1]}', file=sys.stderr)
@@ -350,7 +350,7 @@ def main(argv=None):
     if not args.no_adapt:
         adapted = (f'{_count(faces, "face")} used, {_count(without_faces, "photo")} without a usable face '
                    '(plain network)')
-    print(f'{done} of {len(photos)} photos super-resolved into {args.output}: {adapted}; {rate}' +
+    print(f'{done} of {len(photos)} photos super-resolved into {args.out}: {adapted}; {rate}' +
           (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
     return 1 if failed else 0
 

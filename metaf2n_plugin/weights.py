@@ -20,7 +20,7 @@ def torch_cache():
     return os.path.join(torch.hub.get_dir(), 'checkpoints')
 
 
-def locate_weights(file_name, url, what, where=None, download=False, option='weights'):
+def locate_weights(file_name, url, what, where=None, download=False, option='`weights`'):
     """Path of the weights file ``file_name`` by the module's rule, fetched from ``url`` first when ``download``.
 
     ``where`` is a file (``.pth``/``.pt``), a folder or None; ``what`` (e.g. ``'GPEN (face restorer)'``) and
@@ -32,20 +32,20 @@ def locate_weights(file_name, url, what, where=None, download=False, option='wei
         is_file = os.path.isfile(where) or (not os.path.isdir(where) and where.endswith(('.pth', '.pt')))
         candidates = [where if is_file else os.path.join(where, file_name)]
         advice = (f'{file_name} not found at {candidates[0]!r} ({what}). Download it from {url} and put it at '
-                  f'{candidates[0]!r}, or point `{option}` at the file')
+                  f'{candidates[0]!r}, or point {option} at the file')
     else:
         candidates = [os.path.join(folder, file_name) for folder in SEARCH_FOLDERS + (torch_cache(), )]
         folders = ', '.join(os.path.abspath(os.path.dirname(path)) for path in candidates)
         advice = (f'{file_name} not found in {folders} ({what}). Download it from {url} into one of them, or give '
-                  f'its path as `{option}`')
+                  f'its path as {option}')
     found = next((path for path in candidates if os.path.isfile(path)), None)
     if found is not None:
         return found
+    target = os.path.abspath(candidates[-1])
     if not download:
-        raise FileNotFoundError(f'{advice}, or allow downloading it into {os.path.dirname(candidates[-1])} '
+        raise FileNotFoundError(f'{advice}, or allow downloading it into {os.path.dirname(target)} '
                                 '(`download: true` / --download) when online.')
     from basicsr.utils.download_util import load_file_from_url
-    target = os.path.abspath(candidates[-1])
     try:
         return load_file_from_url(url, model_dir=os.path.dirname(target), file_name=os.path.basename(target))
     except OSError as err:  # urllib's URLError is an OSError: offline, proxy, HTTP error

@@ -95,7 +95,7 @@ def main(argv=None):
         folder = os.path.join(DATA_ROOT, 'test', name)
         run(f'5/5 side by side, {name}', os.path.join(REPO, 'scripts', 'side_by_side.py'),
             os.path.join(results, 'visualization', name), '--lq', os.path.join(folder, 'LQ'), '--gt',
-            os.path.join(folder, 'GT'), '--faces', os.path.join(folder, LANDMARKS_JSON), '--suffix',
+            os.path.join(folder, 'GT'), '--landmarks', os.path.join(folder, LANDMARKS_JSON), '--suffix',
             test_opt['val']['suffix'])
 
     with open(table, encoding='utf-8') as f:

@@ -13,8 +13,7 @@ exit status is then 1.
 
 Examples:
     python scripts/extract_face_pairs.py --lq datasets/RealFaces/LQ --out datasets/RealFaces
-    python scripts/extract_face_pairs.py --lq LQ --gt GT --out pairs --restorer oracle --source landmarks \
-        --landmarks LQ/faces.json
+    python scripts/extract_face_pairs.py --lq LQ --gt GT --out pairs --landmarks LQ/faces.json
 """
 import os
 import sys
@@ -27,24 +26,27 @@ from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces import FacePairExtractor, write_pairs
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
-from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, images_in, read_image
+from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, image_with_stem, images_in, read_image
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
 
 def parse_args(argv):
     parser = parser_from_doc(__doc__)
     parser.add_argument('--lq', required=True, help='folder of LQ photos')
-    parser.add_argument('--gt', help='folder of GT photos with the same file names (needed by --restorer oracle)')
+    parser.add_argument('--gt', help='folder of GT photos with the same stems (implies --restorer oracle)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--scale', type=int, default=4, help='SR factor (default 4)')
-    parser.add_argument('--source', choices=['retinaface', 'landmarks'], default='retinaface')
+    parser.add_argument(
+        '--source',
+        choices=['retinaface', 'landmarks'],
+        help='where faces come from (default: landmarks with --landmarks, else retinaface)')
     parser.add_argument(
         '--landmarks',
         help='source landmarks: one JSON for the folder (default: a sidecar '
         '<stem>.json next to every image)')
     parser.add_argument('--detector', choices=sorted(RETINAFACE_MODELS), default='retinaface_resnet50')
     parser.add_argument('--score-threshold', type=float, default=0.9, help='detector score a face needs (0.9)')
-    parser.add_argument('--restorer', choices=['gpen', 'oracle', 'identity'], default='gpen')
+    parser.add_argument('--restorer', choices=['gpen', 'oracle', 'identity'], help='default: oracle with --gt, or gpen')
     parser.add_argument(
         '--restorer-size',
         type=int,
@@ -57,7 +59,10 @@ def parse_args(argv):
     parser.add_argument('--restorer-weights', help=f'GPEN weights file or folder ({WEIGHTS_HELP})')
     parser.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.source = args.source or ('landmarks' if args.landmarks else 'retinaface')
+    args.restorer = args.restorer or ('oracle' if args.gt else 'gpen')
+    return args
 
 
 def build_extractor(args):
@@ -101,7 +106,7 @@ def main(argv=None):
         path = os.path.join(args.lq, name)
         try:
             lq = read_image(path)
-            gt = read_image(os.path.join(args.gt, name)) if args.gt else None
+            gt = None if not args.gt else read_image(image_with_stem(args.gt, stem) or os.path.join(args.gt, name))
             pairs = extractor(lq, gt, image_path=path)
         except (OSError, ValueError) as err:
             tqdm.write(f'skipped {name}: {err}', file=sys.stderr)

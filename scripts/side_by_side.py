@@ -1,7 +1,7 @@
 """Side-by-side images of a test run: LQ | unadapted | adapted | GT, with the face boxes.
 
     python scripts/side_by_side.py results/<name>/visualization/<dataset> --lq <LQ folder>
-        [--gt <GT folder>] [--faces <faces.json>] [--suffix <suffix>] [--out <folder>]
+        [--gt <GT folder>] [--landmarks <landmarks JSON>] [--suffix <suffix>] [--out <folder>]
 
 For every LQ image ``<stem>.<ext>``, the run's outputs are found in the visualization folder as BasicSR
 saves them: ``<stem>_<suffix>.png``, the (adapted) output, and, when the model saves one,
@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument('visualization', help='results/<name>/visualization/<dataset> of a basicsr.test run')
     parser.add_argument('--lq', required=True, help='the dataset\'s LQ folder')
     parser.add_argument('--gt', help='the dataset\'s GT folder')
-    parser.add_argument('--faces', help='landmarks JSON of the LQ images (boxes drawn when given)')
+    parser.add_argument('--landmarks', help='landmarks JSON of the LQ images (boxes drawn when given)')
     parser.add_argument('--suffix', help="the outputs' suffix: val.suffix, or the run's name (the default)")
     parser.add_argument('--out', help='output folder (default: <run>/side_by_side/<dataset>)')
     args = parser.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv=None):
     if not lq_paths:
         parser.error(f'no images in {args.lq}')
     os.makedirs(out, exist_ok=True)
-    faces = LandmarkSource(args.faces) if args.faces else None
+    faces = LandmarkSource(args.landmarks) if args.landmarks else None
     failed = []
     for lq_path in tqdm(lq_paths, desc='side by side', unit='image'):
         try:

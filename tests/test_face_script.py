@@ -74,6 +74,14 @@ def test_script_refuses_missing_weights_and_an_oracle_without_gt(photos, tmp_pat
     script = load_script('extract_face_pairs')
     assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--detector-weights', str(tmp_path)]) == 2
     assert 'detection_Resnet50_Final.pth not found' in capsys.readouterr().err
+    assert script.main([
+        '--lq',
+        str(photos / 'LQ'), '--out',
+        str(tmp_path), '--landmarks',
+        str(photos / 'landmarks.json'), '--restorer-weights',
+        str(tmp_path)
+    ]) == 2
+    assert 'GPEN-BFR-512.pth not found' in capsys.readouterr().err
     assert script.main(['--lq', str(photos / 'LQ'), '--out', str(tmp_path), '--restorer', 'oracle']) == 2
     assert '--restorer oracle needs --gt' in capsys.readouterr().err
     assert script.main(['--lq', str(tmp_path), '--out', str(tmp_path)]) == 2

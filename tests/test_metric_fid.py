@@ -249,3 +249,10 @@ def test_each_result_visual_gets_its_fid_and_the_table_shows_the_delta(tmp_path)
     assert (tmp_path / 'run' / 'metrics.csv').read_text().splitlines() == [
         'dataset,fid,fid_unadapted,fid_delta', f'pairs,{fid:.4f},{unadapted:.4f},{fid - unadapted:.4f}'
     ]
+
+
+def test_an_unknown_fid_option_is_named_before_any_image_is_scored(tmp_path):
+    write_image_pairs(tmp_path / 'pairs', count=2, size=32)
+    with pytest.raises(ValueError, match=r"val.metrics.fid \(calculate_fid\): unknown options \['weights_path'\]"):
+        validate(FIDSRModel, tmp_path, {'fid': {'type': 'calculate_fid', 'weights_path': 'x.pth', **TEST_FID}})
+    assert not (tmp_path / 'visualization').exists()

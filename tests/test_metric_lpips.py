@@ -101,7 +101,7 @@ def test_missing_trunk_weights_raise_an_error_naming_file_url_and_folder(torch_h
         calculate_lpips(img, img2, device='cpu')
     message = str(error.value)
     assert ALEXNET in message and ALEXNET_URL in message and str(torch_home / 'hub' / 'checkpoints') in message
-    assert 'weights' in message and 'download: true' in message
+    assert '`weights`' in message and 'download: true' in message
     with pytest.raises(FileNotFoundError, match='no_such.pth'):
         calculate_lpips(img, img2, weights='no_such.pth', device='cpu')
 

@@ -45,7 +45,7 @@ def test_panels_in_order_with_boxes_and_bad_images_skipped(tmp_path):
         str(lq),
         '--gt',
         str(gt),
-        '--faces',
+        '--landmarks',
         str(tmp_path / 'faces.json'),
         cwd=tmp_path,
         check=False)

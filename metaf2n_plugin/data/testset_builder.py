@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import torch
-from basicsr.utils import DiffJPEG, img2tensor, tensor2img
+from basicsr.utils import DiffJPEG, img2tensor
 from tqdm import tqdm
 
 from metaf2n_plugin.atomic_write import write_json
 from metaf2n_plugin.data.degradation import PER_IMAGE, apply_degradation, degradation_options, sample_degradation
 from metaf2n_plugin.faces import LandmarkSource, face_template
-from metaf2n_plugin.image_io import read_image, write_image
+from metaf2n_plugin.image_io import read_image, tensor_to_image, write_image
 from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON
 
 PRESETS = {
@@ -126,7 +126,7 @@ def build_testset(inputs,
         draw = sample_degradation(options, 1)
         lq = apply_degradation(img2tensor(gt, bgr2rgb=False)[None], draw, scale, jpeger)
         write_image(os.path.join(out_dir, 'GT', name), gt)
-        write_image(os.path.join(out_dir, 'LQ', name), tensor2img(lq, rgb2bgr=False, out_type=np.float32))
+        write_image(os.path.join(out_dir, 'LQ', name), tensor_to_image(lq))
         shift = (scale - 1) / 2  # HQ pixel centre -> LQ pixel centre (faces.alignment.upscale_map)
         table[name] = {'faces': [{'landmarks': np.round((lm - shift) / scale, 3).tolist()} for lm in faces]}
         meta[name] = {'seed': image_seed, 'sources': sources, 'degradation': _jsonable(draw)}

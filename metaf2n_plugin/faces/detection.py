@@ -47,7 +47,8 @@ class RetinaFaceDetector:
                  device='cpu'):
         self.net = build_retinaface(model, device)
         file_name = RETINAFACE_MODELS[model][1]
-        path = locate_weights(file_name, FACEXLIB_RELEASE + file_name, f'RetinaFace ({model})', weights, download)
+        path = locate_weights(file_name, FACEXLIB_RELEASE + file_name, f'RetinaFace ({model})', weights, download,
+                              '`weights` (--detector-weights)')
         state = load_state_dict(path, 'RetinaFace weights')
         load_named(self.net, {k.removeprefix('module.'): v for k, v in state.items()}, path, f'RetinaFace {model}')
         self.score_threshold = score_threshold

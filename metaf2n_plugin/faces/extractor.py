@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 import torch
-from basicsr.utils import img2tensor, tensor2img
+from basicsr.utils import img2tensor
 
 from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
 from metaf2n_plugin.faces.annotations import Face, LandmarkSource
@@ -24,6 +24,7 @@ from metaf2n_plugin.faces.pair_folders import PairFolderSource
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
 from metaf2n_plugin.faces.restoration import RESTORERS
+from metaf2n_plugin.image_io import tensor_to_image
 
 FACE_SOURCES = {'retinaface': RetinaFaceDetector, 'landmarks': LandmarkSource, 'pairs': PairFolderSource}
 NEEDS_DEVICE = (RetinaFaceDetector, RESTORERS['gpen'])
@@ -73,15 +74,16 @@ class FacePairExtractor:
         own pairs, its landmarks (aligned and restored here), or this extractor's source (``retinaface``)."""
         kind = data.get('face_source', ['retinaface'])[0]
         if kind == 'pairs':
+            pairs = zip(data['face_lq'], data['face_hq'], data['face_mask'])
             return [
-                FacePair(_hwc(lq), _hwc(hq),
-                         _hwc(mask) > 0.5) for lq, hq, mask in zip(data['face_lq'], data['face_hq'], data['face_mask'])
+                FacePair(*map(tensor_to_image, (lq, hq)),
+                         tensor_to_image(mask)[:, :, 0] > 0.5) for lq, hq, mask in pairs
             ]
         faces = None
         if kind == 'landmarks':
             faces = [Face(landmarks.double().numpy()) for landmarks in data['landmarks'][0]]
-        gt = _hwc(data['gt']) if 'gt' in data else None
-        return self(_hwc(data['lq']), gt, data['lq_path'][0], faces=faces)
+        gt = tensor_to_image(data['gt']) if 'gt' in data else None
+        return self(tensor_to_image(data['lq']), gt, data['lq_path'][0], faces=faces)
 
     def __call__(self, lq, gt=None, image_path=None, faces=None):
         """One :class:`FacePair` per face of the ``(H, W, 3)`` LQ photo ([] without faces).
@@ -119,8 +121,8 @@ class FacePairExtractor:
             gt_aligned = torch.stack(
                 img2tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0] for m in matrices],
                            bgr2rgb=False))
-        restored = self.restorer(torch.stack(img2tensor(list(aligned), bgr2rgb=False)), gt_aligned).permute(0, 2, 3,
-                                                                                                            1).numpy()
+        restored = self.restorer(torch.stack(img2tensor(list(aligned), bgr2rgb=False)), gt_aligned)
+        restored = restored.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3)
         pairs = []
         for face, box, matrix, face_hq in zip(faces, boxes, matrices, restored):
             hq, mask = paste_back(face_hq, matrix, box, self.scale)
@@ -164,7 +166,3 @@ def _crop_box(face, width, height, where):
         raise ValueError(f'{where}: box {np.round(box, 1).tolist()} (landmarks {np.round(face.landmarks, 1).tolist()}) '
                          f'lies outside the {width}x{height} image; landmarks and boxes are in LQ pixel coordinates')
     return x0, y0, x1, y1
-
-
-# a collated (1, C, H, W) tensor in [0, 1] -> (H, W, C) float32 array ((H, W) for C = 1)
-_hwc = functools.partial(tensor2img, rgb2bgr=False, out_type=np.float32)

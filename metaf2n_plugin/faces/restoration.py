@@ -63,7 +63,8 @@ class GPENRestorer:
         channel_multiplier = release['channel_multiplier'] if channel_multiplier is None else channel_multiplier
         narrow = release['narrow'] if narrow is None else narrow
         file_name = f'GPEN-BFR-{size}.pth'
-        path = locate_weights(file_name, GPEN_URL + file_name, f'GPEN-{size} (face restorer)', weights, download)
+        path = locate_weights(file_name, GPEN_URL + file_name, f'GPEN-{size} (face restorer)', weights, download,
+                              '`weights` (--restorer-weights)')
         self.size = size
         self.batch_size = batch_size
         self.device = torch.device(device)

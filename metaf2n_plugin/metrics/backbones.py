@@ -1,9 +1,21 @@
-"""What the learned metrics (LPIPS, FID) share: their device and their input. Backbone weights are found by
-:func:`metaf2n_plugin.weights.locate_weights` (``weights``); only ``random_weights: true`` builds untrained ones.
+"""What the learned metrics (LPIPS, FID) share: their device, their input and their options check. Their backbone
+weights are found by :func:`metaf2n_plugin.weights.locate_weights`; only ``random_weights: true`` builds untrained
+ones.
 """
+import inspect
+
 import numpy as np
 import torch
 from basicsr.utils import img2tensor
+
+
+def check_options(what, options, function):
+    """ValueError naming the keys of a ``val.metrics`` entry that ``function`` does not take (``type`` and ``better``
+    are BasicSR's)."""
+    taken = {name for name, p in inspect.signature(function).parameters.items() if p.kind != p.VAR_KEYWORD}
+    unknown = sorted(set(options) - taken - {'type', 'better'})
+    if unknown:
+        raise ValueError(f'{what}: unknown options {unknown}; it takes {sorted(taken - {"img", "img2"})}')
 
 
 def metric_device(device=None):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from metaf2n_plugin.atomic_write import atomic_file
 from metaf2n_plugin.checkpoints import load_state_dict
 from metaf2n_plugin.compat import build_fid_inception
-from metaf2n_plugin.metrics.backbones import metric_device, metric_input
+from metaf2n_plugin.metrics.backbones import check_options, metric_device, metric_input
 from metaf2n_plugin.weights import locate_weights
 
 
@@ -156,6 +156,9 @@ class FIDValidationMixin:
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         dataset_name = dataloader.dataset.opt['name']
         metrics = self.opt['val'].get('metrics') or {}
+        for name, options in metrics.items():
+            if _is_fid(options):
+                check_options(f'val.metrics.{name} (calculate_fid)', options, FrechetInceptionDistance)
         suffixes, sums, meters = None, {}, {}
         for data in tqdm(dataloader, unit='image', desc=dataset_name, disable=not self.opt['val'].get('pbar', False)):
             stem = os.path.splitext(os.path.basename(data['lq_path'][0]))[0]
@@ -190,6 +193,7 @@ class FIDValidationMixin:
         """Drop one image's tensors before the next (as ``SRModel`` does)."""
         for name in ('lq', 'gt', 'output'):
             self.__dict__.pop(name, None)
+        torch.cuda.empty_cache()  # as SRModel does; nothing without CUDA
 
     def visualization_path(self, dataset_name, stem, current_iter, suffix=''):
         """Where BasicSR's ``SRModel`` saves a validation image, ``suffix`` added to the name."""

@@ -11,7 +11,7 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from torchvision import models
 
 from metaf2n_plugin.checkpoints import load_state_dict
-from metaf2n_plugin.metrics.backbones import metric_device, metric_input
+from metaf2n_plugin.metrics.backbones import check_options, metric_device, metric_input
 from metaf2n_plugin.weights import locate_weights
 
 # lpips trunk name -> the torchvision ImageNet weights that lpips's pretrained trunk is made of
@@ -44,10 +44,7 @@ def calculate_lpips(img,
             (None: CUDA when available). ``**kwargs``: BasicSR's ``type`` and ``better``, ignored; other keys are a
             ValueError (e.g. a misspelt option).
     """
-    unknown = sorted(set(kwargs) - {'type', 'better'})
-    if unknown:
-        raise ValueError(f'calculate_lpips: unknown options {unknown}; it takes crop_border, net, weights, download, '
-                         'random_weights, device')
+    check_options('calculate_lpips', kwargs, calculate_lpips)
     if img.shape != img2.shape or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f'calculate_lpips needs two (H, W, 3) BGR images of one shape, got {img.shape}, {img2.shape}')
     if crop_border:
