@@ -4,12 +4,14 @@ Data goes to a temporary file beside it, is fsynced and renamed into place; a cr
 none) plus at most a ``.<name>.*.tmp``.
 """
 import contextlib
+import glob
 import json
 import os
 import tempfile
 
 _UMASK = os.umask(0)  # the only way to read the process umask is to set it; restore it at once
 os.umask(_UMASK)
+_SUFFIX = '.tmp'
 
 
 @contextlib.contextmanager
@@ -17,7 +19,7 @@ def atomic_file(path):
     """A binary file object that becomes ``path`` when the block ends, and is removed when it raises."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(os.path.abspath(path)), prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+        dir=os.path.dirname(os.path.abspath(path)), prefix=f'.{os.path.basename(path)}.', suffix=_SUFFIX)
     try:
         with os.fdopen(fd, 'wb') as f:
             yield f
@@ -28,6 +30,11 @@ def atomic_file(path):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def leftovers(folder):
+    """The temporary files that writes into ``folder`` killed before their rename left behind."""
+    return glob.glob(os.path.join(glob.escape(os.fspath(folder)), '.*' + _SUFFIX))
 
 
 def write_atomically(path, data):

@@ -4,7 +4,6 @@
 What each fixes and why: README, "BasicSR 1.4.2 compatibility notes" (numbered as the fixes here).
 """
 import contextlib
-import glob
 import importlib
 import importlib.util
 import os
@@ -13,6 +12,8 @@ import sys
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from metaf2n_plugin.atomic_write import atomic_file, leftovers
 
 RUNNERS = {'basicsr.train': 'train_pipeline', 'basicsr.test': 'test_pipeline'}
 
@@ -90,7 +91,7 @@ def load_resume_state(opt):
         return None if path is None else _resumed(opt, read_checkpoint(path, 'training state', map_location=device))
     state_dir = opt['path']['training_states']
     for folder in filter(None, (state_dir, opt['path'].get('models'))):  # what a killed save left behind
-        for leftover in glob.glob(os.path.join(glob.escape(folder), '.*.tmp')):
+        for leftover in leftovers(folder):
             with contextlib.suppress(OSError):
                 os.remove(leftover)
     states = sorted(
@@ -189,8 +190,6 @@ class TorchWithAtomicSave:
 
     @staticmethod
     def save(obj, f, *args, **kwargs):
-        from metaf2n_plugin.atomic_write import atomic_file
-
         if not isinstance(f, (str, os.PathLike)):
             return torch.save(obj, f, *args, **kwargs)
         with atomic_file(f) as file:

@@ -37,7 +37,7 @@ from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, i
                                      tensor_to_image, write_image, write_photo)
 from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
-from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE
+from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.side_by_side import compose
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
@@ -58,9 +58,10 @@ def build_parser():
     weights = parser.add_argument_group('weights')
     weights.add_argument(
         '--model',
-        default=f'weights/{NET_G_FILE}',
+        default=os.path.join(WEIGHTS_DIR, NET_G_FILE),
         help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
-    weights.add_argument('--mask', default=f'weights/{NET_MASK_FILE}', help='MaskNet: net_mask_<iter>.pth')
+    weights.add_argument(
+        '--mask', default=os.path.join(WEIGHTS_DIR, NET_MASK_FILE), help='MaskNet: net_mask_<iter>.pth')
     weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
     weights.add_argument(
         '--restorer-size',

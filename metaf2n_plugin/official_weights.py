@@ -31,7 +31,7 @@ import torch
 from metaf2n_plugin.atomic_write import write_atomically
 from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
 from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE
+from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
 OUTPUTS = {'g': NET_G_FILE, 'mask': NET_MASK_FILE}
@@ -101,7 +101,7 @@ def main(argv=None):
         help='the official TensorFlow checkpoint prefix (e.g. .../model-400000) or '
         'an .npz of its variables')
     parser.add_argument(
-        '--out', default='weights', help='output folder (default: weights, where metaf2n-infer '
+        '--out', default=WEIGHTS_DIR, help=f'output folder (default: {WEIGHTS_DIR}, where metaf2n-infer '
         'looks)')
     args = parser.parse_args(argv)
     try:

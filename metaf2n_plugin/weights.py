@@ -9,7 +9,9 @@ import os
 
 import torch
 
-SEARCH_FOLDERS = ('weights', os.path.join('experiments', 'pretrained_models'))
+from metaf2n_plugin.names import WEIGHTS_DIR
+
+SEARCH_FOLDERS = (WEIGHTS_DIR, os.path.join('experiments', 'pretrained_models'))
 # the --help of the weights flags, the same in every CLI
 WEIGHTS_HELP = 'default: looked up in weights/, experiments/pretrained_models/, the torch cache'
 DOWNLOAD_HELP = 'download missing weights into the folder given, or else the torch cache (needs internet)'

@@ -20,7 +20,7 @@ import yaml
 
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.data.tiny_set import TEST_SETS
-from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON, METRICS_CSV, METRICS_MD
+from metaf2n_plugin.names import DELTA, LANDMARKS_JSON, META_JSON, METRICS_CSV, METRICS_MD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_OPTIONS = os.path.join(REPO, 'options', 'demo_train.yml')
@@ -53,7 +53,7 @@ def skip(step, reason):
 def verdict(metrics_csv):
     """One line: on how many sets adaptation raised PSNR-Y, and the mean change (from results_table's CSV)."""
     with open(metrics_csv, newline='', encoding='utf-8') as f:
-        deltas = [float(row['psnr_delta']) for row in csv.DictReader(f)]
+        deltas = [float(row['psnr' + DELTA]) for row in csv.DictReader(f)]
     better = sum(delta > 0 for delta in deltas)
     return (f'Adaptation raised PSNR-Y on {better} of {len(deltas)} test sets; mean change '
             f'{sum(deltas) / len(deltas):+.2f} dB.')

@@ -27,6 +27,7 @@ from metaf2n_plugin.faces import FacePairExtractor, write_pairs
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.image_io import IMAGE_EXTENSIONS, image_with_stem, images_in, read_image
+from metaf2n_plugin.names import FACES_JSON
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
 
@@ -123,7 +124,7 @@ def main(argv=None):
         num_faces += len(pairs)
         if not pairs:
             without_faces.append(name)
-    write_json(os.path.join(args.out, 'faces.json'), record)
+    write_json(os.path.join(args.out, FACES_JSON), record)
 
     print(f'{len(names)} images, {num_faces} faces, {len(without_faces)} images without faces, '
           f'{len(failed)} failed' + (f': {", ".join(failed)}' if failed else '') + f' -> {args.out}')

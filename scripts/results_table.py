@@ -20,9 +20,8 @@ import re
 
 from metaf2n_plugin.atomic_write import write_atomically
 from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.names import METRICS_CSV, METRICS_MD, UNADAPTED
+from metaf2n_plugin.names import DELTA, METRICS_CSV, METRICS_MD, UNADAPTED
 
-DELTA = '_delta'
 # known metric key -> (which way is better, decimals in metrics.md); also their column order
 KNOWN = {'psnr': ('↑', 2), 'ssim': ('↑', 4), 'lpips': ('↓', 4), 'fid': ('↓', 2), 'niqe': ('↓', 2)}
 BLOCK_START = re.compile(r'INFO: Validation (.+)$')
