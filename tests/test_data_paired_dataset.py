@@ -124,6 +124,10 @@ def test_unknown_face_source_and_pairs_without_root_are_refused(test_set):
         paired(test_set, face_source='retina')
     with pytest.raises(ValueError, match='needs `root`'):
         paired(test_set, face_source={'type': 'pairs'})
+    with pytest.raises(
+            ValueError, match=r"face_source retinaface takes no options, got \['weights'\].*face_pairs.source"):
+        paired(test_set, face_source={'type': 'retinaface', 'weights': 'weights'})
+    assert paired(test_set, face_source='retinaface')[0]['face_source'] == 'retinaface'  # what omitting it means
 
 
 def test_task_dataset_and_degrader_work_on_the_tiny_set_with_the_original_sizes(workdir):

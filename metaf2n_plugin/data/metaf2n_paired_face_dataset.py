@@ -9,9 +9,8 @@ from torch.utils import data
 
 from metaf2n_plugin.data.image_files import dataroot, list_images
 from metaf2n_plugin.faces import LandmarkSource, PairFolderSource
+from metaf2n_plugin.faces.extractor import FACE_SOURCES
 from metaf2n_plugin.image_io import read_image
-
-FACE_SOURCES = ('retinaface', 'landmarks', 'pairs')  # the extractor's source types (faces.extractor)
 
 
 @DATASET_REGISTRY.register()
@@ -59,9 +58,12 @@ class MetaF2NPairedFaceDataset(data.Dataset):
             if not source.get('root'):
                 raise ValueError('face_source {type: pairs} needs `root`: the folder that holds Face_LQ/ and Face_HQ/')
             self.faces = PairFolderSource(source['root'])
-        elif self.face_source != 'retinaface':
-            raise ValueError(f'unknown face_source type {self.face_source!r}; choose one of {FACE_SOURCES} '
+        elif self.face_source not in FACE_SOURCES:
+            raise ValueError(f'unknown face_source type {self.face_source!r}; choose one of {sorted(FACE_SOURCES)} '
                              '(retinaface, the default: the model detects the faces)')
+        elif source:
+            raise ValueError(f'face_source retinaface takes no options, got {sorted(source)}: the model detects the '
+                             'faces, so set the detector in the model options, face_pairs.source')
 
         self._check_files()
 
