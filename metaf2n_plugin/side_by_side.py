@@ -7,9 +7,9 @@ BOX_COLOUR = (0, 255, 0)  # RGB
 
 
 def compose(panels, boxes):
-    """One ``(H + LABEL_HEIGHT, k * W, 3)`` float32 RGB image in [0, 1] from ``panels``, k ``(label, (h, w, 3)
-    image)`` pairs, the LQ first and each resized to the second's H x W, with ``boxes`` (``(x0, y0, x1, y1)``,
-    LQ pixels) drawn on each."""
+    """One ``(H + LABEL_HEIGHT, k * W, 3)`` float32 RGB image in [0, 1] from ``panels``, k ``(label, image)`` pairs
+    (images ``(h, w, 3)`` float RGB in [0, 1], the LQ first, each resized to the second's H x W), with ``boxes``
+    (``(x0, y0, x1, y1)``, LQ pixels) drawn on each."""
     height, width = panels[1][1].shape[:2]
     scale_x, scale_y = width / panels[0][1].shape[1], height / panels[0][1].shape[0]
     tiles = []

@@ -14,7 +14,8 @@ from metaf2n_plugin.data.degradation import apply_degradation, select_images, ta
 
 
 def random_crops(image, lq_size, scale, count):
-    """``count`` random crops ``(y, x, lq_size)`` of a ``(3, H, W)`` HQ image, H, W multiples of scale: (count, 3)."""
+    """``count`` random crops ``(y, x, lq_size)`` of a ``(3, H, W)`` HQ image, H, W multiples of scale: ``(count, 3)``
+    int64, in LQ pixels."""
     height, width = image.shape[-2] // scale, image.shape[-1] // scale
     ys = np.random.randint(0, height - lq_size + 1, count)
     xs = np.random.randint(0, width - lq_size + 1, count)

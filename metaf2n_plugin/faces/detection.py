@@ -58,8 +58,9 @@ class RetinaFaceDetector:
 
     @torch.no_grad()
     def __call__(self, image, image_path=None):
-        """:class:`Face` list (box and score set) of an ``(H, W, 3)`` image, best first; ``image_path`` is unused.
-        Detections whose box covers no pixel of the image are dropped."""
+        """:class:`Face` list of an ``(H, W, 3)`` float **RGB** image in [0, 1] (not BGR, not uint8), best first;
+        landmarks and box in the image's pixels, score set. Boxes covering no pixel are dropped; ``image_path`` is
+        unused."""
         bgr = np.ascontiguousarray(image[:, :, ::-1] * 255, dtype=np.float32)  # RetinaFace takes BGR 0..255
         height, width = bgr.shape[:2]
         if max(height, width) > self.resize_above:

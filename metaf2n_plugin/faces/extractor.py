@@ -86,7 +86,7 @@ class FacePairExtractor:
         return self(tensor_to_image(data['lq']), gt, data['lq_path'][0], faces=faces)
 
     def __call__(self, lq, gt=None, image_path=None, faces=None):
-        """One :class:`FacePair` per face of the ``(H, W, 3)`` LQ photo ([] without faces).
+        """One :class:`FacePair` per face of the ``(H, W, 3)`` float32 RGB LQ photo in [0, 1] ([] without faces).
 
         ``gt`` (``(s*H, s*W, 3)``) is for the ``oracle`` restorer; the ``landmarks`` and ``pairs`` sources look
         faces up by ``image_path``; given ``faces`` (in ``lq``'s pixels) replace the source's. Raises ValueError

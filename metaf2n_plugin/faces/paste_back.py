@@ -6,7 +6,7 @@ from metaf2n_plugin.faces.alignment import compose_affine, invert_affine, upscal
 
 
 def paste_back(restored, matrix, box, scale):
-    """Warp the ``(S, S, 3)`` restored face back by the inverse of ``matrix`` (LQ -> crop) at ``scale`` s,
+    """Warp the ``(S, S, 3)`` float32 restored face back by the inverse of ``matrix`` (LQ -> crop) at ``scale`` s,
     straight into the HQ crop of ``box`` (integer, half-open, in the LQ image) rather than a whole black canvas.
 
     Returns ``(hq, mask)``: ``(s*h, s*w, 3)`` float32 and ``(s*h, s*w)`` bool (pixels the face covers), HQ pixel

@@ -8,9 +8,10 @@ from basicsr.utils import get_root_logger, img2tensor
 
 @dataclass
 class PatchBatch:
-    """All patches of one image's faces: ``lq`` ``(P, 3, p, p)`` with ``p = patch_size // scale``; ``hq``
-    ``(P, 3, patch_size, patch_size)``; ``mask`` ``(P, 1, patch_size, patch_size)`` float32, 1 where ``hq`` is
-    valid (0 outside the restored face or in padding); ``face_index`` ``(P,)`` int64, each patch's face pair."""
+    """All patches of one image's faces, float32 RGB in [0, 1]: ``lq`` ``(P, 3, p, p)`` with ``p = patch_size //
+    scale``; ``hq`` ``(P, 3, patch_size, patch_size)``; ``mask`` ``(P, 1, patch_size, patch_size)`` float32, 1 where
+    ``hq`` is valid (0 outside the restored face or in padding); ``face_index`` ``(P,)`` int64, each patch's face
+    pair."""
     lq: torch.Tensor
     hq: torch.Tensor
     mask: torch.Tensor

@@ -1,8 +1,8 @@
 """Face restorers: aligned LQ faces -> pseudo-ground-truth faces (MetaF2N's step 2).
 
-``restorer(faces, gt_faces=None)`` takes ``(N, 3, S, S)`` float32 aligned LQ faces on any device, S being
-``restorer.size``, and returns the same shape on ``faces``' device; ``gt_faces``, the same crops of the GT
-image, is used only by restorers with ``needs_gt``.
+``restorer(faces, gt_faces=None)`` takes ``(N, 3, S, S)`` float32 aligned LQ faces, RGB in [0, 1], on any device,
+S being ``restorer.size``, and returns the restored faces, the same shape and range, on ``faces``' device;
+``gt_faces``, the same crops of the GT image, is used only by restorers with ``needs_gt``.
 """
 import torch
 from torch.nn import functional as F
@@ -87,7 +87,8 @@ RESTORERS = {'gpen': GPENRestorer, 'oracle': OracleRestorer, 'identity': Identit
 
 @torch.no_grad()
 def restore_lq_faces(restorer, faces, scale):
-    """``(N, 3, s*h, s*w)`` pseudo ground truth of ``(N, 3, h, w)`` aligned LQ faces, as MetaF2N's training
+    """``(N, 3, s*h, s*w)`` pseudo ground truth, on ``faces``' device, of ``(N, 3, h, w)`` aligned LQ faces (RGB in
+    [0, 1]), as MetaF2N's training
     makes it: bicubic up to ``restorer.size`` (64 -> 256 for GPEN-BFR-256), restored (a restorer without
     ``needs_gt``), then area/bicubic resized to ``scale`` x when that differs."""
     size = (scale * faces.shape[-2], scale * faces.shape[-1])
