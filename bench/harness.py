@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 
+from metaf2n_plugin.cli import parser_from_doc
+
 
 def arguments(doc):
     """The options every benchmark takes: ``--rounds``, ``--repeats``, ``--blocks``, ``--check`` (and ``--child``)."""
-    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    parser = parser_from_doc(doc)
     parser.add_argument('--rounds', type=int, default=2, help='times every variant runs, alternating')
     parser.add_argument('--repeats', type=int, default=2, help='timed steps per run, after a warm-up')
     parser.add_argument('--blocks', type=int, default=23, help='RRDB blocks')

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from metaf2n_plugin.cli import parser_from_doc
+
 SIZES = [(1, 64), (1, 96), (1, 128), (1, 192), (1, 256), (2, 256), (4, 256)]  # (batch, side)
 TARGET_BATCH = (4, 256)
 UNFOLD_BYTES_PER_ROW = 3 * 3 * 81 * 625 * 4  # unfolded patches, their difference, its square (fp32, C=3)
@@ -120,7 +122,7 @@ def mask_rows(n, side):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument(
         '--unfold-budget-gb',

@@ -6,7 +6,6 @@ three draws), the GT blurred by a 3 x 3 box, and the GT with Gaussian noise of s
 
     python bench/ssg_weight.py [--root datasets/tiny]
 """
-import argparse
 import glob
 import os
 import random
@@ -18,13 +17,14 @@ from basicsr.utils import DiffJPEG
 from basicsr.utils.img_process_util import USMSharp
 from torch.nn import functional as F
 
+from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.data.degradation import apply_degradation, sample_degradation
 from metaf2n_plugin.image_io import read_image
 from metaf2n_plugin.losses.ssg_loss import SSGLoss
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--root', default='datasets/tiny')
     args = parser.parse_args()
     paths = sorted(glob.glob(os.path.join(args.root, 'backgrounds', '*.png')))

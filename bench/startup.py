@@ -7,12 +7,13 @@ printed. Target: ratio <= 1.05 (``--check`` exits 1 above it).
 
     python bench/startup.py [--runs 60] [--check]
 """
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+from metaf2n_plugin.cli import parser_from_doc
 
 TARGET = 1.05
 
@@ -24,7 +25,7 @@ def startup_seconds(env):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = parser_from_doc(__doc__)
     parser.add_argument('--runs', type=int, default=60, help='runs of each variant')
     parser.add_argument('--check', action='store_true', help=f'exit 1 if the ratio exceeds {TARGET}')
     args = parser.parse_args()
