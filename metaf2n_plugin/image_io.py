@@ -66,10 +66,13 @@ _UNDECODABLE = ('cannot read image {!r}: OpenCV cannot decode it (truncated, or 
 
 
 def _file_bytes(path):
-    """The bytes of an existing file as a uint8 array; FileNotFoundError naming ``path`` otherwise."""
+    """The bytes of an image file as a uint8 array; FileNotFoundError or ValueError (empty) naming ``path``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image {os.fspath(path)!r} does not exist')
-    return np.fromfile(path, dtype=np.uint8)
+    data = np.fromfile(path, dtype=np.uint8)
+    if len(data) == 0:
+        raise ValueError(_EMPTY.format(os.fspath(path)))
+    return data
 
 
 def bgr_to_rgb_float(bgr):
@@ -117,8 +120,6 @@ def read_photo(path, check_size=None):
     the file) if empty, undecodable or not 8/16 bits."""
     path = os.fspath(path)
     data = _file_bytes(path)
-    if len(data) == 0:
-        raise ValueError(_EMPTY.format(path))
     pixels, kinds, metadata = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
         raise ValueError(_UNDECODABLE.format(path))

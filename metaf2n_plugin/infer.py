@@ -32,7 +32,8 @@ from tqdm import tqdm
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
                                         rrdbnet_options, state_dict_of)
 from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, OracleRestorer, RetinaFaceDetector
+from metaf2n_plugin.faces import FacePairExtractor
+from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
                                      tensor_to_image, write_image, write_photo)
 from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
@@ -67,7 +68,7 @@ def build_parser():
         '--restorer-size',
         type=int,
         default=512,
-        choices=(512, 256),
+        choices=sorted(GPEN_RELEASES),
         help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
         'faces are aligned at')
     weights.add_argument(
@@ -166,17 +167,17 @@ def load_networks(args, device):
 
 
 def build_extractor(args, device):
-    """The face source and GPEN, built now so that missing weights stop the run before any photo."""
-    if args.landmarks:
-        source = LandmarkSource(args.landmarks)
-    else:
-        source = RetinaFaceDetector(weights=args.detector_weights, download=args.download, device=device)
-    if args.gt:
-        restorer = OracleRestorer(args.restorer_size)
-    else:
-        restorer = GPENRestorer(
-            args.restorer_size, weights=args.restorer_weights, download=args.download, device=device)
-    return FacePairExtractor(source, restorer, SCALE)
+    """The face source and restorer (the oracle with --gt), built now so that missing weights stop the run before
+    any photo."""
+    source = {'type': 'landmarks', 'json_path': args.landmarks}
+    if not args.landmarks:
+        source = {'type': 'retinaface', 'weights': args.detector_weights, 'download': args.download}
+    restorer = {'type': 'oracle', 'size': args.restorer_size}
+    if not args.gt:
+        restorer.update(type='gpen', weights=args.restorer_weights, download=args.download)
+    extractor = FacePairExtractor.from_options({'scale': SCALE, 'source': source, 'restorer': restorer}, device)
+    extractor.load()
+    return extractor
 
 
 def ground_truth_of(path, folder):

@@ -20,7 +20,6 @@ folder), for ``path.pretrain_network_g`` / ``path.pretrain_network_mask``, and p
 ``network_mask`` options. A TensorFlow
 checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same variables does not.
 """
-import io
 import os
 import re
 import sys
@@ -28,7 +27,7 @@ import sys
 import numpy as np
 import torch
 
-from metaf2n_plugin.atomic_write import write_atomically
+from metaf2n_plugin.atomic_write import atomic_file
 from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
@@ -89,9 +88,8 @@ def convert(variables, where='the checkpoint'):
 def save_checkpoint(state, path, **extras):
     """``{'params': state, **extras}`` at ``path``, written atomically (the output folder is created)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save({'params': state, **extras}, buffer)
-    write_atomically(path, buffer.getvalue())
+    with atomic_file(path) as f:
+        torch.save({'params': state, **extras}, f)
 
 
 def main(argv=None):

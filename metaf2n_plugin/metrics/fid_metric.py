@@ -174,14 +174,12 @@ class FIDValidationMixin:
                 image = tensor2img([visuals['result' + suffix]])
                 if save_img:
                     imwrite(image, self.visualization_path(dataset_name, stem, current_iter, suffix))
+                pair = {'img': image} if gt is None else {'img': image, 'img2': gt}
                 for name, options in metrics.items():
                     if _is_fid(options):  # the GT's features are shared by all outputs: computed once
                         meters[name + suffix].update(image, gt if suffix == suffixes[0] else None)
                     else:
-                        sums[name + suffix] += calculate_metric({
-                            'img': image,
-                            'img2': gt
-                        } if gt is not None else {'img': image}, options)
+                        sums[name + suffix] += calculate_metric(pair, options)
             self.release_test_data()
         self.metric_results = {key: value / len(dataloader) for key, value in sums.items()}
         self.metric_results.update({key: meter.compute() for key, meter in meters.items()})
