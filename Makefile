@@ -1,5 +1,6 @@
-# `make demo` sets up .venv and runs MetaF2N + SSG end to end on built-in data; `make test` sets up and runs the tests;
-# `make lint` checks the code style (setup.cfg), `make format` applies it; `make install` only sets up.
+# `make demo` sets up .venv and runs MetaF2N + SSG end to end on built-in data; `make test` sets up and runs the tests,
+# `make test-e2e` the long end-to-end ones (pytest marker e2e); `make lint` checks the code style (setup.cfg),
+# `make format` applies it; `make install` only sets up.
 PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
@@ -8,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.metaf2n-installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-e2e lint format bench clean
 
 SOURCES := metaf2n_plugin scripts bench tests setup.py metaf2n_autoload.py
 
@@ -27,7 +28,10 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m 'not e2e' tests
+
+test-e2e: install
+	$(BIN)/python -m pytest -q -m e2e tests
 
 lint: install
 	$(BIN)/flake8 $(SOURCES)
