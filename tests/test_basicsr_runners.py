@@ -13,6 +13,7 @@ import pytest
 
 from conftest import newest_log, resume_training, run_readme_block
 
+pytestmark = pytest.mark.e2e
 NAME = 'tiny_gpen_sr'
 OUTPUT_DIRS = ('experiments', 'results', 'tb_logger')
 BASICSR_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)))

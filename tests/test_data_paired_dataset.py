@@ -140,6 +140,7 @@ def test_task_dataset_and_degrader_work_on_the_tiny_set_with_the_original_sizes(
     assert tasks.background_lq.shape == (1, 1, 3, 64, 64) and tasks.background_gt_usm.shape == (1, 1, 3, 256, 256)
 
 
+@pytest.mark.e2e
 def test_basicsr_test_runner_scores_paired_and_real_world_sets(workdir):
     run_python(
         '-m', 'basicsr.test', '-opt', os.path.join(REPO, 'options', 'test_paired_face_tiny_data.yml'), cwd=workdir)

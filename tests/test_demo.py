@@ -20,6 +20,7 @@ def first_and_second_run(tiny_workdir):
     return tiny_workdir, first, second
 
 
+@pytest.mark.e2e
 def test_demo_trains_tests_and_prints_the_table_and_where_everything_is(first_and_second_run):
     cwd, first, _ = first_and_second_run
     out = first.stdout
@@ -43,6 +44,7 @@ def test_demo_trains_tests_and_prints_the_table_and_where_everything_is(first_an
     assert list((cwd / 'tb_logger' / 'demo_metaf2n').glob('events.out.tfevents.*'))
 
 
+@pytest.mark.e2e
 def test_a_second_demo_reuses_the_data_the_weights_and_the_results(first_and_second_run):
     _, first, second = first_and_second_run
     for step in ('1/5 data', '2/5 meta-training', '3/5 test'):
@@ -55,6 +57,7 @@ def test_a_second_demo_reuses_the_data_the_weights_and_the_results(first_and_sec
     assert summary(first) == summary(second)
 
 
+@pytest.mark.e2e
 def test_the_readmes_metaf2n_infer_example_writes_the_demo_tests_images(first_and_second_run):
     cwd = first_and_second_run[0]
     proc = run_readme_block('metaf2n-infer datasets/tiny/', cwd)

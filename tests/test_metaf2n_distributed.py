@@ -56,7 +56,10 @@ def rank_main(rank, world_size, init_file, tmp_path, gan):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize('gan', [False, True], ids=['one task per rank', 'gan, rank 1 skips all its tasks'])
+@pytest.mark.parametrize('gan', [
+    pytest.param(False, id='one task per rank', marks=pytest.mark.e2e),
+    pytest.param(True, id='gan, rank 1 skips all its tasks')
+])
 def test_two_ranks_match_one_process_over_all_tasks(tmp_path, gan):
     mp.spawn(rank_main, args=(2, str(tmp_path / 'init'), tmp_path, gan), nprocs=2)
     ranks = [torch.load(tmp_path / f'rank{r}.pt', weights_only=True) for r in range(2)]
@@ -80,6 +83,7 @@ def test_two_ranks_match_one_process_over_all_tasks(tmp_path, gan):
         assert ranks[0]['log'][key] == pytest.approx(value, rel=1e-9), key
 
 
+@pytest.mark.e2e
 def test_torchrun_meta_trains_on_cpus_with_the_gloo_backend(tiny_workdir):
     options = copy_options(tiny_workdir, 'train_metaf2n_tiny.yml')
     text = open(options).read().replace('name: tiny_metaf2n', 'name: tiny_metaf2n_ddp')

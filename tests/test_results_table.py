@@ -16,7 +16,6 @@ from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
 
 from conftest import REPO, TINY_SRVGG, load_script, run_python, write_image_pairs
 
-SCRIPT = os.path.join(REPO, 'scripts', 'results_table.py')
 TABLE = load_script('results_table')
 FIXTURE_LOG = os.path.join(REPO, 'tests', 'fixtures', 'metrics', 'test_metaf2n_tiny_20260102_100000.log')
 NAME = 'tiny_metrics_srmodel'
@@ -25,7 +24,7 @@ DATASETS = ('set_a', 'set_b')
 
 @pytest.fixture(scope='module')
 def srmodel_run(tmp_path_factory):
-    """``python -m basicsr.test`` on two 2-image datasets, then the table script; returns results/<name>."""
+    """``python -m basicsr.test`` on two 2-image datasets, then the table's ``main``; returns results/<name>."""
     cwd = tmp_path_factory.mktemp('table_run')
     for seed, dataset in enumerate(DATASETS):
         write_image_pairs(cwd / 'datasets' / dataset, count=2, size=192, seed=seed)  # NIQE needs 2x2 blocks of 96
@@ -80,7 +79,7 @@ def srmodel_run(tmp_path_factory):
     with open(cwd / f'{NAME}.yml', 'w') as f:
         yaml.safe_dump(opt, f)
     run_python('-m', 'basicsr.test', '-opt', f'{NAME}.yml', cwd=cwd)
-    run_python(SCRIPT, f'results/{NAME}', cwd=cwd)
+    TABLE.main([str(cwd / 'results' / NAME)])  # in this process: the README's blocks run the script itself
     return cwd / 'results' / NAME
 
 
