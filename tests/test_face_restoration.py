@@ -5,6 +5,7 @@ from torch import nn
 
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, IdentityRestorer, OracleRestorer
+from tolerances import chain_bound, network_steps, rounding_bound
 
 TINY = {'size': 32, 'channel_multiplier': 1, 'narrow': 1 / 16, 'style_dim': 32, 'n_mlp': 1}
 
@@ -18,6 +19,14 @@ def tiny_gpen_file(tmp_path_factory):
     return path
 
 
+def gpen_difference_bound(restorer, faces, dtype):
+    """Bound on the difference of two runs of ``restorer`` on ``faces`` whose GPEN (in ``dtype``) sums in other
+    orders: twice the network's chain bound, halved by (y + 1) / 2, and the two runs' roundings of the float32
+    output in [0, 1] (the + 1 and the cast)."""
+    terms, magnitude = network_steps(restorer.net, faces.to(dtype) * 2 - 1)
+    return chain_bound(dtype, terms, magnitude) + rounding_bound(torch.float32, terms=2, magnitude=1.0)
+
+
 def test_gpen_batched_equals_one_by_one(tiny_gpen_file):
     faces = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     restorer = GPENRestorer(**TINY, weights=tiny_gpen_file, batch_size=2, device='cpu')
@@ -25,9 +34,15 @@ def test_gpen_batched_equals_one_by_one(tiny_gpen_file):
     restorer.batch_size = 1
     single = restorer(faces)
     assert batched.shape == (3, 3, 32, 32) and batched.dtype == torch.float32
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched, single, atol=gpen_difference_bound(restorer, faces, torch.float32), rtol=0)
     assert 0 <= batched.min() and batched.max() <= 1 and not batched.requires_grad
     assert batched.std() > 0.01  # a real output, not a constant
+    # The batching itself, in float64: only the float32 output's roundings remain.
+    restorer.net.double()
+    single = restorer(faces.double())
+    restorer.batch_size = 2
+    torch.testing.assert_close(
+        restorer(faces.double()), single, atol=gpen_difference_bound(restorer, faces, torch.float64), rtol=0)
 
 
 def test_gpen_sees_minus_one_to_one_and_its_output_is_clamped(tiny_gpen_file):
@@ -35,9 +50,11 @@ def test_gpen_sees_minus_one_to_one_and_its_output_is_clamped(tiny_gpen_file):
     assert all(not p.requires_grad for p in restorer.net.parameters()) and not restorer.net.training
     faces = torch.rand(2, 3, 32, 32)
     restorer.net = nn.Identity()
-    torch.testing.assert_close(restorer(faces), faces)  # (2x - 1 + 1) / 2 = x
+    # (2x - 1 + 1) / 2 = x up to the roundings of - 1 and + 1 (2x and / 2 are exact)
+    torch.testing.assert_close(restorer(faces), faces, atol=rounding_bound(torch.float32, terms=2), rtol=0)
     restorer.net = lambda x: x * 3  # out of range -> clamped to [-1, 1] before mapping back
-    torch.testing.assert_close(restorer(faces), ((faces * 2 - 1) * 3).clamp(-1, 1).add(1).div(2))
+    expected = ((faces * 2 - 1) * 3).clamp(-1, 1).add(1).div(2)  # the same float32 operations: exact
+    torch.testing.assert_close(restorer(faces), expected, atol=0, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -46,7 +63,13 @@ def test_gpen_runs_on_the_device_from_options(tiny_gpen_file):
     on_gpu = GPENRestorer(**TINY, weights=tiny_gpen_file, device='cuda')
     assert next(on_gpu.net.parameters()).is_cuda
     on_cpu = GPENRestorer(**TINY, weights=tiny_gpen_file, device='cpu')
-    torch.testing.assert_close(on_gpu(faces), on_cpu(faces), atol=1e-4, rtol=0)
+    # Convolutions as float32 dot products: not cuDNN's (it may pick Winograd or FFT), nor TF32's 10-bit significands.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.backends.cudnn, 'enabled', False)
+        patch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+        on_gpu_faces = on_gpu(faces)
+    torch.testing.assert_close(
+        on_gpu_faces, on_cpu(faces), atol=gpen_difference_bound(on_cpu, faces, torch.float32), rtol=0)
 
 
 def test_missing_gpen_weights_name_file_url_and_place(tmp_path):

@@ -13,18 +13,25 @@ import torch
 from torch.nn import functional as F
 
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
+from tolerances import rounding_bound
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'tf1_resize_bicubic.npz')
 
 
+def keys(d, a=-0.75):
+    """Keys' cubic convolution kernel at distance ``d``."""
+    d = abs(d)
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a if d < 2 else 0.0
+
+
+# Σ|w| of the 4 taps, at most (over TF's 1024 table offsets): bounds the magnitude of a resized image per axis
+TAPS_ABS_SUM = max(sum(abs(keys(t / 1024 - k)) for k in (-1, 0, 1, 2)) for t in range(1025))
+
+
 def naive_tf1_bicubic(x, out_h, out_w):
     """Loop-by-loop TF1 bicubic of a (C, H, W) array: one output pixel at a time, 4x4 clamped taps."""
-
-    def keys(d, a=-0.75):
-        d = abs(d)
-        if d <= 1:
-            return ((a + 2) * d - (a + 3)) * d * d + 1
-        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a if d < 2 else 0.0
 
     def taps(i, in_size, out_size):
         src = i * in_size / out_size
@@ -50,14 +57,24 @@ def test_matches_tensorflow_1_resize_bicubic(case):
         x, expected = torch.from_numpy(fixture[f'input_{case}']), torch.from_numpy(fixture[f'output_{case}'])
     y = tf1_resize_bicubic(x, expected.shape[-2:])
     assert y.dtype == torch.float32 and y.shape == expected.shape
-    torch.testing.assert_close(y, expected, atol=1e-5, rtol=0)
+    # float32, magnitude Σ|w_row||w_col||x|. Ours: row and column weights cast to float32, a column then a row matrix
+    # product (H + W terms, all but 4 + 4 of them zeros), border taps merged. TF: its float32 table weights (Keys'
+    # polynomial in double, rounded once) and two 4-tap passes.
+    in_h, in_w = x.shape[-2:]
+    terms = (in_h + in_w + 3) + (2 + 4 + 4)
+    bound = rounding_bound(torch.float32, terms, magnitude=TAPS_ABS_SUM**2 * x.abs().max().item())
+    torch.testing.assert_close(y, expected, atol=bound, rtol=0)
 
 
 @pytest.mark.parametrize('in_hw, out_hw', [((5, 6), (7, 11)), ((9, 4), (3, 10)), ((1, 3), (2, 1))])
 def test_matches_a_naive_per_pixel_reference_in_float64(in_hw, out_hw):
     x = torch.randn(2, *in_hw, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 10
     y = tf1_resize_bicubic(x[None], out_hw)[0]
-    torch.testing.assert_close(y, torch.from_numpy(naive_tf1_bicubic(x.numpy(), *out_hw)), atol=1e-12, rtol=0)
+    # float64, magnitude Σ|w_row||w_col||x|. Both take the same weights (the same Keys polynomials of the same table
+    # offsets, in float64); ours sums H + W terms and merges border taps, the loop multiplies them (2) and sums 16.
+    terms = (sum(in_hw) + 1) + (2 + 16)
+    bound = rounding_bound(torch.float64, terms, magnitude=TAPS_ABS_SUM**2 * x.abs().max().item())
+    torch.testing.assert_close(y, torch.from_numpy(naive_tf1_bicubic(x.numpy(), *out_hw)), atol=bound, rtol=0)
 
 
 def test_differs_from_torch_bicubic_which_uses_half_pixel_centres():
