@@ -11,23 +11,14 @@ RUN_BY = {
 }
 # a string that identifies the block -> why no test runs it
 SKIPPED = {
-    'make demo ':
-    'the two commands themselves: CI runs `make test` (and `make test-e2e`); test_demo.py runs the demo script, '
-    'shortened',
-    'metaf2n-infer photo.jpg':
-    'needs your photos and the official weights (test_infer.py runs these options)',
-    'name=demo_constant_lr':
-    'a 6-minute training on 2 cores; the README quotes the row it printed',
-    'pip install torch torchvision':
-    'installs packages, as `make install` does before every test run',
-    'options/train_metaf2n.yml ':
-    "needs the paper's data, weights and a GPU",
-    'extract_face_pairs.py --lq data/LQ':
-    'needs your photos and GPEN / RetinaFace weights (test_face_script.py)',
-    'make_testset.py --input datasets/FFHQ_test':
-    'needs FFHQ, CelebA-HQ and DIV2K (test_make_testset.py)',
-    'pip install ".[convert]"':
-    'needs TensorFlow and the official checkpoint (test_official_weights.py)',
+    'make demo ': 'the two commands: CI runs `make test` and `make test-e2e`; test_demo.py runs the demo script',
+    'metaf2n-infer photo.jpg': 'needs your photos and the official weights (test_infer.py runs these options)',
+    'name=demo_constant_lr': 'a 6-minute training on 2 cores; the README quotes the row it printed',
+    'pip install torch torchvision': 'installs packages, as `make install` does before every test run',
+    'options/train_metaf2n.yml ': "needs the paper's data, weights and a GPU",
+    'extract_face_pairs.py --lq data/LQ': 'needs your photos and GPEN / RetinaFace weights (test_face_script.py)',
+    'make_testset.py --input datasets/FFHQ_test': 'needs FFHQ, CelebA-HQ and DIV2K (test_make_testset.py)',
+    'pip install ".[convert]"': 'needs TensorFlow and the official checkpoint (test_official_weights.py)',
 }
 
 
