@@ -22,7 +22,8 @@ class MetaF2NPairedFaceDataset(data.Dataset):
         dataroot_lq: folder of LQ photos
         dataroot_gt: GT photos of the same names, s times larger; omit for real-world photos (no-reference metrics)
         scale: 4     set by BasicSR from the top-level scale
-        face_source: retinaface (or ~, the default): the model detects; the item has no face keys
+        face_source: retinaface, mtcnn or ~ (the default): the model detects, with its face_pairs.source (which
+                     names the detector); the item has no face keys
                      {type: landmarks, json_path: ...}: 5 landmarks per face in LQ pixels; json_path omitted or ~:
                      an <image stem>.json sidecar per LQ photo
                      {type: pairs, root: <folder with Face_LQ/ and Face_HQ/>}: precomputed face pairs
@@ -60,10 +61,10 @@ class MetaF2NPairedFaceDataset(data.Dataset):
             self.faces = PairFolderSource(source['root'])
         elif self.face_source not in FACE_SOURCES:
             raise ValueError(f'unknown face_source type {self.face_source!r}; choose one of {sorted(FACE_SOURCES)} '
-                             '(retinaface, the default: the model detects the faces)')
+                             '(retinaface or mtcnn, the default: the model detects the faces)')
         elif source:
-            raise ValueError(f'face_source retinaface takes no options, got {sorted(source)}: the model detects the '
-                             'faces, so set the detector in the model options, face_pairs.source')
+            raise ValueError(f'face_source {self.face_source} takes no options, got {sorted(source)}: the model '
+                             'detects the faces, so set the detector in the model options, face_pairs.source')
 
         self._check_files()
 

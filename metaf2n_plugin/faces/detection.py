@@ -74,10 +74,10 @@ class RetinaFaceDetector:
                 box=row[:4].astype(np.float64) * np.tile(back, 2),
                 score=float(row[4])) for row in rows
         ]
-        return [face for face in faces if _inside(face.box, width, height)]
+        return [face for face in faces if inside_image(face.box, width, height)]
 
 
-def _inside(box, width, height):
+def inside_image(box, width, height):
     """Whether a box ``(x0, y0, x1, y1)`` covers at least one pixel centre of a ``width`` x ``height`` image."""
     x0, y0, x1, y1 = box
     return max(x0, 0) <= min(x1, width - 1) and max(y0, 0) <= min(y1, height - 1) and x0 < x1 and y0 < y1

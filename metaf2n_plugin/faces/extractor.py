@@ -20,14 +20,20 @@ from basicsr.utils import img2tensor
 from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
 from metaf2n_plugin.faces.annotations import Face, LandmarkSource
 from metaf2n_plugin.faces.detection import RetinaFaceDetector
+from metaf2n_plugin.faces.mtcnn import MTCNNDetector
 from metaf2n_plugin.faces.pair_folders import PairFolderSource
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
 from metaf2n_plugin.faces.restoration import RESTORERS
 from metaf2n_plugin.image_io import tensor_to_image
 
-FACE_SOURCES = {'retinaface': RetinaFaceDetector, 'landmarks': LandmarkSource, 'pairs': PairFolderSource}
-NEEDS_DEVICE = (RetinaFaceDetector, RESTORERS['gpen'])
+FACE_SOURCES = {
+    'retinaface': RetinaFaceDetector,
+    'mtcnn': MTCNNDetector,
+    'landmarks': LandmarkSource,
+    'pairs': PairFolderSource
+}
+NEEDS_DEVICE = (RetinaFaceDetector, MTCNNDetector, RESTORERS['gpen'])
 
 
 class FacePairExtractor:
