@@ -10,12 +10,18 @@ Examples:
     metaf2n-infer photo.jpg --landmarks faces.json
     # the plain network: no faces needed
     metaf2n-infer photo.jpg --no-adapt
+    # Real-ESRGAN x4plus adapted naively (MaskNet off: every face pixel weighs 1), faces found by MTCNN
+    metaf2n-infer photo.jpg --model weights/RealESRGAN_x4plus.pth --no-mask --lr 0.001 --detector mtcnn
 
 MetaF2N's weights come from metaf2n-convert (the official TensorFlow checkpoint) or from a training run
 (experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth). The output keeps the photo's alpha
 (upscaled bicubically), grayness and 16 bits, and is written upright (EXIF orientation applied) as
 <stem>_metaf2n.png; an input is never overwritten. A photo that fails is named with the reason, the others are
 still processed, and the exit status is then 1 (2: nothing could start, e.g. missing weights).
+
+Faces are found by RetinaFace when its weights are found (or --download), else by MTCNN with the weights in
+facenet-pytorch's wheel (weights/wheels/, or fetched from the package registry with --download); the run says
+which. --detector picks one.
 """
 import glob
 import os
@@ -33,6 +39,7 @@ from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, networ
                                         rrdbnet_options, state_dict_of)
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces import FacePairExtractor
+from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
                                      tensor_to_image, write_image, write_photo)
@@ -40,11 +47,12 @@ from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.side_by_side import compose
-from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
+from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP, locate_weights
 
 SCALE = 4
 MIN_SIDE = 16  # one LR face patch (64 / 4)
 SUFFIX = '_metaf2n'
+DETECTORS = ('auto', 'retinaface', 'mtcnn')
 OFFICIAL_WEIGHTS = 'https://drive.google.com/drive/folders/1R0ekBOXWufM5vu0PZNYeCpAPS2R1w3gf'
 
 
@@ -72,11 +80,22 @@ def build_parser():
         help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
         'faces are aligned at')
     weights.add_argument(
-        '--detector-weights', help=f'detection_Resnet50_Final.pth (RetinaFace), or its folder ({WEIGHTS_HELP})')
+        '--detector-weights',
+        help='RetinaFace: detection_Resnet50_Final.pth, or its folder '
+        f'({WEIGHTS_HELP}); MTCNN: the facenet-pytorch 2.6.0 wheel or its folder (default: weights/, weights/wheels/)')
     weights.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
     faces = parser.add_argument_group('adaptation')
     faces.add_argument('--landmarks', help='faces as JSON (keyed by file name, LQ pixels) instead of the detector')
     faces.add_argument('--no-adapt', action='store_true', help='the plain network: no faces, no adaptation')
+    faces.add_argument(
+        '--detector',
+        choices=DETECTORS,
+        default='auto',
+        help='face detector (default auto: RetinaFace if its weights are found, else MTCNN)')
+    faces.add_argument(
+        '--no-mask',
+        action='store_true',
+        help='adapt with every face pixel weighted 1 (MaskNet off, naive face fine-tuning); --mask is not read')
     faces.add_argument(
         '--gt',
         help='a folder of the photos\' ground truth (same stems, x4): the faces\' pseudo GT is '
@@ -144,9 +163,9 @@ def check_output_folder(folder):
 
 
 def load_networks(args, device):
-    """``(net_g, net_mask, legacy_bicubic)`` on ``device``; net_mask is None with ``--no-adapt``."""
+    """``(net_g, net_mask, legacy_bicubic)`` on ``device``; net_mask is None with ``--no-adapt`` or ``--no-mask``."""
     missing = [(flag, path) for flag, path in (('--model', args.model), ('--mask', args.mask))
-               if not os.path.isfile(path) and not (flag == '--mask' and args.no_adapt)]
+               if not os.path.isfile(path) and not (flag == '--mask' and (args.no_adapt or args.no_mask))]
     if missing:
         listing = ', '.join(f'{flag} {path!r}' for flag, path in missing)
         raise FileNotFoundError(
@@ -157,7 +176,7 @@ def load_networks(args, device):
             'a training run\'s experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
     state, where = load_state_dict(args.model, '--model'), f'--model {args.model!r}'
     net_g = network_from(state, rrdbnet_options(state, where), where).eval().to(device)
-    if args.no_adapt:
+    if args.no_adapt or args.no_mask:
         return net_g, None, False
     checkpoint = read_checkpoint(args.mask, '--mask')
     state, where = state_dict_of(checkpoint, args.mask, '--mask'), f'--mask {args.mask!r}'
@@ -171,13 +190,36 @@ def build_extractor(args, device):
     any photo."""
     source = {'type': 'landmarks', 'json_path': args.landmarks}
     if not args.landmarks:
-        source = {'type': 'retinaface', 'weights': args.detector_weights, 'download': args.download}
+        detector = choose_detector(args)
+        other = ('.pth', '.pt') if detector == 'mtcnn' else ('.whl', )  # the other detector's file: not this one's
+        weights = None if str(args.detector_weights).endswith(other) else args.detector_weights
+        source = {'type': detector, 'weights': weights, 'download': args.download}
     restorer = {'type': 'oracle', 'size': args.restorer_size}
     if not args.gt:
         restorer.update(type='gpen', weights=args.restorer_weights, download=args.download)
     extractor = FacePairExtractor.from_options({'scale': SCALE, 'source': source, 'restorer': restorer}, device)
     extractor.load()
     return extractor
+
+
+def choose_detector(args):
+    """``--detector``, or for ``auto`` RetinaFace when its weights are found (or downloadable), else MTCNN; says
+    which ran and why."""
+    if args.detector != 'auto':
+        return args.detector
+    if str(args.detector_weights).endswith('.whl'):
+        return 'mtcnn'
+    try:
+        locate_weights(RETINAFACE_MODELS['retinaface_resnet50'][1], '', 'RetinaFace', args.detector_weights)
+    except FileNotFoundError:
+        if not args.download:
+            print(
+                'metaf2n-infer: RetinaFace\'s weights (detection_Resnet50_Final.pth) not found; faces are found by '
+                'MTCNN (facenet-pytorch\'s weights). --detector retinaface --download fetches RetinaFace\'s.',
+                file=sys.stderr)
+            return 'mtcnn'
+    print('metaf2n-infer: faces are found by RetinaFace (ResNet-50)', file=sys.stderr)
+    return 'retinaface'
 
 
 def ground_truth_of(path, folder):
@@ -210,7 +252,8 @@ def available_memory():
 class PhotoSuperResolver:
     """Algorithm 2 on one photo at a time, with the networks and the face pipeline loaded once.
 
-    ``net_mask`` None: the plain network (no faces, no ``extractor``). The keyword options are metaf2n-infer's flags:
+    ``extractor`` None: the plain network (no faces); ``net_mask`` None: adapted with every face pixel weighted 1.
+    The keyword options are metaf2n-infer's flags:
     ``gt_folder`` is ``--gt``; ``legacy_bicubic`` comes from a converted MaskNet file (:func:`load_networks`).
     """
 
@@ -257,7 +300,7 @@ class PhotoSuperResolver:
         photo = read_photo(path, self.check_size)
         lq = img2tensor(photo.rgb, bgr2rgb=False)[None].to(self.device)
         adapted, pairs, reason = None, [], None
-        if self.net_mask is not None:
+        if self.extractor is not None:
             gt = ground_truth_of(path, self.gt_folder) if self.gt_folder else None
             pairs = self.extractor(photo.rgb, gt, image_path=path)
             adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed,
@@ -283,7 +326,7 @@ class PhotoSuperResolver:
         """``<stem>_face<k>.png``: the LQ face, its restoration (valid pixels) and MaskNet's weights W / max W."""
         for k, pair in enumerate(pairs):
             lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
-            weights = self.net_mask(
+            weights = torch.ones_like(hq[:, :1]) if self.net_mask is None else self.net_mask(
                 torch.cat([upsample(lq, hq.shape[-2:], self.adaptation['legacy_bicubic']), hq], dim=1))
             weights = weights[0, 0].cpu().numpy() * pair.mask
             peak = float(weights.max())

@@ -1,6 +1,7 @@
 """metaf2n-infer: Algorithm 2 on a user's photos, what a photo keeps, and every bad input named."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +19,8 @@ from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo
 from metaf2n_plugin.image_io import read_photo, write_image
 from metaf2n_plugin.models.adaptation import adapt_to_photo
-from conftest import run_python
+from metaf2n_plugin.package_weights import locate_wheel
+from conftest import REPO, run_python
 
 SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches
 
@@ -196,3 +198,38 @@ def test_console_script_runs(tmp_path):
 def test_module_runs(tmp_path):
     proc = run_python('-m', 'metaf2n_plugin.infer', '--help', cwd=tmp_path)
     assert '--restorer-weights' in proc.stdout
+
+
+def test_no_mask_adapts_with_every_face_pixel_weighted_one(setup, tmp_path, capsys):
+    out = tmp_path / 'out'
+    args = ['--model', str(setup / 'weights' / 'net_g.pth'), '--mask', str(tmp_path / 'absent.pth'), '--no-mask']
+    args += ['--restorer-weights', str(setup / 'weights'), '--restorer-size', '256', '--lr', '0.5', '--tile', '0']
+    assert infer.main([str(setup / 'photos'), '-o', str(out), '--landmarks', str(setup / 'faces.json'), *args]) == 0
+    assert '1 face used' in capsys.readouterr().out
+    photo = str(setup / 'photos' / 'astronaut.png')
+    net_g = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    net_g.load_state_dict(torch.load(setup / 'weights' / 'net_g.pth', weights_only=True)['params'])
+    extractor = FacePairExtractor(
+        LandmarkSource(setup / 'faces.json'), GPENRestorer(256, weights=setup / 'weights'), scale=4)
+    rgb = read_photo(photo).rgb
+    adapted, _, _ = adapt_to_photo(net_g, None, extractor(rgb, image_path=photo), 4, 'astronaut.png', lr=0.5)
+    with torch.no_grad():
+        expected = functional_call(net_g, adapted, (torch.from_numpy(rgb).permute(2, 0, 1)[None], ))
+    expected = expected[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    written = read_photo(out / 'astronaut_metaf2n.png').rgb
+    assert np.abs(written - expected).max() <= 0.5 / 255 + 1e-5  # 8-bit rounding only
+
+
+def test_without_retinaface_weights_mtcnn_finds_the_faces_and_the_run_says_so(setup, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no weights/ here
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    wheel = locate_wheel('facenet-pytorch', os.path.join(REPO, 'weights', 'wheels'), download=True)
+    shutil.copy(wheel, tmp_path)
+    photo = tmp_path / 'grace.png'
+    write_image(photo, cv2.resize(builtin_photo('grace_hopper')[0][:512], (160, 160), interpolation=cv2.INTER_AREA))
+    args = ['--model', str(setup / 'weights' / 'net_g.pth'), '--no-mask', '--restorer-weights', str(setup / 'weights')]
+    assert infer.main([str(photo), '-o', 'out', '--restorer-size', '256', '--detector-weights',
+                       str(tmp_path), *args]) == 0
+    captured = capsys.readouterr()
+    assert 'RetinaFace\'s weights (detection_Resnet50_Final.pth) not found; faces are found by MTCNN' in captured.err
+    assert '1 face used' in captured.out

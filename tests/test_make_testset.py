@@ -1,4 +1,5 @@
 """The test-set builder: byte-identical for a seed, its meta.json remakes every LQ, presets, multi-face sets."""
+import hashlib
 import json
 import os
 import random
@@ -153,3 +154,24 @@ def test_multi_face_set_pastes_2_to_4_faces_whose_landmarks_hit_their_dots(input
             x, y = np.round(face).astype(int).T
             assert gt[y, x].min() > 0.6, f'{name}: a landmark misses its dot'
     assert all(2 <= c <= 4 for c in counts)
+
+
+def test_the_real_photo_set_records_where_each_photo_came_from_and_shrinks_its_faces(tmp_path):
+    script = load_script('make_real_testset')
+    folders = script.make_real_testset(str(tmp_path))
+    assert [os.path.basename(f) for f in folders] == [f'Real_{p}_{s}' for p in ('iid', 'ood') for s in (128, 96, 64)]
+    provenance = json.loads((tmp_path / 'provenance.json').read_text())
+    for name, entry in provenance.items():
+        with open(script.photo_file(name), 'rb') as f:
+            assert entry['sha256'] == hashlib.sha256(f.read()).hexdigest()
+        assert entry['file'].endswith(('astronaut.png', 'grace_hopper.jpg')) and entry['version']
+    eyes = {}
+    for folder in folders:
+        table = json.loads(open(os.path.join(folder, 'landmarks.json')).read())
+        side = int(folder.rsplit('_', 1)[1])
+        for image, entry in table.items():
+            assert read_image(os.path.join(folder, 'LQ', image)).shape == (side, side, 3)
+            (left, right, *_), = (face['landmarks'] for face in entry['faces'])
+            eyes[image, side] = np.hypot(right[0] - left[0], right[1] - left[1])
+    for image in ('astronaut.png', 'grace_hopper.png'):  # the eye distance shrinks with the LQ side
+        assert eyes[image, 128] == pytest.approx(eyes[image, 64] * 2, rel=1e-3)

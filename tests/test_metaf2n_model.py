@@ -434,3 +434,28 @@ def test_the_face_restorer_makes_the_inner_steps_targets(tmp_path, task_batch, d
         # Exact by construction: the model restores each task's faces with the same calls, weights and batch.
         torch.testing.assert_close(model.tasks.face_hq_patches[t], expected, atol=0, rtol=0)
         assert (expected - tasks.face_gt_patches[t]).abs().mean() > 0.05  # not the GT
+
+
+def test_meta_params_freeze_the_rest_of_theta_without_changing_the_meta_gradient(tmp_path, float64):
+    tasks = degraded_tasks()
+    tail = {'adaptation': {'lr': 0.5, 'params': r'^body\.4\.'}}
+    torch.manual_seed(0)
+    full = build_model(model_options(tmp_path, **tail))
+    full.feed_data(tasks)
+    full.optimize_parameters(1)
+    torch.manual_seed(0)
+    frozen = build_model(model_options(tmp_path, {'meta_params': r'^body\.4\.'}, **tail))
+    frozen.feed_data(tasks)
+    frozen.optimize_parameters(1)
+    for (name, ours), (_, reference) in zip(frozen.net_g.named_parameters(), full.net_g.named_parameters()):
+        if name.startswith('body.4.'):
+            assert torch.equal(ours.grad, reference.grad), name  # the same operations on the same values
+        else:
+            assert ours.grad is None and not ours.requires_grad, name
+    for ours, reference in zip(frozen.net_mask.parameters(), full.net_mask.parameters()):
+        assert torch.equal(ours.grad, reference.grad)
+
+
+def test_meta_params_must_cover_the_adapted_parameters(tmp_path):
+    with pytest.raises(ValueError, match=r"train.meta_params '\^body\\\\.4\\\\.' must match every parameter"):
+        build_model(model_options(tmp_path, {'meta_params': r'^body\.4\.'}))

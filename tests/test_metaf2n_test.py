@@ -11,6 +11,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from metaf2n_plugin.archs.masknet_arch import MaskNet
+from metaf2n_plugin.models.adaptation import adapt_to_photo
 from metaf2n_plugin.models.tiling import tiled_forward
 from tolerances import chain_bound, network_steps
 
@@ -242,3 +243,21 @@ def test_fid_is_reported_per_set_for_the_adapted_and_the_plain_outputs(tmp_path,
     assert m.metric_results['fid'] == pytest.approx(meters[''].compute(), rel=1e-6)
     assert m.metric_results['fid_unadapted'] == pytest.approx(meters['_u'].compute(), rel=1e-6)
     assert m.best_metric_results['Tiny_iid']['fid']['better'] == 'lower'
+
+
+def test_without_masknet_every_face_pixel_weighs_one(tmp_path, mask_file, test_set):
+    opt = test_options(tmp_path, mask_file, network_mask=None)
+    opt['path']['pretrain_network_mask'] = None
+    torch.manual_seed(0)
+    m = build_model(opt)
+    assert m.net_mask is None
+    item = next(iter(photos(test_set)))
+    visuals = run(m, item)
+    pairs = m.face_pairs.pairs_of_item(item)
+    adapted, _, reason = adapt_to_photo(
+        m.net_g, None, pairs, 4, os.path.basename(item['lq_path'][0]), lr=5.0, num_patches=4)
+    assert reason is None and adapted.mask_weights is None
+    with torch.no_grad():
+        expected = functional_call(m.net_g, adapted, (item['lq'], ))
+    assert torch.equal(visuals['result'], expected)
+    assert (visuals['result'] - visuals['result_unadapted']).abs().max() > 1e-3

@@ -4,6 +4,7 @@ and the deviations from the original: README, "MetaF2N: meta-training and adapta
 """
 import inspect
 import os
+import re
 from collections import OrderedDict
 
 import torch
@@ -35,12 +36,14 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
 
     Options beyond SRGANModel's (``network_d`` is optional: without it no GAN terms)::
 
-        network_mask: {type: MaskNet}           path.pretrain_network_mask, param_key_mask, strict_load_mask
+        network_mask: {type: MaskNet}           path.pretrain_network_mask, param_key_mask, strict_load_mask;
+                                                testing only: ~ weighs every face pixel 1 (naive fine-tuning)
         face_restorer: oracle | {type: gpen, size: 256, channel_multiplier: 1, narrow: 0.5, weights: ...}
         face_pairs: FacePairExtractor.from_options (test photos whose dataset gives no faces; its restorer
                     restores the faces of items with landmarks)
         adaptation: {lr: 0.01, steps: 1, params: ~, legacy_bicubic: false, num_patches: 16, patch_size: 64}
         train: first_order (false), mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
+               meta_params (regex of the net_g parameters meta-trained; ~: all, the paper's),
                optim_g (theta and MaskNet), any torch.optim name
         val: tile (0: whole photo), tile_pad (10)
     """
@@ -51,12 +54,16 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
             raise ValueError(f'unknown adaptation options {sorted(unknown)}; known: {sorted(ADAPTATION_DEFAULTS)}')
         self.adaptation = {**ADAPTATION_DEFAULTS, **(opt.get('adaptation') or {})}
         self.scale = opt['scale']
-        if not opt['is_train'] and opt['path'].get('pretrain_network_mask') is None:
+        masked = opt.get('network_mask') is not None
+        if not opt['is_train'] and masked and opt['path'].get('pretrain_network_mask') is None:
             raise ValueError('testing MetaF2N needs path.pretrain_network_mask: the MaskNet weights saved next to '
-                             'net_g (experiments/<name>/models/net_mask_<iter>.pth)')
+                             'net_g (experiments/<name>/models/net_mask_<iter>.pth); or network_mask: ~ to adapt '
+                             'with every face pixel weighted 1 (naive face fine-tuning)')
         super().__init__(opt)  # net_g; init_training_settings() when training
         if not self.is_train:
-            self.net_mask = self.build_extra_network('mask').requires_grad_(False)
+            self.net_mask = self.build_extra_network('mask').requires_grad_(False) if masked else None
+            if not masked:
+                get_root_logger().info('network_mask: ~: adapting with every face pixel weighted 1 (W = 1)')
         self._check_scale()
         self.face_pairs = FacePairExtractor.from_options({
             **(opt.get('face_pairs') or {}), 'scale': self.scale
@@ -71,6 +78,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         self.net_d_iters = train_opt.get('net_d_iters', 1)
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
         self.net_mask = self.build_extra_network('mask')
+        self.freeze_theta(train_opt.get('meta_params'))
         if self.first_order:
             get_root_logger().warning('first_order: MaskNet gets no meta-gradient without the second-order term; '
                                       'it is frozen at its initial (or pretrained) weights.')
@@ -97,6 +105,27 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
             self.load_network(net, path, self.opt['path'].get(f'strict_load_{key}', True),
                               self.opt['path'].get(f'param_key_{key}', 'params'))
         return net
+
+    def freeze_theta(self, meta_params):
+        """Meta-train only the parameters of ``net_g`` whose names match the regex ``meta_params`` (None: all); the
+        others keep their (pretrained) values and, frozen, need no backward. ValueError when it matches nothing or
+        leaves an ``adaptation.params`` parameter frozen (the inner step needs its gradient)."""
+        if meta_params is None:
+            return
+        names = [name for name, _ in self.net_g.named_parameters() if re.search(meta_params, name)]
+        inner = [
+            name for name, _ in self.net_g.named_parameters()
+            if self.adaptation['params'] is None or re.search(self.adaptation['params'], name)
+        ]
+        if not names or set(inner) - set(names):
+            raise ValueError(f'train.meta_params {meta_params!r} must match every parameter that adaptation.params '
+                             f'({self.adaptation["params"]!r}) adapts; it matches {len(names)} of '
+                             f'{len(inner)}, e.g. not {sorted(set(inner) - set(names))[:3]}')
+        for name, param in self.net_g.named_parameters():
+            param.requires_grad_(name in names)
+        get_root_logger().info(f'train.meta_params: meta-training {len(names)} parameter tensors of net_g '
+                               f'({sum(p.numel() for p in self.net_g.parameters() if p.requires_grad):,} values); '
+                               'the rest stay frozen')
 
     def model_to_device(self, net):
         """On the device, not wrapped in DDP; under ``--launcher`` every rank starts from rank 0's weights."""
@@ -198,7 +227,10 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         lq, hq = self.tasks.face_lq_patches[t], self.tasks.face_hq_patches[t]
         inner_rng = rng_state(self.device)
         adapted = self.adapt(self.net_g, lq, hq)
-        fast = adapted if self.first_order else {k: v.detach().requires_grad_() for k, v in adapted.items()}
+        fast = adapted if self.first_order else {
+            k: v.detach().requires_grad_(v.requires_grad)
+            for k, v in adapted.items()
+        }
         losses = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
         if not update_g:
             with torch.no_grad():
