@@ -456,6 +456,32 @@ def test_meta_params_freeze_the_rest_of_theta_without_changing_the_meta_gradient
         assert torch.equal(ours.grad, reference.grad)
 
 
-def test_meta_params_must_cover_the_adapted_parameters(tmp_path):
-    with pytest.raises(ValueError, match=r"train.meta_params '\^body\\\\.4\\\\.' must match every parameter"):
-        build_model(model_options(tmp_path, {'meta_params': r'^body\.4\.'}))
+def test_meta_params_false_meta_trains_masknet_alone(tmp_path, task_batch):
+    opt = model_options(
+        tmp_path, {
+            'meta_params': False,
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-2
+            }
+        },
+        adaptation={
+            'lr': 0.5,
+            'params': r'^body\.4\.'
+        })
+    torch.manual_seed(0)
+    model = build_model(opt)
+    theta = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    mask = {k: v.clone() for k, v in model.net_mask.state_dict().items()}
+    model.feed_data(task_batch)
+    model.optimize_parameters(1)
+    assert all(torch.equal(theta[k], v) for k, v in model.net_g.state_dict().items())
+    assert all(p.grad is None for p in model.net_g.parameters())
+    assert any(not torch.equal(mask[k], v) for k, v in model.net_mask.state_dict().items())
+    assert [p.requires_grad
+            for p in model.net_g.parameters()] == [n.startswith('body.4.') for n, _ in model.net_g.named_parameters()]
+
+
+def test_a_meta_params_regex_matching_nothing_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"train.meta_params '\^nothing' matches no parameter of net_g"):
+        build_model(model_options(tmp_path, {'meta_params': '^nothing'}))

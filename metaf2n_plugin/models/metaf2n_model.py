@@ -43,7 +43,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
                     restores the faces of items with landmarks)
         adaptation: {lr: 0.01, steps: 1, params: ~, legacy_bicubic: false, num_patches: 16, patch_size: 64}
         train: first_order (false), mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
-               meta_params (regex of the net_g parameters meta-trained; ~: all, the paper's),
+               meta_params (regex of the net_g parameters meta-trained; ~: all, the paper's; false: none),
                optim_g (theta and MaskNet), any torch.optim name
         val: tile (0: whole photo), tile_pad (10)
     """
@@ -107,25 +107,26 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         return net
 
     def freeze_theta(self, meta_params):
-        """Meta-train only the parameters of ``net_g`` whose names match the regex ``meta_params`` (None: all); the
-        others keep their (pretrained) values and, frozen, need no backward. ValueError when it matches nothing or
-        leaves an ``adaptation.params`` parameter frozen (the inner step needs its gradient)."""
+        """Meta-train only the tensors of ``net_g`` whose names match the regex ``meta_params`` (None: all, the
+        paper's; false: none, MaskNet alone). The others keep their (pretrained) values; those that the inner step
+        adapts (``adaptation.params``) still get gradients, for the step, and the rest need no backward at all.
+        ValueError when a regex matches nothing."""
+        self.frozen_params = []
         if meta_params is None:
             return
-        names = [name for name, _ in self.net_g.named_parameters() if re.search(meta_params, name)]
-        inner = [
-            name for name, _ in self.net_g.named_parameters()
-            if self.adaptation['params'] is None or re.search(self.adaptation['params'], name)
-        ]
-        if not names or set(inner) - set(names):
-            raise ValueError(f'train.meta_params {meta_params!r} must match every parameter that adaptation.params '
-                             f'({self.adaptation["params"]!r}) adapts; it matches {len(names)} of '
-                             f'{len(inner)}, e.g. not {sorted(set(inner) - set(names))[:3]}')
+        inner = self.adaptation['params']
+        names = {name for name, _ in self.net_g.named_parameters() if meta_params and re.search(meta_params, name)}
+        if meta_params is not False and not names:
+            raise ValueError(f'train.meta_params {meta_params!r} matches no parameter of net_g; give a regex of '
+                             'parameter names (e.g. ^conv_last\\.), ~ for all or false for none')
         for name, param in self.net_g.named_parameters():
-            param.requires_grad_(name in names)
+            adapted = inner is None or re.search(inner, name) is not None
+            param.requires_grad_(name in names or adapted)
+            if name not in names:
+                self.frozen_params.append(param)
         get_root_logger().info(f'train.meta_params: meta-training {len(names)} parameter tensors of net_g '
-                               f'({sum(p.numel() for p in self.net_g.parameters() if p.requires_grad):,} values); '
-                               'the rest stay frozen')
+                               f'({sum(p.numel() for n, p in self.net_g.named_parameters() if n in names):,} values) '
+                               'and MaskNet; the rest of net_g stays as loaded')
 
     def model_to_device(self, net):
         """On the device, not wrapped in DDP; under ``--launcher`` every rank starts from rank 0's weights."""
@@ -149,7 +150,11 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
     def setup_optimizers(self):
         """One optimiser for theta and MaskNet (``optim_g``), one for the discriminator (``optim_d``)."""
         train_opt = self.opt['train']
-        params = [p for net in (self.net_g, self.net_mask) for p in net.parameters() if p.requires_grad]
+        frozen = set(map(id, self.frozen_params))
+        params = [
+            p for net in (self.net_g, self.net_mask) for p in net.parameters()
+            if p.requires_grad and id(p) not in frozen
+        ]
         options = dict(train_opt['optim_g'])
         self.optimizer_g = self.get_optimizer(options.pop('type'), params, **options)
         self.optimizers.append(self.optimizer_g)
@@ -212,6 +217,8 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
             reals.append(self.tasks.background_gt[t])
         if average_gradients(self.optimizer_g.param_groups[0]['params'], len(fakes)) and update_g:
             self.optimizer_g.step()
+        for param in self.frozen_params:  # adapted in the inner step, not meta-trained: drop their gradient
+            param.grad = None
         if self.net_d is not None:
             logs.append(self.optimize_discriminator(reals, fakes))
         nets = [net for net in (self.net_g, self.net_mask, self.net_d) if net is not None]
