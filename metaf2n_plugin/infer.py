@@ -103,8 +103,12 @@ def build_parser():
     faces.add_argument(
         '--lr',
         type=float,
-        default=0.01,
-        help='inner learning rate: the adaptation.lr the model was trained with (MetaF2N 0.01)')
+        help='inner learning rate: the adaptation.lr the model was trained with (default: the one stored in the '
+        'MaskNet file by metaf2n-convert, else 0.01, MetaF2N\'s)')
+    faces.add_argument(
+        '--adapt-params',
+        help='regex of the parameters the step adapts, adaptation.params (default: the one stored in the MaskNet '
+        'file, else all)')
     faces.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
     speed = parser.add_argument_group('speed and memory')
     speed.add_argument('--tile', type=int, default=256, help='LQ tile side (0: whole photo; default 256)')
@@ -163,7 +167,8 @@ def check_output_folder(folder):
 
 
 def load_networks(args, device):
-    """``(net_g, net_mask, legacy_bicubic)`` on ``device``; net_mask is None with ``--no-adapt`` or ``--no-mask``."""
+    """``(net_g, net_mask, adaptation)`` on ``device``; net_mask is None with ``--no-adapt`` or ``--no-mask``;
+    ``adaptation``: ``lr``, ``params`` (the flags, else the MaskNet file's, else 0.01 and all), ``legacy_bicubic``."""
     missing = [(flag, path) for flag, path in (('--model', args.model), ('--mask', args.mask))
                if not os.path.isfile(path) and not (flag == '--mask' and (args.no_adapt or args.no_mask))]
     if missing:
@@ -176,13 +181,18 @@ def load_networks(args, device):
             'a training run\'s experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
     state, where = load_state_dict(args.model, '--model'), f'--model {args.model!r}'
     net_g = network_from(state, rrdbnet_options(state, where), where).eval().to(device)
-    if args.no_adapt or args.no_mask:
-        return net_g, None, False
-    checkpoint = read_checkpoint(args.mask, '--mask')
-    state, where = state_dict_of(checkpoint, args.mask, '--mask'), f'--mask {args.mask!r}'
-    net_mask = network_from(state, masknet_options(state, where), where)
-    legacy = bool(isinstance(checkpoint, dict) and checkpoint.get('legacy_bicubic'))
-    return net_g, net_mask.eval().requires_grad_(False).to(device), legacy
+    stored, net_mask = {}, None
+    if not (args.no_adapt or args.no_mask):
+        checkpoint = read_checkpoint(args.mask, '--mask')
+        state, where = state_dict_of(checkpoint, args.mask, '--mask'), f'--mask {args.mask!r}'
+        net_mask = network_from(state, masknet_options(state, where), where).eval().requires_grad_(False).to(device)
+        stored = checkpoint if isinstance(checkpoint, dict) else {}
+    trained = stored.get('adaptation') or {}
+    adaptation = dict(
+        lr=args.lr if args.lr is not None else trained.get('lr', 0.01),
+        params=args.adapt_params if args.adapt_params is not None else trained.get('params'),
+        legacy_bicubic=bool(stored.get('legacy_bicubic')))
+    return net_g, net_mask, adaptation
 
 
 def build_extractor(args, device):
@@ -254,7 +264,8 @@ class PhotoSuperResolver:
 
     ``extractor`` None: the plain network (no faces); ``net_mask`` None: adapted with every face pixel weighted 1.
     The keyword options are metaf2n-infer's flags:
-    ``gt_folder`` is ``--gt``; ``legacy_bicubic`` comes from a converted MaskNet file (:func:`load_networks`).
+    ``gt_folder`` is ``--gt``; ``lr``, ``params`` and ``legacy_bicubic`` may come from a converted MaskNet file
+    (:func:`load_networks`).
     """
 
     def __init__(self,
@@ -265,6 +276,7 @@ class PhotoSuperResolver:
                  *,
                  legacy_bicubic=False,
                  lr=0.01,
+                 params=None,
                  seed=0,
                  gt_folder=None,
                  tile=256,
@@ -274,7 +286,7 @@ class PhotoSuperResolver:
                  save_faces=False,
                  side_by_side=False):
         self.net_g, self.net_mask, self.extractor, self.device = net_g, net_mask, extractor, torch.device(device)
-        self.adaptation = dict(lr=lr, legacy_bicubic=legacy_bicubic)
+        self.adaptation = dict(lr=lr, params=params, legacy_bicubic=legacy_bicubic)
         self.seed, self.gt_folder, self.tile, self.tile_pad = seed, gt_folder, tile, tile_pad
         self.extras = dict(save_faces=save_faces, side_by_side=side_by_side)
         self.forward = FastForward(net_g, SCALE, tile, tile_pad, self.device.type == 'cpu', bf16, compile)
@@ -360,14 +372,13 @@ def main(argv=None):
         check_output_folder(args.out)
         if args.compile and not args.tile:
             raise ValueError('--compile needs --tile (one compilation serves tiles of one size)')
-        net_g, net_mask, legacy = load_networks(args, args.device)
+        net_g, net_mask, adaptation = load_networks(args, args.device)
         extractor = None if args.no_adapt else build_extractor(args, args.device)
         options = {
             name: getattr(args, name)
-            for name in ('lr', 'seed', 'tile', 'tile_pad', 'bf16', 'compile', 'save_faces', 'side_by_side')
+            for name in ('seed', 'tile', 'tile_pad', 'bf16', 'compile', 'save_faces', 'side_by_side')
         }
-        model = PhotoSuperResolver(
-            net_g, net_mask, extractor, args.device, legacy_bicubic=legacy, gt_folder=args.gt, **options)
+        model = PhotoSuperResolver(net_g, net_mask, extractor, args.device, gt_folder=args.gt, **adaptation, **options)
     except (OSError, ValueError, RuntimeError) as error:
         print(f'metaf2n-infer: {error}', file=sys.stderr)
         return 2

