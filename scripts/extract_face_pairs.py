@@ -39,8 +39,9 @@ def parse_args(argv):
     parser.add_argument('--scale', type=int, default=4, help='SR factor (default 4)')
     parser.add_argument(
         '--source',
-        choices=['retinaface', 'landmarks'],
-        help='where faces come from (default: landmarks with --landmarks, else retinaface)')
+        choices=['retinaface', 'mtcnn', 'landmarks'],
+        help='where faces come from (default: landmarks with --landmarks, else retinaface); mtcnn reads its weights '
+        'from facenet-pytorch\'s wheel (README, "Weights")')
     parser.add_argument(
         '--landmarks',
         help='source landmarks: one JSON for the folder (default: a sidecar '
@@ -56,7 +57,10 @@ def parse_args(argv):
         help='GPEN-BFR-512 (default, test time) or GPEN-BFR-256 (training); the size faces are '
         'aligned at')
     parser.add_argument('--batch-size', type=int, default=4, help='faces per GPEN forward pass')
-    parser.add_argument('--detector-weights', help=f'RetinaFace weights file or folder ({WEIGHTS_HELP})')
+    parser.add_argument(
+        '--detector-weights',
+        help=f'RetinaFace weights file or folder ({WEIGHTS_HELP}); for mtcnn the facenet-pytorch '
+        '2.6.0 wheel or its folder')
     parser.add_argument('--restorer-weights', help=f'GPEN weights file or folder ({WEIGHTS_HELP})')
     parser.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -75,6 +79,8 @@ def build_extractor(args):
             score_threshold=args.score_threshold,
             weights=args.detector_weights,
             download=args.download)
+    elif args.source == 'mtcnn':
+        source = dict(type='mtcnn', weights=args.detector_weights, download=args.download)
     restorer = {'type': args.restorer, 'size': args.restorer_size}
     if args.restorer == 'gpen':
         restorer.update(weights=args.restorer_weights, download=args.download, batch_size=args.batch_size)

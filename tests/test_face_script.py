@@ -86,3 +86,16 @@ def test_script_refuses_missing_weights_and_an_oracle_without_gt(photos, tmp_pat
     assert '--restorer oracle needs --gt' in capsys.readouterr().err
     assert script.main(['--lq', str(tmp_path), '--out', str(tmp_path)]) == 2
     assert 'no images' in capsys.readouterr().err
+
+
+def test_mtcnn_finds_the_faces_from_facenet_pytorchs_wheel(photos, tmp_path, capsys):
+    from metaf2n_plugin.package_weights import locate_wheel
+    wheel = locate_wheel('facenet-pytorch', os.path.join(REPO, 'weights', 'wheels'), download=True)
+    args = ['--lq', photos / 'LQ', '--gt', photos / 'GT', '--out', tmp_path, '--source', 'mtcnn']
+    assert load_script('extract_face_pairs').main([str(a) for a in args] + ['--detector-weights', wheel]) == 1
+    assert '4 images, 2 faces, 1 images without faces, 1 failed: broken.png' in capsys.readouterr().out
+    found, given = json.loads((tmp_path / 'faces.json').read_text()), json.loads((photos / 'landmarks.json').read_text())
+    for name in ('astronaut.png', 'grace_hopper.png'):
+        (face, ), (hand, ) = found[name]['faces'], given[name]['faces']
+        error = np.linalg.norm(np.subtract(face['landmarks'], hand['landmarks']), axis=1).mean()
+        assert error < 1.5, (name, error)  # LQ pixels: the full-size bounds of tests/test_mtcnn.py (1.5, 6 px) / 4
