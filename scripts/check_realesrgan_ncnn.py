@@ -29,7 +29,7 @@ from metaf2n_plugin.faces.annotations import builtin_photo
 from metaf2n_plugin.ncnn_weights import convert_ncnn
 from metaf2n_plugin.official_weights import REALESRGAN_NCNN, read_ncnn
 
-FIXTURE_CROP = (28, 52)  # top-left (y, x) of the fixture's 16 x 16 crop of the LQ astronaut: her left eye and nose
+FIXTURE_CROP = (28, 52)  # top-left (y, x) of the fixture's 16 x 16 crop of the LQ astronaut: her nose and mouth
 
 
 def ncnn_forward(param, data, lq, winograd):

@@ -5,8 +5,8 @@ net_mask_<iter>.pth), the base named by the options' path.pretrain_network_g, an
 metaf2n_plugin/weight_delta.py, which metaf2n-convert turns back into the run's net_g and net_mask.
 
 Examples:
-    python scripts/export_delta.py experiments/x4plus_tail_meta --out pretrained/x4plus_tail_meta.pth
-    python scripts/export_delta.py experiments/x4plus_tail_meta --iter 200 --out /tmp/at_200.pth
+    python scripts/export_delta.py experiments/x4plus_masknet_meta --out pretrained/x4plus_masknet_meta.pth
+    python scripts/export_delta.py experiments/x4plus_masknet_meta --iter 200 --out /tmp/at_200.pth
 """
 import glob
 import os

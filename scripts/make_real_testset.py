@@ -10,8 +10,9 @@ cv2.INTER_AREA first) a set of both photos is built, seeded by its index:
 - <root>/provenance.json: each photo's package, version, file and SHA-256;
 - <root>/Real_<preset>_<LQ side>/{GT,LQ}/, landmarks.json, meta.json: 6 sets of 2 photos.
 
-The faces then span (MTCNN's box width in LQ pixels) about 22, 16 and 11 px (astronaut) and 43, 32 and 21 px (Grace
-Hopper): larger LQ faces would need photos with larger faces than these packages ship.
+The faces then span (MTCNN's box width at full size, 86 and 171 px, over 4, 5.33 and 8) about 22, 16 and 11 px
+(astronaut) and 43, 32 and 21 px (Grace Hopper): larger LQ faces would need photos with larger faces than these
+packages ship.
 
 Example:
     python scripts/make_real_testset.py --root datasets/real
