@@ -1,4 +1,5 @@
-"""FastForward: tiles of one size, channels_last, bf16 and torch.compile give the eager output, one compilation."""
+"""Tiling and FastForward: even and fixed-size tiles, channels_last, bf16 and torch.compile give the eager output, one
+compilation; the even grid's work stays near the photo's."""
 import pytest
 import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
@@ -6,7 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from metaf2n_plugin.models.fast_forward import FastForward
-from metaf2n_plugin.models.tiling import tiled_forward
+from metaf2n_plugin.models.tiling import tile_windows, tiled_forward, work_per_pixel
 from tolerances import chain_bound, network_steps
 
 
@@ -24,7 +25,8 @@ def other_weights(net, seed):
     }
 
 
-def test_every_window_has_the_same_size_and_the_result_is_the_untiled_one():
+def run_tiled(lq, tile, tile_pad, fixed):
+    """``(tiled output, untiled output, windows' shapes, rounding bound)`` of an x2 upsample + 5 x 5 convolution."""
     conv = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 3, 5, padding=2))
     shapes = []
 
@@ -32,11 +34,43 @@ def test_every_window_has_the_same_size_and_the_result_is_the_untiled_one():
         shapes.append(tuple(x.shape[-2:]))
         return conv(x)
 
-    lq = torch.rand(1, 3, 23, 37)
     bound = 2 * chain_bound(torch.float32, *network_steps(conv, lq))  # one 3 x 5 x 5 convolution, run twice
     with torch.no_grad():
-        torch.testing.assert_close(tiled_forward(forward, lq, 2, tile=8, tile_pad=2), conv(lq), atol=bound, rtol=0)
+        return tiled_forward(forward, lq, 2, tile, tile_pad, fixed), conv(lq), shapes, bound
+
+
+@pytest.mark.parametrize('fixed', [False, True])
+@pytest.mark.parametrize('size', [(23, 37), (17, 8), (10, 31), (13, 12)])
+def test_the_tiled_result_is_the_untiled_one_in_windows_of_at_most_tile_plus_context(size, fixed):
+    torch.manual_seed(0)
+    tiled, untiled, shapes, bound = run_tiled(torch.rand(1, 3, *size), 8, 2, fixed)
+    torch.testing.assert_close(tiled, untiled, atol=bound, rtol=0)
+    assert max(max(shape) for shape in shapes) <= 8 + 2 * 2  # memory does not grow with the photo
+
+
+def test_fixed_windows_all_have_the_window_size():
+    *_, shapes, _ = run_tiled(torch.rand(1, 3, 23, 37), 8, 2, fixed=True)
     assert set(shapes) == {(12, 12)} and len(shapes) == 3 * 5
+
+
+def test_even_windows_are_as_few_and_as_equal_as_the_window_size_allows():
+    *_, shapes, _ = run_tiled(torch.rand(1, 3, 23, 37), 8, 2, fixed=False)
+    # 23 rows: ceil((23 - 4) / 8) = 3 tiles, 0:8, 8:14, 14:23 (the border ones 2 longer) -> windows 0:10, 6:16, 12:23;
+    # 37 columns: 5 tiles, 0:8, 8:15, 15:21, 21:28, 28:37 -> windows 0:10, 6:17, 13:23, 19:30, 26:37
+    assert shapes == [(rows, columns) for rows in (10, 10, 11) for columns in (10, 11, 10, 11, 11)]
+    assert tile_windows(23, 8, 2) == [(0, 8, 0, 10), (8, 14, 6, 16), (14, 23, 12, 23)]
+    assert tile_windows(12, 8, 2) == [(0, 12, 0, 12)]  # fits one window of 8 + 2 * 2: not cut
+
+
+def test_work_per_photo_pixel_stays_near_one_with_the_even_grid():
+    # even: 2 columns of 160 + 10 px of context inside the photo, 1 row of 221
+    assert work_per_pixel(221, 320, 256, 10) == pytest.approx(340 * 221 / (320 * 221))
+    # fixed: 2 windows of 276 columns, 0:276 and 44:320
+    assert work_per_pixel(221, 320, 256, 10, fixed=True) == pytest.approx(552 / 320)
+    assert work_per_pixel(257, 257, 256, 10) == work_per_pixel(257, 257, 256, 10, fixed=True) == 1.0
+    # side + 2 * pad * (n - 1), n = 4 columns and 3 rows
+    assert work_per_pixel(667, 1000, 256, 10) == pytest.approx((1000 + 60) * (667 + 40) / (1000 * 667))
+    assert work_per_pixel(221, 320, 0, 10) == 1.0
 
 
 def test_channels_last_tiles_equal_eager_and_bf16_stays_close():

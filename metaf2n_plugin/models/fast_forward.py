@@ -10,8 +10,9 @@ class FastForward:
     """``(params, lq) -> f_params(lq)`` for one SR network in eval mode, tiled (:func:`tiled_forward`), no gradients.
 
     ``tile``, ``tile_pad``: LQ tile side (0: whole image) and context per side; ``channels_last``: NHWC convolutions;
-    ``bf16``: bfloat16 autocast (the output stays float32); ``compile``: compiled for ``tile + 2 * tile_pad`` windows
-    (tiles of one size; smaller windows run eagerly), ValueError without ``tile``.
+    ``bf16``: bfloat16 autocast (the output stays float32); ``compile``: compiled once for ``tile + 2 * tile_pad``
+    windows, the tiles laid out so that every window has that size where the photo allows (``fixed``; smaller
+    windows run eagerly), ValueError without ``tile``.
     """
 
     def __init__(self, net, scale, tile=0, tile_pad=10, channels_last=True, bf16=False, compile=False):
@@ -40,4 +41,5 @@ class FastForward:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 return run(params, x.contiguous(memory_format=self.memory_format)).float()
 
-        return tiled_forward(forward, lq, self.scale, self.tile, self.tile_pad).contiguous()
+        fixed = self.compiled is not None
+        return tiled_forward(forward, lq, self.scale, self.tile, self.tile_pad, fixed).contiguous()
