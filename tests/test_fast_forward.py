@@ -86,7 +86,7 @@ def test_channels_last_tiles_equal_eager_and_bf16_stays_close():
     with torch.no_grad():
         own = 2 * chain_bound(torch.float32, *network_steps(net, lq))
         torch.testing.assert_close(FastForward(net, 4)(None, lq), net(lq), rtol=0, atol=own)  # None: the net's own
-    bf16 = FastForward(net, 4, bf16=True)(theta, lq)
+    bf16 = FastForward(net, 4, precision='bf16')(theta, lq)
     # bf16 autocast rounds each convolution's input, weights and output to bfloat16 (sums stay float32): a loose
     # bound, checking that autocast ran and stayed finite rather than how close bfloat16 stays.
     bf16_bound = chain_bound(torch.bfloat16, [4] * len(terms), magnitude) + bound

@@ -1,8 +1,10 @@
-"""The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 autocast, and torch.compile with the
-weights as inputs, so every photo's theta' reuses one compilation (README, "Run it on your photos", Speed)."""
+"""The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 or fp16 autocast (precision.py), and
+torch.compile with the weights as inputs, so every photo's theta' reuses one compilation (README, "Run it on your
+photos", Speed)."""
 import torch
 from torch.func import functional_call
 
+from metaf2n_plugin.models.precision import AUTOCAST_DTYPES
 from metaf2n_plugin.models.tiling import tiled_forward
 
 
@@ -10,17 +12,21 @@ class FastForward:
     """``(params, lq) -> f_params(lq)`` for one SR network in eval mode, tiled (:func:`tiled_forward`), no gradients.
 
     ``tile``, ``tile_pad``: LQ tile side (0: whole image) and context per side; ``channels_last``: NHWC convolutions;
-    ``bf16``: bfloat16 autocast (the output stays float32); ``compile``: compiled once for ``tile + 2 * tile_pad``
-    windows, the tiles laid out so that every window has that size where the photo allows (``fixed``; smaller
-    windows run eagerly), ValueError without ``tile``.
+    ``precision``: ``'fp32'``, or ``'bf16'``/``'fp16'`` autocast (the output stays float32), as
+    :func:`~metaf2n_plugin.models.precision.resolve_precision` returns it, ValueError for another; ``compile``:
+    compiled once for ``tile + 2 * tile_pad`` windows, the tiles laid out so that every window has that size where
+    the photo allows (``fixed``; smaller windows run eagerly), ValueError without ``tile``.
     """
 
-    def __init__(self, net, scale, tile=0, tile_pad=10, channels_last=True, bf16=False, compile=False):
+    def __init__(self, net, scale, tile=0, tile_pad=10, channels_last=True, precision='fp32', compile=False):
         if compile and not tile:
             raise ValueError('compile needs a tile size: one compilation serves windows of one size')
+        if precision not in AUTOCAST_DTYPES:
+            raise ValueError(f'precision {precision!r} is not one of {", ".join(AUTOCAST_DTYPES)}; resolve_precision() '
+                             'turns auto into one')
         self.net, self.scale, self.tile, self.tile_pad = net, scale, tile, tile_pad
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.bf16 = bf16
+        self.dtype = AUTOCAST_DTYPES[precision]
         self.compiled = torch.compile(self._functional, dynamic=False) if compile else None
 
     def _functional(self, params, x):
@@ -38,7 +44,7 @@ class FastForward:
 
         def forward(x):
             run = self.compiled if self.compiled is not None and tuple(x.shape[-2:]) == window else self._functional
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 return run(params, x.contiguous(memory_format=self.memory_format)).float()
 
         fixed = self.compiled is not None
