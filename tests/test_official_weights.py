@@ -13,6 +13,7 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
+from metaf2n_plugin.models.adaptation import AdaptationSettings, stored_adaptation
 from metaf2n_plugin.official_weights import OUTPUTS, convert, main, read_variables
 from tolerances import chain_bound, network_steps
 
@@ -80,8 +81,9 @@ def test_cli_writes_basicsr_checkpoints_that_load_with_weights_only(tmp_path, fo
     assert (tmp_path / OUTPUTS['g']).stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
     g = torch.load(tmp_path / OUTPUTS['g'], weights_only=True)
     assert list(g) == ['params']
-    assert torch.load(
-        tmp_path / OUTPUTS['mask'], weights_only=True)['legacy_bicubic'] is True  # metaf2n-infer follows it
+    mask = torch.load(tmp_path / OUTPUTS['mask'], weights_only=True)
+    assert stored_adaptation(mask) == AdaptationSettings(
+        legacy_bicubic=True)  # basicsr.test and metaf2n-infer follow it
     converted = convert(read_variables(VARIABLES))
     reproduces_tensorflow(network(g['params'], converted['g'][1]), forward['sr_input'], forward['sr_output'])
 
@@ -90,7 +92,7 @@ def test_the_console_script_is_installed(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), 'metaf2n-convert')
     proc = subprocess.run([script, VARIABLES, '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "network_g: {'type': 'RRDBNet'" in proc.stdout and 'legacy_bicubic: true' in proc.stdout
+    assert "network_g: {'type': 'RRDBNet'" in proc.stdout and "'legacy_bicubic': True" in proc.stdout
 
 
 def test_bad_inputs_are_named(tmp_path, capsys):

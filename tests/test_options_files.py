@@ -86,7 +86,7 @@ def test_test_options_build_the_model_they_describe(name, tmp_path):
     model = build_model(opt)
     metrics = opt['val']['metrics']
     assert set(metrics) == ({'niqe'} if name == 'test_realfaces.yml' else {'psnr', 'ssim', 'lpips', 'niqe', 'fid'})
-    assert model.adaptation['lr'] == 0.01 and model.adaptation['num_patches'] == 16
+    assert model.adaptation.lr == 0.01 and model.adaptation.num_patches == 16
     sets = [d['name'] for d in opt['datasets'].values()]
     assert len(sets) == (1 if name == 'test_realfaces.yml' else 2) and all('dataroot_lq' in d
                                                                            for d in opt['datasets'].values())

@@ -6,6 +6,7 @@ from basicsr.archs.rrdbnet_arch import RRDBNet
 
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.checkpoints import load_state_dict
+from metaf2n_plugin.models.adaptation import AdaptationSettings, stored_adaptation
 from metaf2n_plugin.official_weights import main as convert
 from conftest import load_script
 from tolerances import unit_roundoff
@@ -25,7 +26,10 @@ def run(tmp_path):
     }
     (tmp_path / 'run' / 'models').mkdir(parents=True)
     torch.save({'params': trained}, tmp_path / 'run' / 'models' / 'net_g_latest.pth')
-    torch.save({'params': MaskNet(6, 4, 2).state_dict()}, tmp_path / 'run' / 'models' / 'net_mask_latest.pth')
+    torch.save({
+        'params': MaskNet(6, 4, 2).state_dict(),
+        'adaptation': AdaptationSettings(lr=0.02, steps=2).to_dict()
+    }, tmp_path / 'run' / 'models' / 'net_mask_latest.pth')
     options = {'path': {'pretrain_network_g': str(tmp_path / 'base.pth')}, 'adaptation': {'lr': 0.01}}
     (tmp_path / 'run' / 'run.yml').write_text(yaml.safe_dump(options))
     return tmp_path, trained
@@ -35,9 +39,8 @@ def test_export_then_convert_gives_back_the_run_within_two_roundings(run, capsys
     root, trained = run
     assert export([str(root / 'run'), '--out', str(root / 'delta.pth')]) == 0
     delta = torch.load(root / 'delta.pth', weights_only=True)
-    assert sorted(delta['net_g_delta']) == ['conv_last.bias', 'conv_last.weight'] and delta['adaptation'] == {
-        'lr': 0.01
-    }
+    assert sorted(delta['net_g_delta']) == ['conv_last.bias', 'conv_last.weight']
+    assert delta['adaptation'] == AdaptationSettings(lr=0.02, steps=2).to_dict()  # the MaskNet file's, not the yml's
     assert convert([str(root / 'delta.pth'), '--base', str(root / 'base.pth'), '--out', str(root / 'w')]) == 0
     net_g = load_state_dict(root / 'w' / 'delta_net_g.pth')
     u = unit_roundoff(torch.float32)
@@ -47,7 +50,9 @@ def test_export_then_convert_gives_back_the_run_within_two_roundings(run, capsys
     mask, expected = (
         load_state_dict(root / path) for path in ('w/delta_net_mask.pth', 'run/models/net_mask_latest.pth'))
     assert mask.keys() == expected.keys() and all(torch.equal(mask[k], v) for k, v in expected.items())
-    assert 'Its adaptation options: {\'lr\': 0.01}' in capsys.readouterr().out
+    assert stored_adaptation(torch.load(root / 'w' / 'delta_net_mask.pth', weights_only=True)) == AdaptationSettings(
+        lr=0.02, steps=2)
+    assert "Its adaptation options: {'lr': 0.02, 'steps': 2," in capsys.readouterr().out
 
 
 def test_a_delta_on_another_base_is_refused_by_name(run, capsys):

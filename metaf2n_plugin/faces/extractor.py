@@ -11,6 +11,7 @@ Keys besides ``type`` are the class's arguments (``FACE_SOURCES``, ``RESTORERS``
 ``{type: <string>}``. Source and restorer are built (weights looked up) when first needed.
 """
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -26,6 +27,7 @@ from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
 from metaf2n_plugin.faces.restoration import RESTORERS
 from metaf2n_plugin.image_io import tensor_to_image
+from metaf2n_plugin.option_checks import option_group
 
 FACE_SOURCES = {
     'retinaface': RetinaFaceDetector,
@@ -51,7 +53,8 @@ class FacePairExtractor:
 
     @classmethod
     def from_options(cls, opt, device='cpu'):
-        """Build from an options dict (module docstring); keys other than source/restorer/scale are ignored."""
+        """Build from an options dict (module docstring); ValueError naming an unknown key."""
+        opt = option_group({'face_pairs': opt}, 'face_pairs', ('scale', 'source', 'restorer'))
         extractor = cls(None, None, opt.get('scale', 4))
         source = _builder(FACE_SOURCES, opt.get('source', 'retinaface'), 'face source', device)
         extractor._build_source = source
@@ -143,13 +146,18 @@ def build_restorer(opt, device='cpu'):
 
 
 def _builder(table, opt, what, device):
-    """The constructor call of a ``{type: ..., <arguments>}`` option, checked now, to be made later."""
+    """The constructor call of a ``{type: ..., <arguments>}`` option, checked now (the type, the argument names),
+    to be made later."""
     opt = {'type': opt} if isinstance(opt, str) else dict(opt)
     kind = opt.pop('type', None)
     if kind not in table:
         raise ValueError(f'unknown {what} type {kind!r}; choose one of {sorted(table)}')
     if issubclass(table[kind], NEEDS_DEVICE):
         opt.setdefault('device', device)
+    known = [name for name in inspect.signature(table[kind]).parameters if name != 'device']
+    unknown = sorted(set(opt) - set(known) - {'device'})
+    if unknown:
+        raise ValueError(f'unknown {what} options {unknown} for type {kind}; known: {sorted(known)}')
     return functools.partial(table[kind], **opt)
 
 

@@ -1,6 +1,8 @@
 """MetaF2N's inner step, shared by meta-training and testing (README, "MetaF2N: meta-training and adaptation")."""
+import dataclasses
 import re
 import zlib
+from typing import Optional
 
 import numpy as np
 import torch
@@ -9,6 +11,71 @@ from torch.nn import functional as F
 
 from metaf2n_plugin.faces.patches import sample_patches
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
+from metaf2n_plugin.option_checks import checked_value, option_group
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptationSettings:
+    """Everything the inner step depends on, the same in meta-training and at test time (options group
+    ``adaptation``; saved with MaskNet's weights, so that a trained network is adapted as it was trained).
+
+    ``lr``: alpha, the step size; ``steps``: SGD steps; ``params``: regex of the adapted parameter names of net_g
+    (None: all); ``legacy_bicubic``: MaskNet sees the LQ face upsampled by TF1's ``resize_bicubic`` (converted
+    official weights); ``num_patches``: patch pairs drawn per face of a photo; ``patch_size``: their HQ side.
+    """
+    lr: float = 0.01
+    steps: int = 1
+    params: Optional[str] = None
+    legacy_bicubic: bool = False
+    num_patches: int = 16
+    patch_size: int = 64
+
+    KINDS = dict(
+        lr=((float, int), lambda v: v >= 0, 'a number >= 0'),
+        steps=((int, ), lambda v: v >= 1, 'an integer >= 1'),
+        params=((str, type(None)), None, 'a regex of parameter names, or ~ for all'),
+        legacy_bicubic=((bool, ), None, 'true or false'),
+        num_patches=((int, ), lambda v: v >= 1, 'an integer >= 1'),
+        patch_size=((int, ), lambda v: v >= 1, 'an integer >= 1'))
+
+    def __post_init__(self):
+        for name, (kinds, condition, meaning) in self.KINDS.items():
+            checked_value(f'adaptation.{name}', getattr(self, name), kinds, condition, meaning)
+
+    @classmethod
+    def from_options(cls, options, where='the options'):
+        """The settings of ``options['adaptation']`` (defaults for the keys it lacks); ValueError naming a key it
+        does not know or a value of the wrong kind."""
+        return cls(**option_group(options, 'adaptation', cls.names(), where))
+
+    @classmethod
+    def names(cls):
+        return [field.name for field in dataclasses.fields(cls)]
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def overridden(self, values, source, stored_in, log):
+        """These settings with ``values`` (a dict, e.g. from options or flags) taking precedence; ``log(line)`` is
+        called for each value that differs from the one stored in ``stored_in`` (skipped when that is None)."""
+        changed = {name: value for name, value in values.items() if value != getattr(self, name)}
+        if stored_in is not None:
+            for name, value in changed.items():
+                log(f'adaptation.{name}: {value!r} from {source}, not the {getattr(self, name)!r} stored in {stored_in}'
+                    )
+        return dataclasses.replace(self, **changed)
+
+
+def stored_adaptation(checkpoint):
+    """The :class:`AdaptationSettings` saved in a MaskNet checkpoint (``'adaptation'``; files converted before it
+    existed store only ``'legacy_bicubic'``), or None when it holds none."""
+    if not isinstance(checkpoint, dict):
+        return None
+    if checkpoint.get('adaptation') is not None:
+        return AdaptationSettings.from_options(checkpoint, 'the MaskNet file')
+    if checkpoint.get('legacy_bicubic') is not None:
+        return AdaptationSettings(legacy_bicubic=bool(checkpoint['legacy_bicubic']))
+    return None
 
 
 class NonFiniteInnerLoss(FloatingPointError):
@@ -23,39 +90,30 @@ class AdaptedParameters(dict):
     inner_losses = ()
 
 
-def adapt_to_faces(net_g,
-                   net_mask,
-                   lq,
-                   hq,
-                   lr=1e-2,
-                   steps=1,
-                   params=None,
-                   create_graph=False,
-                   valid_mask=None,
-                   legacy_bicubic=False):
-    """``steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
+def adapt_to_faces(net_g, net_mask, lq, hq, settings=AdaptationSettings(), create_graph=False, valid_mask=None):
+    """``settings.steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
     Args:
         net_g: any BasicSR SR network, ``(N, 3, h, w) -> (N, 3, s*h, s*w)``.
         net_mask: MaskNet, ``(N, 6, s*h, s*w) -> (N, 1, s*h, s*w)``; None weighs every pixel 1.
         lq, hq: ``(N, 3, h, w)`` LQ face patches and ``(N, 3, s*h, s*w)`` their pseudo GT, RGB in [0, 1].
-        lr, steps, params: alpha; number of steps; regex of the parameter names to adapt (None: all).
+        settings: :class:`AdaptationSettings` (``lr``, ``steps``, ``params`` and ``legacy_bicubic`` act here).
         create_graph: keep the gradients' graph, for the second-order meta-gradient.
         valid_mask: ``(N, 1, s*h, s*w)``, 1 where ``hq`` is valid; the mean runs over valid pixels only.
-        legacy_bicubic: upsample ``lq`` for MaskNet with TF1's ``resize_bicubic`` (converted official weights).
 
-    Returns :class:`AdaptedParameters`. Raises ValueError when ``params`` matches no parameter, and
+    Returns :class:`AdaptedParameters`. Raises ValueError when ``settings.params`` matches no parameter, and
     :class:`NonFiniteInnerLoss` when the loss or a gradient is not finite.
     """
     theta = dict(net_g.named_parameters())
+    params = settings.params
     names = [name for name in theta if params is None or re.search(params, name)]
     if not names:
-        raise ValueError(f'adaptation params {params!r} matches no parameter of {type(net_g).__name__}')
+        raise ValueError(f'adaptation.params {params!r} matches no parameter of {type(net_g).__name__}')
     weights = None
     if net_mask is not None:
-        weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], legacy_bicubic), hq], dim=1))
+        weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], settings.legacy_bicubic), hq], dim=1))
     losses = []
-    for _ in range(steps):
+    for _ in range(settings.steps):
         loss = inner_loss(functional_call(net_g, theta, (lq, )), hq, weights, valid_mask)
         grads = torch.autograd.grad(
             loss, [theta[name] for name in names], create_graph=create_graph,
@@ -63,25 +121,26 @@ def adapt_to_faces(net_g,
         grads = {name: grad for name, grad in zip(names, grads) if grad is not None}
         if not torch.isfinite(loss + sum(grad.sum() for grad in grads.values())):
             raise NonFiniteInnerLoss(f'inner loss {loss.item()} or its gradient is not finite')
-        theta = {**theta, **{name: theta[name] - lr * grad for name, grad in grads.items()}}
+        theta = {**theta, **{name: theta[name] - settings.lr * grad for name, grad in grads.items()}}
         losses.append(loss.detach())
     adapted = AdaptedParameters(theta)
     adapted.mask_weights, adapted.inner_losses = weights, losses
     return adapted
 
 
-def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, num_patches=16, patch_size=64, **options):
-    """Algorithm 2's adaptation to one photo: ``num_patches`` patch pairs per face, then :func:`adapt_to_faces`.
+def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, settings=AdaptationSettings()):
+    """Algorithm 2's adaptation to one photo: ``settings.num_patches`` patch pairs of side ``settings.patch_size``
+    per face, then :func:`adapt_to_faces` with ``settings``.
 
     ``pairs``: the photo's ``FacePair`` list; ``name``: its file name, for log lines and, with ``seed``, to seed the
-    patch draw (a photo gets the same patches whatever else is processed); ``options``: ``lr``, ``steps``, ``params``,
-    ``legacy_bicubic``. ``net_g`` and ``net_mask`` as in :func:`adapt_to_faces`; the patches go to ``net_g``'s device.
+    patch draw (a photo gets the same patches whatever else is processed). ``net_g`` and ``net_mask`` as in
+    :func:`adapt_to_faces`; the patches go to ``net_g``'s device.
 
     Returns ``(adapted, patches, reason)``: :class:`AdaptedParameters`, or None when the photo has no usable face or
     the loss is not finite (``reason`` says which); and the ``PatchBatch`` used.
     """
     rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
-    patches = sample_patches(pairs, scale, num_patches, patch_size, rng, name)
+    patches = sample_patches(pairs, scale, settings.num_patches, settings.patch_size, rng, name)
     if len(patches) == 0:
         return None, patches, 'no usable face'
     device = next(net_g.parameters()).device
@@ -92,8 +151,8 @@ def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, num_patches=16, 
                 net_mask,
                 patches.lq.to(device),
                 patches.hq.to(device),
-                valid_mask=patches.mask.to(device),
-                **options)
+                settings,
+                valid_mask=patches.mask.to(device))
         except NonFiniteInnerLoss as error:
             return None, patches, str(error)
     return adapted, patches, None

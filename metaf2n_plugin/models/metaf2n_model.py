@@ -11,64 +11,86 @@ import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.func import functional_call
 
+from metaf2n_plugin.checkpoints import read_checkpoint, save_checkpoint
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
 from metaf2n_plugin.faces import FacePairExtractor
 from metaf2n_plugin.faces.extractor import build_restorer
 from metaf2n_plugin.faces.restoration import restore_lq_faces
 from metaf2n_plugin.metrics.fid_metric import FIDValidationMixin
-from metaf2n_plugin.models.adaptation import adapt_to_faces, adapt_to_photo, inner_loss
+from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_faces, adapt_to_photo, stored_adaptation
 from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
 from metaf2n_plugin.models.fast_forward import FastForward
-from metaf2n_plugin.models.recompute import replayed_rng, rng_state
+from metaf2n_plugin.models.meta_gradient import task_meta_gradient
+from metaf2n_plugin.models.precision import resolve_precision
 from metaf2n_plugin.names import UNADAPTED
+from metaf2n_plugin.option_checks import option_group
 
-ADAPTATION_DEFAULTS = dict(lr=0.01, steps=1, params=None, legacy_bicubic=False, num_patches=16, patch_size=64)
+# The keys of the model's option groups besides adaptation's (AdaptationSettings): BasicSR's, then MetaF2N's.
+TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 'pixel_opt', 'perceptual_opt',
+              'optim_d', 'gan_opt', 'net_d_iters', 'net_d_init_iters', 'first_order', 'mask_reg_weight', 'outer_chunk',
+              'meta_params', 'ssg_opt')
+VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision')
 
 
 @MODEL_REGISTRY.register()
-class MetaF2NModel(FIDValidationMixin, SRGANModel):
+class MetaF2NModel(FIDValidationMixin, SRModel):
     """MetaF2N: an SR network meta-learned to adapt to a photo's degradation from the faces in it.
 
-    Options beyond SRGANModel's (``network_d`` is optional: without it no GAN terms)::
+    Options beyond SRModel's (``network_d`` is optional: without it no GAN terms)::
 
         network_mask: {type: MaskNet}           path.pretrain_network_mask, param_key_mask, strict_load_mask;
                                                 testing only: ~ weighs every face pixel 1 (naive fine-tuning)
         face_restorer: oracle | {type: gpen, size: 256, channel_multiplier: 1, narrow: 0.5, weights: ...}
         face_pairs: FacePairExtractor.from_options (test photos whose dataset gives no faces; its restorer
                     restores the faces of items with landmarks)
-        adaptation: {lr: 0.01, steps: 1, params: ~, legacy_bicubic: false, num_patches: 16, patch_size: 64}
+        adaptation: AdaptationSettings' fields; those a key leaves out come from the MaskNet file
+                    (path.pretrain_network_mask), else the defaults; the settings are saved with MaskNet's weights
         train: first_order (false), mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
                meta_params (regex of the net_g parameters meta-trained; ~: all, the paper's; false: none),
-               optim_g (theta and MaskNet), any torch.optim name
-        val: tile (0: whole photo), tile_pad (10)
+               optim_g (theta and MaskNet), any torch.optim name; net_d_iters, net_d_init_iters, optim_d, gan_opt
+        val: tile (0: whole photo), tile_pad (10), precision of the SR pass (auto: bf16 on CUDA and on CPUs with
+             AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16)
+    An unknown key in any of these groups is refused by name.
     """
 
     def __init__(self, opt):
-        unknown = set(opt.get('adaptation') or {}) - set(ADAPTATION_DEFAULTS)
-        if unknown:
-            raise ValueError(f'unknown adaptation options {sorted(unknown)}; known: {sorted(ADAPTATION_DEFAULTS)}')
-        self.adaptation = {**ADAPTATION_DEFAULTS, **(opt.get('adaptation') or {})}
         self.scale = opt['scale']
+        if opt['is_train']:
+            option_group(opt, 'train', TRAIN_KEYS)
+        precision = option_group(opt, 'val', VAL_KEYS).get('precision', 'auto')
+        self.adaptation = self.adaptation_settings(opt)
         masked = opt.get('network_mask') is not None
         if not opt['is_train'] and masked and opt['path'].get('pretrain_network_mask') is None:
             raise ValueError('testing MetaF2N needs path.pretrain_network_mask: the MaskNet weights saved next to '
                              'net_g (experiments/<name>/models/net_mask_<iter>.pth); or network_mask: ~ to adapt '
                              'with every face pixel weighted 1 (naive face fine-tuning)')
         super().__init__(opt)  # net_g; init_training_settings() when training
+        self.precision = resolve_precision(precision, self.device)
         if not self.is_train:
             self.net_mask = self.build_extra_network('mask').requires_grad_(False) if masked else None
             if not masked:
                 get_root_logger().info('network_mask: ~: adapting with every face pixel weighted 1 (W = 1)')
         self._check_scale()
-        self.face_pairs = FacePairExtractor.from_options({
-            **(opt.get('face_pairs') or {}), 'scale': self.scale
-        }, self.device)
+        face_pairs = option_group(opt, 'face_pairs', ('source', 'restorer'))
+        self.face_pairs = FacePairExtractor.from_options({**face_pairs, 'scale': self.scale}, self.device)
         self.not_adapted = []  # (image, reason) of the current validation set
+
+    @staticmethod
+    def adaptation_settings(opt):
+        """The MaskNet file's :class:`AdaptationSettings` (defaults without one), each value the ``adaptation`` group
+        sets instead logged."""
+        path = opt['path'].get('pretrain_network_mask') if opt.get('network_mask') is not None else None
+        stored = None
+        if path is not None and os.path.isfile(path):  # a missing file is reported when MaskNet is built
+            stored = stored_adaptation(read_checkpoint(path, 'path.pretrain_network_mask'))
+        options = option_group(opt, 'adaptation', AdaptationSettings.names())
+        return (stored or AdaptationSettings()).overridden(options, 'the adaptation options',
+                                                           repr(path) if stored else None,
+                                                           get_root_logger().info)
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -90,7 +112,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         restorer = self.opt.get('face_restorer', 'oracle')
         restorer = {'type': restorer} if isinstance(restorer, str) else restorer
         self.face_restorer = None if restorer['type'] == 'oracle' else build_restorer(restorer, self.device)
-        SRModel.init_training_settings(self)  # EMA, pixel and perceptual losses, optimizers, schedulers
+        super().init_training_settings()  # EMA, pixel and perceptual losses, optimizers, schedulers
 
     def build_extra_network(self, key):
         """``network_<key>`` on the device, loaded from ``path.pretrain_network_<key>`` when given."""
@@ -114,7 +136,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         self.frozen_params = []
         if meta_params is None:
             return
-        inner = self.adaptation['params']
+        inner = self.adaptation.params
         names = {name for name, _ in self.net_g.named_parameters() if meta_params and re.search(meta_params, name)}
         if meta_params is not False and not names:
             raise ValueError(f'train.meta_params {meta_params!r} matches no parameter of net_g; give a regex of '
@@ -193,11 +215,6 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         """``(F, 3, h, w)`` LQ faces -> ``(F, 3, s*h, s*w)`` pseudo ground truth, with the face restorer."""
         return restore_lq_faces(self.face_restorer, faces, self.scale)
 
-    def adapt(self, net, lq, hq, create_graph=False, valid_mask=None):
-        """:func:`adapt_to_faces` with the ``adaptation`` options."""
-        options = {key: self.adaptation[key] for key in ('lr', 'steps', 'params', 'legacy_bicubic')}
-        return adapt_to_faces(net, self.net_mask, lq, hq, create_graph=create_graph, valid_mask=valid_mask, **options)
-
     def optimize_parameters(self, current_iter):
         """Algorithm 1: each task's meta-gradient, their mean, one step on theta and MaskNet; then the discriminator."""
         update_g = current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
@@ -228,61 +245,18 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
             self.model_ema(decay=self.ema_decay)
 
     def meta_backward(self, t, update_g=True, log_now=False):
-        """Task t: adapt on its faces, the outer loss of theta' on its backgrounds, its meta-gradient into ``.grad``.
-
-        Returns ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output (detached), the logged terms."""
-        lq, hq = self.tasks.face_lq_patches[t], self.tasks.face_hq_patches[t]
-        inner_rng = rng_state(self.device)
-        adapted = self.adapt(self.net_g, lq, hq)
-        fast = adapted if self.first_order else {
-            k: v.detach().requires_grad_(v.requires_grad)
-            for k, v in adapted.items()
-        }
-        losses = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
-        if not update_g:
-            with torch.no_grad():
-                sr = functional_call(self.net_g, fast, (self.tasks.background_lq[t], ))
-        else:
-            sr, outer = self.outer_backward(fast, self.tasks.background_lq[t], self.tasks.background_gt_usm[t],
-                                            adapted.mask_weights)
-            if not self.first_order:  # push g = dL_out/dtheta' through theta' = theta - lr * grad L_in(theta, mask)
-                with replayed_rng(inner_rng, self.device):
-                    again = self.adapt(self.net_g, lq, hq, create_graph=True)
-                names = [name for name in fast if fast[name].grad is not None]
-                torch.autograd.backward([again[name] for name in names], [fast[name].grad for name in names])
-            losses.update(outer)
-        if log_now:
-            with torch.no_grad():
-                after = functional_call(self.net_g, adapted, (lq, ))
-                losses['l_inner_after'] = inner_loss(after, hq, adapted.mask_weights)
-        return sr.detach(), losses
-
-    def outer_backward(self, fast, background, target, mask_weights):
-        """The outer loss of ``SR = f_fast(background)`` and its backward into ``fast`` (and MaskNet, through W),
-        ``outer_chunk`` patches at a time (each recomputed with its graph and random numbers; 0: all at once).
-
-        Returns ``(sr, losses)``, both detached; FloatingPointError, before any backward, if the loss is not finite.
-        """
-        if self.outer_chunk:
-            chunks = torch.arange(len(background)).split(self.outer_chunk)
-            states, outputs = [], []
-            with torch.no_grad():
-                for chunk in chunks:
-                    states.append(rng_state(self.device))
-                    outputs.append(functional_call(self.net_g, fast, (background[chunk], )))
-            sr = torch.cat(outputs).requires_grad_()
-        else:
-            sr = functional_call(self.net_g, fast, (background, ))
-        losses = self.outer_losses(sr, target, mask_weights)
-        total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise FloatingPointError(f'outer loss {total.item()} is not finite')
-        total.backward()
-        if self.outer_chunk:
-            for chunk, state in zip(chunks, states):
-                with replayed_rng(state, self.device):
-                    functional_call(self.net_g, fast, (background[chunk], )).backward(sr.grad[chunk])
-        return sr.detach(), {key: value.detach() for key, value in losses.items()}
+        """Task t's meta-gradient into ``.grad`` (:func:`task_meta_gradient`); without ``update_g`` only theta''s
+        output. Returns ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output, the logged terms."""
+        tasks = self.tasks
+        faces = tasks.face_lq_patches[t], tasks.face_hq_patches[t]
+        if update_g:
+            return task_meta_gradient(self.net_g, self.net_mask, faces,
+                                      (tasks.background_lq[t], tasks.background_gt_usm[t]), self.outer_losses,
+                                      self.adaptation, self.first_order, self.outer_chunk, log_now)
+        adapted = adapt_to_faces(self.net_g, self.net_mask, *faces, self.adaptation)
+        with torch.no_grad():
+            sr = functional_call(self.net_g, adapted, (tasks.background_lq[t], ))
+        return sr, OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
 
     def outer_losses(self, sr, target, mask_weights):
         """MetaF2N's outer loss terms of the adapted output (+ SSG): a dict of scalars, to be summed."""
@@ -327,7 +301,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         was_training = net.training
         net.eval()
         adapted = self.adapt_to_photo(net)
-        forward = FastForward(net, self.scale, **self.tiling(), channels_last=False)  # metaf2n-infer's pass
+        forward = FastForward(net, self.scale, **self.tiling(), channels_last=False, precision=self.precision)
         self.output_unadapted = forward(None, self.lq)
         self.output = self.output_unadapted if adapted is None else forward(adapted, self.lq)
         net.train(was_training)
@@ -336,7 +310,7 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         """theta' for the current photo, or None (logged, counted) when it has no usable face."""
         name = os.path.basename(self.item['lq_path'][0])
         adapted, _, reason = adapt_to_photo(net, self.net_mask, self.face_pairs.pairs_of_item(self.item), self.scale,
-                                            name, self.opt.get('manual_seed', 0), **self.adaptation)
+                                            name, self.opt.get('manual_seed', 0), self.adaptation)
         if adapted is None:
             self.not_adapted_because(name, reason)
         return adapted
@@ -370,7 +344,14 @@ class MetaF2NModel(FIDValidationMixin, SRGANModel):
         del self.output_unadapted, self.item
 
     def save(self, epoch, current_iter):
-        self.save_network(self.net_mask, 'net_mask', current_iter)
+        """MaskNet's weights with the adaptation settings (``net_mask_<iter>.pth``: ``params``, ``adaptation``), the
+        discriminator's, then SRModel's: net_g with its EMA and the training state."""
+        label = 'latest' if current_iter == -1 else current_iter
+        state = {key: value.cpu() for key, value in self.net_mask.state_dict().items()}
+        save_checkpoint(
+            state,
+            os.path.join(self.opt['path']['models'], f'net_mask_{label}.pth'),
+            adaptation=self.adaptation.to_dict())
         if self.net_d is not None:
             self.save_network(self.net_d, 'net_d', current_iter)
-        SRModel.save(self, epoch, current_iter)  # net_g with its EMA, then the training state
+        super().save(epoch, current_iter)
