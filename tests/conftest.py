@@ -8,7 +8,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
+from basicsr.utils.registry import ARCH_REGISTRY
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,3 +125,20 @@ def tiny_workdir(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('tiny')
     make_tiny_dataset(cwd / 'datasets' / 'tiny')
     return cwd
+
+
+class DropoutSRForTests(torch.nn.Module):
+    """A x4 SR network that draws random numbers in training mode (like SwinIR's drop path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Dropout(0.3), torch.nn.Conv2d(8, 48, 3, padding=1),
+            torch.nn.PixelShuffle(4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+if 'DropoutSRForTests' not in ARCH_REGISTRY:
+    ARCH_REGISTRY.register(DropoutSRForTests)  # network_g: {type: DropoutSRForTests}

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_faces
 from metaf2n_plugin.models.meta_gradient import task_meta_gradient
+from conftest import DropoutSRForTests
 
 SETTINGS = AdaptationSettings(lr=0.5, steps=2)
 MASK_REG = 0.1
@@ -90,23 +91,10 @@ def test_first_order_gives_masknet_only_the_regulariser(float64):
         torch.testing.assert_close(got, regulariser.grad, rtol=1e-12, atol=0)
 
 
-class DropoutSR(torch.nn.Module):
-    """x4 SR that draws random numbers in training mode."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Dropout(0.3), torch.nn.Conv2d(8, 48, 3, padding=1),
-            torch.nn.PixelShuffle(4))
-
-    def forward(self, x):
-        return self.body(x)
-
-
 def test_logging_the_inner_loss_after_the_step_leaves_the_gradient_and_the_random_state_as_they_were():
     runs = []
     for log_after in (False, True):
-        net_g, net_mask = networks(DropoutSR)
+        net_g, net_mask = networks(DropoutSRForTests)
         torch.manual_seed(3)
         _, log = task_meta_gradient(net_g, net_mask, *task(), outer_loss, SETTINGS, log_inner_after=log_after)
         runs.append(

@@ -7,7 +7,6 @@ import torch
 import yaml
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
@@ -350,23 +349,6 @@ def test_the_outer_backward_patch_by_patch_equals_the_whole_task_at_once(tmp_pat
     for p, q in zip([*by_patch.net_g.parameters(), *by_patch.net_mask.parameters()],
                     [*at_once.net_g.parameters(), *at_once.net_mask.parameters()]):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14)
-
-
-class DropoutSRForTests(torch.nn.Module):
-    """A x4 SR network that draws random numbers in training mode (like SwinIR's drop path)."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Dropout(0.3), torch.nn.Conv2d(8, 48, 3, padding=1),
-            torch.nn.PixelShuffle(4))
-
-    def forward(self, x):
-        return self.body(x)
-
-
-if 'DropoutSRForTests' not in ARCH_REGISTRY:
-    ARCH_REGISTRY.register(DropoutSRForTests)
 
 
 def seeded_objective(model, tasks, seed, chunk):
