@@ -12,17 +12,24 @@ Examples:
     metaf2n-infer photo.jpg --no-adapt
     # Real-ESRGAN x4plus adapted naively (MaskNet off: every face pixel weighs 1), faces found by MTCNN
     metaf2n-infer photo.jpg --model weights/RealESRGAN_x4plus.pth --no-mask --lr 0.001 --detector mtcnn
+    # two inner steps instead of the number stored with MaskNet
+    metaf2n-infer photo.jpg --adaptation steps=2
 
 MetaF2N's weights come from metaf2n-convert (the official TensorFlow checkpoint) or from a training run
-(experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth). The output keeps the photo's alpha
-(upscaled bicubically), grayness and 16 bits, and is written upright (EXIF orientation applied) as
-<stem>_metaf2n.png; an input is never overwritten. A photo that fails is named with the reason, the others are
-still processed, and the exit status is then 1 (2: nothing could start, e.g. missing weights).
+(experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth). The inner step's settings are those stored in
+the MaskNet file (the training's, or the conversion's), else the defaults; --lr, --adapt-params and --adaptation
+change one each, and the run says so. The output keeps the photo's alpha (upscaled bicubically), grayness and 16
+bits, and is written upright (EXIF orientation applied) as <stem>_metaf2n.png. No file the run writes replaces an
+input or another photo's output: such a photo fails by name before anything of it is written. A photo that fails is
+named with the reason, the others are still processed, and the exit status is then 1 (2: nothing could start,
+e.g. missing weights).
 
 Faces are found by RetinaFace when its weights are found (or --download), else by MTCNN with the weights in
 facenet-pytorch's wheel (weights/wheels/, or fetched from the package registry with --download); the run says
-which. --detector picks one.
+which. --detector picks one. The super-resolution pass runs in bf16 where the hardware runs it fast (GPUs, CPUs
+with AVX-512 BF16 or AMX), else fp32 (fp16 on GPUs without bf16); the run says which, and --fp32 or --bf16 decide.
 """
+import argparse
 import glob
 import os
 import sys
@@ -31,33 +38,20 @@ import time
 
 import cv2
 import numpy as np
-import torch
-from basicsr.utils import img2tensor
+import yaml
 from tqdm import tqdm
 
-from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
-                                        rrdbnet_options, state_dict_of)
 from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.faces import FacePairExtractor
-from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
-                                     tensor_to_image, write_image, write_photo)
-from metaf2n_plugin.models.adaptation import adapt_to_photo, upsample
-from metaf2n_plugin.models.fast_forward import FastForward
-from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
+                                     write_image, write_photo)
+from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, PhotoError, PhotoSuperResolver
 from metaf2n_plugin.side_by_side import compose
-from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP, locate_weights
+from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
-SCALE = 4
-MIN_SIDE = 16  # one LR face patch (64 / 4)
 SUFFIX = '_metaf2n'
 DETECTORS = ('auto', 'retinaface', 'mtcnn')
-OFFICIAL_WEIGHTS = 'https://drive.google.com/drive/folders/1R0ekBOXWufM5vu0PZNYeCpAPS2R1w3gf'
-
-
-class PhotoError(ValueError):
-    """A photo that cannot be processed; the message says why."""
+FLAG_NAMES = {'model': '--model', 'mask': '--mask', 'adaptation': 'the flags'}
 
 
 def build_parser():
@@ -67,10 +61,9 @@ def build_parser():
     weights = parser.add_argument_group('weights')
     weights.add_argument(
         '--model',
-        default=os.path.join(WEIGHTS_DIR, NET_G_FILE),
+        default=DEFAULT_MODEL,
         help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
-    weights.add_argument(
-        '--mask', default=os.path.join(WEIGHTS_DIR, NET_MASK_FILE), help='MaskNet: net_mask_<iter>.pth')
+    weights.add_argument('--mask', default=DEFAULT_MASK, help='MaskNet: net_mask_<iter>.pth')
     weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
     weights.add_argument(
         '--restorer-size',
@@ -100,24 +93,35 @@ def build_parser():
         '--gt',
         help='a folder of the photos\' ground truth (same stems, x4): the faces\' pseudo GT is '
         'their GT crop (the oracle restorer, as in the demo) instead of GPEN\'s restoration')
+    faces.add_argument('--lr', type=float, help='inner learning rate: --adaptation lr=LR')
+    faces.add_argument('--adapt-params', help='regex of the parameters the step adapts: --adaptation params=REGEX')
     faces.add_argument(
-        '--lr',
-        type=float,
-        help='inner learning rate: the adaptation.lr the model was trained with (default: the one stored in the '
-        'MaskNet file by metaf2n-convert, else 0.01, MetaF2N\'s)')
-    faces.add_argument(
-        '--adapt-params',
-        help='regex of the parameters the step adapts, adaptation.params (default: the one stored in the MaskNet '
-        'file, else all)')
+        '--adaptation',
+        action='append',
+        type=adaptation_item,
+        default=[],
+        metavar='KEY=VALUE',
+        help='one adaptation setting (lr, steps, params, legacy_bicubic, num_patches, patch_size), the value read '
+        'as YAML; repeatable (default: those stored in the MaskNet file, else MetaF2N\'s)')
     faces.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
     speed = parser.add_argument_group('speed and memory')
     speed.add_argument('--tile', type=int, default=256, help='LQ tile side (0: whole photo; default 256)')
     speed.add_argument('--tile-pad', type=int, default=10, help='LQ context pixels around each tile (default 10)')
-    speed.add_argument(
-        '--device',
-        default='cuda' if torch.cuda.is_available() else 'cpu',
-        help='torch device (default: cuda when available, else cpu)')
-    speed.add_argument('--bf16', action='store_true', help='bfloat16 autocast for the super-resolution pass')
+    speed.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
+    precision = speed.add_mutually_exclusive_group()
+    precision.add_argument(
+        '--fp32',
+        dest='precision',
+        action='store_const',
+        const='fp32',
+        default='auto',
+        help='float32 super-resolution (default: bf16 where the hardware runs it fast, else fp32)')
+    precision.add_argument(
+        '--bf16',
+        dest='precision',
+        action='store_const',
+        const='bf16',
+        help='bfloat16 autocast for the super-resolution pass (slow on CPUs without AVX-512 BF16 or AMX)')
     speed.add_argument(
         '--compile',
         action='store_true',
@@ -130,6 +134,30 @@ def build_parser():
         action='store_true',
         help='<stem>_side_by_side.png: LQ | plain network | MetaF2N, face boxes drawn')
     return parser
+
+
+def adaptation_item(text):
+    """``KEY=VALUE`` -> ``(KEY, VALUE read as YAML)``, e.g. ``steps=2`` -> ``('steps', 2)``."""
+    key, sep, value = text.partition('=')
+    try:
+        value = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f'{text!r}: its value is not YAML ({error.problem})') from None
+    if not (sep and key.strip()):
+        raise argparse.ArgumentTypeError(f'expected KEY=VALUE (e.g. steps=2), got {text!r}')
+    return key.strip(), value
+
+
+def adaptation_changes(args):
+    """The adaptation settings the flags give, ``{field: value}``; ValueError for one given twice."""
+    shorthands = (('lr', args.lr), ('params', args.adapt_params))
+    items = args.adaptation + [(key, value) for key, value in shorthands if value is not None]
+    keys = [key for key, _ in items]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f'adaptation settings given twice: {", ".join(twice)} (--lr is --adaptation lr=..., '
+                         '--adapt-params --adaptation params=...)')
+    return dict(items)
 
 
 def collect_inputs(arguments):
@@ -166,70 +194,29 @@ def check_output_folder(folder):
                       'with -o') from None
 
 
-def load_networks(args, device):
-    """``(net_g, net_mask, adaptation)`` on ``device``; net_mask is None with ``--no-adapt`` or ``--no-mask``;
-    ``adaptation``: ``lr``, ``params`` (the flags, else the MaskNet file's, else 0.01 and all), ``legacy_bicubic``."""
-    missing = [(flag, path) for flag, path in (('--model', args.model), ('--mask', args.mask))
-               if not os.path.isfile(path) and not (flag == '--mask' and (args.no_adapt or args.no_mask))]
-    if missing:
-        listing = ', '.join(f'{flag} {path!r}' for flag, path in missing)
-        raise FileNotFoundError(
-            f'MetaF2N weights not found: {listing}. The official weights are a TensorFlow checkpoint at '
-            f'{OFFICIAL_WEIGHTS} (no direct download; --download cannot fetch them): download it, then '
-            f'`metaf2n-convert <checkpoint prefix> --out {os.path.dirname(args.model) or "."}` writes '
-            f'{os.path.basename(args.model)} and {os.path.basename(args.mask)} there. Or point --model/--mask at '
-            'a training run\'s experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
-    state, where = load_state_dict(args.model, '--model'), f'--model {args.model!r}'
-    net_g = network_from(state, rrdbnet_options(state, where), where).eval().to(device)
-    stored, net_mask = {}, None
-    if not (args.no_adapt or args.no_mask):
-        checkpoint = read_checkpoint(args.mask, '--mask')
-        state, where = state_dict_of(checkpoint, args.mask, '--mask'), f'--mask {args.mask!r}'
-        net_mask = network_from(state, masknet_options(state, where), where).eval().requires_grad_(False).to(device)
-        stored = checkpoint if isinstance(checkpoint, dict) else {}
-    trained = stored.get('adaptation') or {}
-    adaptation = dict(
-        lr=args.lr if args.lr is not None else trained.get('lr', 0.01),
-        params=args.adapt_params if args.adapt_params is not None else trained.get('params'),
-        legacy_bicubic=bool(stored.get('legacy_bicubic')))
-    return net_g, net_mask, adaptation
-
-
-def build_extractor(args, device):
-    """The face source and restorer (the oracle with --gt), built now so that missing weights stop the run before
-    any photo."""
-    source = {'type': 'landmarks', 'json_path': args.landmarks}
-    if not args.landmarks:
-        detector = choose_detector(args)
-        other = ('.pth', '.pt') if detector == 'mtcnn' else ('.whl', )  # the other detector's file: not this one's
-        weights = None if str(args.detector_weights).endswith(other) else args.detector_weights
-        source = {'type': detector, 'weights': weights, 'download': args.download}
+def build_resolver(args):
+    """The :class:`PhotoSuperResolver` the flags describe (networks and face pipeline loaded, or the error)."""
+    faces = {'type': args.detector, 'weights': args.detector_weights, 'download': args.download}
+    if args.landmarks:
+        faces = {'type': 'landmarks', 'json_path': args.landmarks}
     restorer = {'type': 'oracle', 'size': args.restorer_size}
     if not args.gt:
         restorer.update(type='gpen', weights=args.restorer_weights, download=args.download)
-    extractor = FacePairExtractor.from_options({'scale': SCALE, 'source': source, 'restorer': restorer}, device)
-    extractor.load()
-    return extractor
-
-
-def choose_detector(args):
-    """``--detector``, or for ``auto`` RetinaFace when its weights are found (or downloadable), else MTCNN; says
-    which ran and why."""
-    if args.detector != 'auto':
-        return args.detector
-    if str(args.detector_weights).endswith('.whl'):
-        return 'mtcnn'
-    try:
-        locate_weights(RETINAFACE_MODELS['retinaface_resnet50'][1], '', 'RetinaFace', args.detector_weights)
-    except FileNotFoundError:
-        if not args.download:
-            print(
-                'metaf2n-infer: RetinaFace\'s weights (detection_Resnet50_Final.pth) not found; faces are found by '
-                'MTCNN (facenet-pytorch\'s weights). --detector retinaface --download fetches RetinaFace\'s.',
-                file=sys.stderr)
-            return 'mtcnn'
-    print('metaf2n-infer: faces are found by RetinaFace (ResNet-50)', file=sys.stderr)
-    return 'retinaface'
+    return PhotoSuperResolver(
+        args.model,
+        None if args.no_mask else args.mask,
+        adapt=not args.no_adapt,
+        faces=faces,
+        restorer=restorer,
+        adaptation=adaptation_changes(args),
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        tile=args.tile,
+        tile_pad=args.tile_pad,
+        compile=args.compile,
+        log=lambda line: print(f'metaf2n-infer: {line}', file=sys.stderr),
+        names=FLAG_NAMES)
 
 
 def ground_truth_of(path, folder):
@@ -241,144 +228,62 @@ def ground_truth_of(path, folder):
     return read_image(found)
 
 
-def memory_needed(height, width, bits, tile, tile_pad, num_feat):
-    """Bytes a photo needs: the float32 output, its conversion to ``bits``, and one window's activations."""
-    output = 4 * 3 * SCALE**2 * height * width
-    window = tile + 2 * tile_pad
-    side = min(window, height) * min(window, width) if tile else height * width
-    activations = 4 * num_feat * 3 * SCALE**2 * side  # a few full-resolution feature maps of the window
-    return 2 * output + 3 * (bits // 8) * SCALE**2 * height * width + activations
+def claim(paths, photo, taken):
+    """Record ``paths`` in ``taken`` (real path -> what it is) as ``photo``'s outputs; PhotoError naming both files,
+    and none recorded, when one is an input or another photo's output."""
+    for path in paths:
+        owner = taken.get(os.path.realpath(path))
+        if owner is not None:
+            raise PhotoError(f'its output {path!r} would overwrite {owner}; rename one of them')
+    taken.update((os.path.realpath(path), f'the output of {photo!r}') for path in paths)
 
 
-def available_memory():
-    """Bytes the OS can still give (MemAvailable), or None where /proc/meminfo does not exist."""
-    try:
-        with open('/proc/meminfo') as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
-    except (OSError, StopIteration):
-        return None
+def super_resolve(resolver, path, folder, taken, args):
+    """One photo into ``folder``: ``<stem>_metaf2n.png`` and the extra outputs asked for, each path claimed
+    (:func:`claim`) before any is written. Returns its :class:`PhotoReport` and its LQ megapixels."""
+    name = os.path.basename(path)
+    stem = os.path.join(folder, os.path.splitext(name)[0])
+    out, side_by_side = f'{stem}{SUFFIX}.png', f'{stem}_side_by_side.png'
+    claim([out, side_by_side] if args.side_by_side else [out], name, taken)
+    photo = read_photo(path, resolver.check_size)
+    gt = ground_truth_of(path, args.gt) if args.gt else None
+    sr, report = resolver.enhance(photo.rgb, name, gt, plain=args.side_by_side)
+    face_files = [f'{stem}_face{k}.png' for k in range(len(report.pairs))] if args.save_faces else []
+    claim(face_files, name, taken)
+    alpha = None
+    if photo.alpha is not None:
+        alpha = np.clip(cv2.resize(photo.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
+    write_photo(out, Photo(sr, alpha, photo.gray, photo.bits))
+    if args.side_by_side:
+        write_image(
+            side_by_side,
+            compose([('LQ', photo.rgb), ('plain network', report.plain), ('MetaF2N', sr)],
+                    [pair.box for pair in report.pairs]))
+    weights = report.mask_weights or [None] * len(report.pairs)
+    for face_file, pair, face_weights in zip(face_files, report.pairs, weights):
+        write_image(face_file, face_panels(pair, face_weights))
+    return report, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6
 
 
-class PhotoSuperResolver:
-    """Algorithm 2 on one photo at a time, with the networks and the face pipeline loaded once.
-
-    ``extractor`` None: the plain network (no faces); ``net_mask`` None: adapted with every face pixel weighted 1.
-    The keyword options are metaf2n-infer's flags:
-    ``gt_folder`` is ``--gt``; ``lr``, ``params`` and ``legacy_bicubic`` may come from a converted MaskNet file
-    (:func:`load_networks`).
-    """
-
-    def __init__(self,
-                 net_g,
-                 net_mask=None,
-                 extractor=None,
-                 device='cpu',
-                 *,
-                 legacy_bicubic=False,
-                 lr=0.01,
-                 params=None,
-                 seed=0,
-                 gt_folder=None,
-                 tile=256,
-                 tile_pad=10,
-                 bf16=False,
-                 compile=False,
-                 save_faces=False,
-                 side_by_side=False):
-        self.net_g, self.net_mask, self.extractor, self.device = net_g, net_mask, extractor, torch.device(device)
-        self.adaptation = dict(lr=lr, params=params, legacy_bicubic=legacy_bicubic)
-        self.seed, self.gt_folder, self.tile, self.tile_pad = seed, gt_folder, tile, tile_pad
-        self.extras = dict(save_faces=save_faces, side_by_side=side_by_side)
-        self.forward = FastForward(net_g, SCALE, tile, tile_pad, self.device.type == 'cpu', bf16, compile)
-        self.num_feat = net_g.conv_first.out_channels
-        self.free = available_memory()
-
-    def check_size(self, height, width, bits):
-        if min(height, width) < MIN_SIDE:
-            raise PhotoError(f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face patch)')
-        needed = memory_needed(height, width, bits, self.tile, self.tile_pad, self.num_feat)
-        if self.free is not None and needed > self.free:
-            raise PhotoError(f'{width}x{height} pixels: its {SCALE * width}x{SCALE * height} output needs about '
-                             f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available; crop it into parts '
-                             'or downscale it' + ('' if self.tile else ', or tile it (--tile 256)'))
-
-    def __call__(self, path, out_path):
-        """Super-resolve one photo into ``out_path``.
-
-        Returns:
-            ``(faces used, LQ megapixels, why not adapted)``; the last is None when adapted or with --no-adapt.
-        """
-        name = os.path.basename(path)
-        photo = read_photo(path, self.check_size)
-        lq = img2tensor(photo.rgb, bgr2rgb=False)[None].to(self.device)
-        adapted, pairs, reason = None, [], None
-        if self.extractor is not None:
-            gt = ground_truth_of(path, self.gt_folder) if self.gt_folder else None
-            pairs = self.extractor(photo.rgb, gt, image_path=path)
-            adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed,
-                                                **self.adaptation)
-        sr = tensor_to_image(self.forward(adapted, lq))
-        alpha = None
-        if photo.alpha is not None:
-            alpha = np.clip(cv2.resize(photo.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
-        write_photo(out_path, Photo(sr, alpha, photo.gray, photo.bits))
-        stem = os.path.splitext(out_path)[0].removesuffix(SUFFIX)
-        if self.extras['save_faces']:
-            self.save_faces(pairs, stem)
-        if self.extras['side_by_side']:
-            plain = sr if adapted is None else tensor_to_image(self.forward(None, lq))
-            boxes = [pair.box for pair in pairs]
-            write_image(f'{stem}_side_by_side.png',
-                        compose([('LQ', photo.rgb), ('plain network', plain), ('MetaF2N', sr)], boxes))
-        faces_used = len(pairs) if adapted is not None else 0
-        return faces_used, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6, reason
-
-    @torch.no_grad()
-    def save_faces(self, pairs, stem):
-        """``<stem>_face<k>.png``: the LQ face, its restoration (valid pixels) and MaskNet's weights W / max W."""
-        for k, pair in enumerate(pairs):
-            lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
-            weights = torch.ones_like(hq[:, :1]) if self.net_mask is None else self.net_mask(
-                torch.cat([upsample(lq, hq.shape[-2:], self.adaptation['legacy_bicubic']), hq], dim=1))
-            weights = weights[0, 0].cpu().numpy() * pair.mask
-            peak = float(weights.max())
-            shown = np.repeat((weights / peak if peak > 0 else weights)[:, :, None], 3, axis=2)
-            write_image(
-                f'{stem}_face{k}.png',
-                compose([('LQ face', pair.lq), ('restored', pair.hq * pair.mask[:, :, None]),
-                         (f'W / {peak:.3g}', shown)], []))
-
-
-def output_path(path, folder, taken):
-    """``<folder>/<stem>_metaf2n.png``; PhotoError when it is an input or another photo's output."""
-    out = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + SUFFIX + '.png')
-    key = os.path.realpath(out)
-    if key in taken:
-        raise PhotoError(f'its output {out!r} would overwrite {taken[key]}; rename one of them')
-    taken[key] = f'the output of {os.path.basename(path)!r}'
-    return out
+def face_panels(pair, weights):
+    """LQ face | restored face (valid pixels) | ``weights`` / max, as one image; ``weights`` None: W = 1."""
+    weights = pair.mask.astype(np.float32) if weights is None else weights
+    peak = float(weights.max())
+    shown = np.repeat((weights / peak if peak > 0 else weights)[:, :, None], 3, axis=2)
+    return compose([('LQ face', pair.lq), ('restored', pair.hq * pair.mask[:, :, None]), (f'W / {peak:.3g}', shown)],
+                   [])
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.tile < 0 or args.tile_pad < 0:
-        parser.error(f'--tile and --tile-pad must be >= 0, got {args.tile} and {args.tile_pad}')
     try:
         photos, skipped = collect_inputs(args.inputs)
         if not photos:
             raise FileNotFoundError(f'no images in {", ".join(map(repr, args.inputs))} (extensions: '
                                     f'{" ".join(IMAGE_EXTENSIONS)})')
         check_output_folder(args.out)
-        if args.compile and not args.tile:
-            raise ValueError('--compile needs --tile (one compilation serves tiles of one size)')
-        net_g, net_mask, adaptation = load_networks(args, args.device)
-        extractor = None if args.no_adapt else build_extractor(args, args.device)
-        options = {
-            name: getattr(args, name)
-            for name in ('seed', 'tile', 'tile_pad', 'bf16', 'compile', 'save_faces', 'side_by_side')
-        }
-        model = PhotoSuperResolver(net_g, net_mask, extractor, args.device, gt_folder=args.gt, **adaptation, **options)
+        resolver = build_resolver(args)
     except (OSError, ValueError, RuntimeError) as error:
         print(f'metaf2n-infer: {error}', file=sys.stderr)
         return 2
@@ -389,15 +294,15 @@ def main(argv=None):
     start = time.perf_counter()
     for path in tqdm(photos, desc='metaf2n-infer', unit='photo'):
         try:
-            used, size, reason = model(path, output_path(path, args.out, taken))
+            report, size = super_resolve(resolver, path, args.out, taken, args)
         except (OSError, ValueError, RuntimeError, cv2.error) as error:
             failed.append((path, str(error).splitlines()[0]))
             tqdm.write(f'failed {path}: {failed[-1][1]}', file=sys.stderr)
             continue
-        if reason is not None:
-            tqdm.write(f'{path}: {reason}; written with the plain network', file=sys.stderr)
-        faces += used
-        without_faces += reason is not None
+        if resolver.adapt and not report.adapted:
+            tqdm.write(f'{path}: {report.reason}; written with the plain network', file=sys.stderr)
+            without_faces += 1
+        faces += len(report.pairs) if report.adapted else 0
         megapixels += size
     seconds = time.perf_counter() - start
     done = len(photos) - len(failed)

@@ -85,45 +85,34 @@ def summary(naive, meta):
 
 
 def side_by_side(out_path):
-    """LQ | x4plus | x4plus adapted (committed MaskNet, MTCNN's faces, oracle pseudo-GT) | GT of one photo; returns
-    a line with both outputs' PSNR-Y and the faces found."""
-    import torch
+    """LQ | x4plus | x4plus adapted (committed MaskNet with the settings stored in it, MTCNN's faces, oracle
+    pseudo-GT) | GT of one photo; returns a line with both outputs' PSNR-Y and the faces found."""
     from basicsr.metrics import calculate_psnr
-    from basicsr.utils import img2tensor
 
-    from metaf2n_plugin.checkpoints import load_state_dict, network_from, read_checkpoint, rrdbnet_options
-    from metaf2n_plugin.faces import FacePairExtractor
-    from metaf2n_plugin.image_io import read_image, tensor_to_image, write_image
-    from metaf2n_plugin.models.adaptation import adapt_to_photo
-    from metaf2n_plugin.models.fast_forward import FastForward
+    from metaf2n_plugin.image_io import read_image, write_image
+    from metaf2n_plugin.photo_super_resolver import PhotoSuperResolver
     from metaf2n_plugin.side_by_side import compose
 
     test = read_options('test_x4plus_meta')
-    state = load_state_dict(test['path']['pretrain_network_g'], 'x4plus')
-    net_g = network_from(state, rrdbnet_options(state)).eval()
-    mask_file = test['path']['pretrain_network_mask']
-    net_mask = network_from(read_checkpoint(mask_file)['params'], {'type': 'MaskNet', **test['network_mask']}).eval()
-    lq_path = os.path.join(REAL, SIDE_BY_SIDE_SET, 'LQ', SIDE_BY_SIDE_PHOTO)
-    lq, gt = read_image(lq_path), read_image(os.path.join(REAL, SIDE_BY_SIDE_SET, 'GT', SIDE_BY_SIDE_PHOTO))
-    source = {'type': 'mtcnn', 'download': True}  # facenet-pytorch's wheel, from the package registry when missing
-    extractor = FacePairExtractor.from_options({'source': source, 'restorer': test['face_pairs']['restorer']})
-    pairs = extractor(lq, gt, lq_path)
-    options = {key: test['adaptation'][key] for key in ('lr', 'params')}
-    adapted, _, reason = adapt_to_photo(net_g, net_mask.requires_grad_(False), pairs, 4, SIDE_BY_SIDE_PHOTO, **options)
-    forward = FastForward(net_g, 4, tile=0, tile_pad=0)
-    with torch.no_grad():
-        plain, ours = (
-            tensor_to_image(forward(theta,
-                                    img2tensor(lq, bgr2rgb=False)[None])) for theta in (None, adapted))
+    mtcnn = {'type': 'mtcnn', 'download': True}  # facenet-pytorch's wheel, from the package registry when missing
+    weights = [test['path'][key] for key in ('pretrain_network_g', 'pretrain_network_mask')]
+    resolver = PhotoSuperResolver(
+        *weights,
+        faces=mtcnn,
+        restorer=test['face_pairs']['restorer'],
+        precision=test['val'].get('precision', 'auto'),
+        tile=0)
+    lq, gt = (read_image(os.path.join(REAL, SIDE_BY_SIDE_SET, kind, SIDE_BY_SIDE_PHOTO)) for kind in ('LQ', 'GT'))
+    ours, report = resolver.enhance(lq, SIDE_BY_SIDE_PHOTO, gt, plain=True)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     write_image(
         out_path,
-        compose([('LQ', lq), ('Real-ESRGAN x4plus', plain), ('+ MetaF2N step (MaskNet)', ours), ('GT', gt)],
-                [pair.box for pair in pairs]))
-    psnr = [calculate_psnr(image * 255, gt * 255, crop_border=4, test_y_channel=True) for image in (plain, ours)]
-    found = f'{len(pairs)} face{"s" * (len(pairs) != 1)} found by MTCNN'
-    if reason is not None:
-        return f'{SIDE_BY_SIDE_PHOTO} ({SIDE_BY_SIDE_SET}): {reason}; the output is plain x4plus\'s.'
+        compose([('LQ', lq), ('Real-ESRGAN x4plus', report.plain), ('+ MetaF2N step (MaskNet)', ours), ('GT', gt)],
+                [pair.box for pair in report.pairs]))
+    psnr = [calculate_psnr(image * 255, gt * 255, crop_border=4, test_y_channel=True) for image in (report.plain, ours)]
+    found = f'{len(report.pairs)} face{"s" * (len(report.pairs) != 1)} found by MTCNN'
+    if not report.adapted:
+        return f'{SIDE_BY_SIDE_PHOTO} ({SIDE_BY_SIDE_SET}): {report.reason}; the output is plain x4plus\'s.'
     return (f'{SIDE_BY_SIDE_PHOTO} ({SIDE_BY_SIDE_SET}), {found}: PSNR-Y {psnr[0]:.2f} dB plain, {psnr[1]:.2f} dB '
             f'adapted ({psnr[1] - psnr[0]:+.2f} dB{"" if psnr[1] > psnr[0] else ": the step did not help here"}).')
 
@@ -178,7 +167,7 @@ def main(argv=None):
           f'Δ against plain x4plus)\n\n{table}\n\n{verdict}\n{line}')
     print('Naive step: options/test_x4plus_real.yml (lr 0.001, every parameter, W = 1). MaskNet step: '
           'options/test_x4plus_meta.yml (the committed MaskNet, meta-trained 400 iterations by '
-          'options/train_x4plus_masknet.yml; lr 0.01 on the tail).')
+          'options/train_x4plus_masknet.yml, and the step stored with it: lr 0.01 on the tail).')
     print(f'{OFFLINE_NOTE}\nSide by side (LQ | x4plus | adapted | GT, MTCNN\'s face boxes in green): {figure}')
     print(f'The short meta-training\'s log (its losses, MaskNet\'s mean weight): {experiment}/train_{DEMO_RUN}_*.log')
     print(f'Done in {time.time() - start:.0f} s.')

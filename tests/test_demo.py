@@ -6,8 +6,10 @@ import shutil
 
 import cv2
 import pytest
+import torch
 import yaml
 
+from metaf2n_plugin.models.adaptation import AdaptationSettings
 from conftest import REPO, run_python, run_readme_block
 
 SETS = [f'Real_{preset}_{side}' for preset in ('iid', 'ood') for side in (128, 96, 64)]
@@ -82,7 +84,9 @@ def test_demo_options_test_what_they_train():
     train, naive, meta = options('train_x4plus_masknet'), options('test_x4plus_real'), options('test_x4plus_meta')
     assert train['train']['meta_params'] is False  # theta stays x4plus: "unadapted" is plain x4plus
     assert meta['network_mask'] == train['network_mask'] and naive['network_mask'] is None
-    assert {k: meta['adaptation'][k] for k in ('lr', 'params')} == {k: train['adaptation'][k] for k in ('lr', 'params')}
+    assert 'adaptation' not in meta  # the step stored with the committed MaskNet: the one it was trained with
+    delta = torch.load(f'{REPO}/pretrained/x4plus_masknet_meta.pth', weights_only=True)
+    assert AdaptationSettings.from_options(delta) == AdaptationSettings.from_options(train)
     for test in (naive, meta):
         assert test['network_g'] == train['network_g'] and test['path']['pretrain_network_g'] == \
             train['path']['pretrain_network_g']
@@ -94,7 +98,7 @@ def test_demo_options_test_what_they_train():
 def test_the_tiny_networks_options_test_the_network_that_they_train():
     train, test = options('demo_train'), options('demo_test')
     assert test['network_g'] == train['network_g'] and test['network_mask'] == train['network_mask']
-    assert test['adaptation']['lr'] == train['adaptation']['lr']
+    assert 'adaptation' not in test  # the step training saved with MaskNet
     assert test['path']['pretrain_network_g'] == f'experiments/{train["name"]}/models/net_g_latest.pth'
     assert train['face_restorer'] == 'oracle' and test['face_pairs']['restorer']['type'] == 'oracle'
     assert train['train']['ssg_opt']['type'] == 'SSGLoss' and train['network_d']

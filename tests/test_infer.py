@@ -1,28 +1,34 @@
 """metaf2n-infer: Algorithm 2 on a user's photos, what a photo keeps, and every bad input named."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from PIL import Image
 from torch.func import functional_call
 
-from metaf2n_plugin import infer
+from metaf2n_plugin import infer, photo_super_resolver
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import FacePairExtractor, GPENRestorer, LandmarkSource, builtin_photo
 from metaf2n_plugin.image_io import read_photo, write_image
-from metaf2n_plugin.models.adaptation import adapt_to_photo
+from metaf2n_plugin.models import precision
+from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo
 from metaf2n_plugin.package_weights import locate_wheel
 from conftest import REPO, run_python
 
 SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches
+TINY_RRDB = dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+TINY_MASK = {'type': 'MaskNet', 'num_feat': 8, 'num_conv': 3}
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +37,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('infer')
     torch.manual_seed(0)
     (root / 'weights').mkdir()
-    net_g = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    net_g = RRDBNet(**TINY_RRDB)
     torch.nn.init.constant_(net_g.conv_last.bias, 0.5)  # outputs mid-gray, not clipped at 0
     torch.save({'params': net_g.state_dict()}, root / 'weights' / 'net_g.pth')
     torch.save({'params': MaskNet(6, 8, 3).state_dict()}, root / 'weights' / 'net_mask.pth')
@@ -58,7 +64,7 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
     args = [
         str(setup / 'photos'), '-o',
         str(out), '--landmarks',
-        str(setup / 'faces.json'), '--tile', '0', '--lr', '0.5', '--save-faces', '--side-by-side'
+        str(setup / 'faces.json'), '--tile', '0', '--lr', '0.5', '--save-faces', '--side-by-side', '--fp32'
     ]
     assert infer.main(weights_args(setup, *args)) == 0
     summary = capsys.readouterr().out
@@ -66,7 +72,7 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
 
     photo = str(setup / 'photos' / 'astronaut.png')
     state = torch.load(setup / 'weights' / 'net_g.pth', weights_only=True)['params']
-    net_g = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    net_g = RRDBNet(**TINY_RRDB)
     net_g.load_state_dict(state)
     net_mask = MaskNet(6, 8, 3)
     net_mask.load_state_dict(torch.load(setup / 'weights' / 'net_mask.pth', weights_only=True)['params'])
@@ -74,7 +80,8 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
         LandmarkSource(setup / 'faces.json'), GPENRestorer(256, weights=setup / 'weights'), scale=4)
     rgb = read_photo(photo).rgb
     pairs = extractor(rgb, image_path=photo)
-    adapted, patches, _ = adapt_to_photo(net_g, net_mask, pairs, 4, 'astronaut.png', lr=0.5)
+    adapted, patches, _ = adapt_to_photo(
+        net_g, net_mask, pairs, 4, 'astronaut.png', settings=AdaptationSettings(lr=0.5))
     assert len(pairs) == 1 and len(patches) == 16
     with torch.no_grad():
         expected = functional_call(net_g, adapted, (torch.from_numpy(rgb).permute(2, 0, 1)[None], ))
@@ -132,7 +139,7 @@ def test_bad_photos_are_named_and_the_others_processed(setup, tmp_path, capsys, 
     cv2.imwrite(str(folder / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
     cv2.imwrite(str(folder / 'huge.png'), np.zeros((20000, 20000), np.uint8))
     (folder / 'notes.txt').write_text('not a photo')
-    monkeypatch.setattr(infer, 'available_memory', lambda: 16 * 2**30)
+    monkeypatch.setattr(photo_super_resolver, 'available_memory', lambda: 16 * 2**30)
     assert infer.main(weights_args(setup, str(folder), '--no-adapt', '-o', str(tmp_path / 'out'))) == 1
     captured = capsys.readouterr()
     assert 'skipped ' in captured.err and 'notes.txt: not an image' in captured.err
@@ -159,6 +166,66 @@ def test_inputs_are_never_overwritten(setup, tmp_path, capsys):
     assert "b.png: its output" in summary and "would overwrite the output of 'b.jpg'" in summary
     assert {name: (folder / name).read_bytes() for name in before} == before
     assert sorted(os.listdir(folder)) == sorted([*before, 'a_metaf2n_metaf2n.png', 'b_metaf2n.png'])
+
+
+def test_no_side_by_side_or_face_image_replaces_an_input_and_such_a_photo_writes_nothing(setup, tmp_path, capsys):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for name in ('x.png', 'x_side_by_side.png', 'y.png', 'y_face0.png'):
+        shutil.copy(setup / 'photos' / 'astronaut.png', folder / name)
+    faces = json.loads((setup / 'faces.json').read_text())['astronaut.png']
+    (tmp_path / 'faces.json').write_text(json.dumps({name: faces for name in os.listdir(folder)}))
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    args = [str(folder), '-o', str(folder), '--landmarks', str(tmp_path / 'faces.json'), '--tile', '0']
+    assert infer.main(weights_args(setup, *args, '--side-by-side', '--save-faces')) == 1
+    summary = capsys.readouterr().out
+    for photo, output in (('x.png', 'x_side_by_side.png'), ('y.png', 'y_face0.png')):
+        assert f"{photo}: its output {str(folder / output)!r} would overwrite the input {str(folder / output)!r}" \
+            in summary
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert set(os.listdir(folder)) - set(before) == {
+        f'{stem}{end}'
+        for stem in ('x_side_by_side', 'y_face0')
+        for end in ('_metaf2n.png', '_side_by_side.png', '_face0.png')
+    }
+
+
+def test_bad_adaptation_flags_stop_the_run_by_name(setup, tmp_path, capsys):
+    args = weights_args(setup, str(setup / 'photos'), '-o', str(tmp_path), '--landmarks', str(setup / 'faces.json'))
+    for flags, message in ((['--adaptation', 'step=2'], "the flags: unknown adaptation options ['step']"),
+                           (['--adaptation', 'steps=two'], "adaptation.steps must be an integer >= 1, got str 'two'"),
+                           (['--adaptation', 'params=[1]'],
+                            'adaptation.params must be a regex'), (['--lr', '0.1', '--adaptation',
+                                                                    'lr=0.2'], 'adaptation settings given twice: lr')):
+        assert infer.main(args + flags) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        infer.main(args + ['--adaptation', 'steps'])
+    assert exit_.value.code == 2 and "expected KEY=VALUE (e.g. steps=2), got 'steps'" in capsys.readouterr().err
+
+
+def test_the_pass_runs_in_the_precision_said_once_bf16_where_fast_fp32_or_bf16_when_asked(
+        setup, tmp_path, capsys, monkeypatch):
+    args = weights_args(setup, str(setup / 'photos'), '--no-adapt', '--tile', '0')
+    for instructions in (('amx_bf16', ), ()):
+        monkeypatch.setattr(precision, 'fast_bf16_instructions', lambda: instructions)
+        said = {}
+        for flag in ('auto', 'fp32', 'bf16'):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
+                out = tmp_path / f'{flag}{len(instructions)}'
+                assert infer.main(args + ['-o', str(out)] + ([] if flag == 'auto' else [f'--{flag}'])) == 0
+            err = capsys.readouterr().err
+            assert err.count('super-resolution in ') == 1
+            said[flag] = re.search(r'super-resolution in (\w+) on cpu', err)[1]
+            slow = [str(warning.message) for warning in caught if 'emulated and slow' in str(warning.message)]
+            assert len(slow) == (flag == 'bf16' and not instructions)
+        assert said == {'auto': 'bf16' if instructions else 'fp32', 'fp32': 'fp32', 'bf16': 'bf16'}
+    written = {name.name: cv2.imread(str(name / 'astronaut_metaf2n.png')) for name in tmp_path.iterdir()}
+    assert np.array_equal(written['auto1'], written['bf161']) and np.array_equal(written['auto0'], written['fp320'])
+    assert not np.array_equal(written['fp320'], written['bf160'])
+    with pytest.raises(SystemExit):
+        infer.main(args + ['--fp32', '--bf16'])
 
 
 def test_what_stops_a_run_before_any_photo(setup, tmp_path, capsys):
@@ -206,15 +273,17 @@ def test_no_mask_adapts_with_every_face_pixel_weighted_one(setup, tmp_path, caps
     out = tmp_path / 'out'
     args = ['--model', str(setup / 'weights' / 'net_g.pth'), '--mask', str(tmp_path / 'absent.pth'), '--no-mask']
     args += ['--restorer-weights', str(setup / 'weights'), '--restorer-size', '256', '--lr', '0.5', '--tile', '0']
+    args += ['--fp32']
     assert infer.main([str(setup / 'photos'), '-o', str(out), '--landmarks', str(setup / 'faces.json'), *args]) == 0
     assert '1 face used' in capsys.readouterr().out
     photo = str(setup / 'photos' / 'astronaut.png')
-    net_g = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    net_g = RRDBNet(**TINY_RRDB)
     net_g.load_state_dict(torch.load(setup / 'weights' / 'net_g.pth', weights_only=True)['params'])
     extractor = FacePairExtractor(
         LandmarkSource(setup / 'faces.json'), GPENRestorer(256, weights=setup / 'weights'), scale=4)
     rgb = read_photo(photo).rgb
-    adapted, _, _ = adapt_to_photo(net_g, None, extractor(rgb, image_path=photo), 4, 'astronaut.png', lr=0.5)
+    pairs = extractor(rgb, image_path=photo)
+    adapted, _, _ = adapt_to_photo(net_g, None, pairs, 4, 'astronaut.png', settings=AdaptationSettings(lr=0.5))
     with torch.no_grad():
         expected = functional_call(net_g, adapted, (torch.from_numpy(rgb).permute(2, 0, 1)[None], ))
     expected = expected[0].permute(1, 2, 0).clamp(0, 1).numpy()
@@ -250,3 +319,113 @@ def test_the_adaptation_stored_with_masknet_is_followed_unless_flags_say_otherwi
         assert infer.main(weights_args(setup, *common, '-o', str(tmp_path / name)) + extra) == 0
     stored, flags, every = (read_photo(tmp_path / name / 'astronaut_metaf2n.png').rgb for name in runs)
     assert np.array_equal(stored, flags) and not np.array_equal(stored, every)
+
+
+TRAINED = {'lr': 0.3, 'steps': 2, 'params': r'^conv_last\.', 'num_patches': 4, 'patch_size': 32}  # none default
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """net_g and net_mask saved by one meta-training iteration (MetaF2NModel.save) with :data:`TRAINED`."""
+    from basicsr.models import build_model
+    from test_metaf2n_model import degraded_tasks
+
+    root = tmp_path_factory.mktemp('trained')
+    torch.manual_seed(0)
+    model = build_model({
+        'name': 'trained',
+        'model_type': 'MetaF2NModel',
+        'scale': 4,
+        'num_gpu': 0,
+        'is_train': True,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'network_g': {
+            'type': 'RRDBNet',
+            **TINY_RRDB
+        },
+        'network_mask': TINY_MASK,
+        'adaptation': TRAINED,
+        'path': {
+            'models': str(root),
+            'training_states': str(root)
+        },
+        'train': {
+            'ema_decay': 0.9,
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-3
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [10]
+            },
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            }
+        }
+    })
+    model.feed_data(degraded_tasks(dtype=torch.float32))
+    model.optimize_parameters(1)
+    model.save(0, -1)
+    return root / 'net_g_latest.pth', root / 'net_mask_latest.pth'
+
+
+def test_metaf2n_infer_writes_what_basicsr_test_saves_with_the_settings_training_stored(
+        trained, tiny_workdir, tmp_path, capsys):
+    net_g, net_mask = map(str, trained)
+    photos = tiny_workdir / 'datasets' / 'tiny' / 'test' / 'Tiny_iid'
+    landmarks = str(photos / 'landmarks.json')
+    dataset = dict(
+        name='Tiny_iid',
+        type='MetaF2NPairedFaceDataset',
+        dataroot_lq=str(photos / 'LQ'),
+        dataroot_gt=str(photos / 'GT'),
+        face_source={
+            'type': 'landmarks',
+            'json_path': landmarks
+        })
+    options = dict(
+        name='tested',
+        model_type='MetaF2NModel',
+        scale=4,
+        num_gpu=0,
+        manual_seed=0,
+        datasets={'test_1': dataset},
+        network_g={
+            'type': 'RRDBNet',
+            **TINY_RRDB
+        },
+        network_mask=TINY_MASK,
+        face_pairs={'restorer': {
+            'type': 'oracle',
+            'size': 256
+        }},
+        val={
+            'save_img': True,
+            'suffix': 'x'
+        },
+        path={
+            'pretrain_network_g': net_g,
+            'param_key_g': 'params_ema',
+            'pretrain_network_mask': net_mask
+        })
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(options))  # no adaptation group: the MaskNet file's settings
+    run_python('-m', 'basicsr.test', '-opt', str(tmp_path / 'test.yml'), cwd=tmp_path)
+    common = [
+        str(photos / 'LQ'), '--model', net_g, '--mask', net_mask, '--landmarks', landmarks, '--gt',
+        str(photos / 'GT'), '--restorer-size', '256', '--tile', '0'
+    ]  # basicsr.test: val.tile 0, seed 0
+    assert infer.main([*common, '-o', str(tmp_path / 'infer')]) == 0
+    assert f"adaptation: {AdaptationSettings(**TRAINED).to_dict()} (stored in --mask '{net_mask}')" in \
+        capsys.readouterr().err
+    assert infer.main([*common, '-o', str(tmp_path / 'one_step'), '--adaptation', 'steps=1']) == 0
+    assert f"adaptation.steps: 1 from the flags, not the 2 stored in --mask '{net_mask}'" in capsys.readouterr().err
+    saved = tmp_path / 'results' / 'tested' / 'visualization' / 'Tiny_iid'
+    for stem in ('astronaut', 'grace_hopper'):
+        tested, unadapted = (cv2.imread(str(saved / f'{stem}_x{end}.png')).astype(int) for end in ('', '_unadapted'))
+        inferred, one_step = (cv2.imread(str(tmp_path / sub / f'{stem}_metaf2n.png')) for sub in ('infer', 'one_step'))
+        assert np.abs(tested - inferred).max() <= 1  # 8-bit rounding of two memory layouts (equal here)
+        assert np.abs(tested - unadapted).max() > 5 and np.abs(tested - one_step).max() > 5

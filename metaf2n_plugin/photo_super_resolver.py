@@ -1,0 +1,302 @@
+"""MetaF2N on photos from Python: Algorithm 2 (find and restore the faces, adapt the network to them, super-resolve
+the whole photo x4) with the networks and the face pipeline loaded once. ``metaf2n-infer`` (:mod:`metaf2n_plugin.infer`)
+is its command line, which adds the files: what a photo keeps, the extra images, the output promise.
+
+    from metaf2n_plugin.photo_super_resolver import PhotoSuperResolver
+
+    resolver = PhotoSuperResolver('weights/MetaF2N_net_g.pth', 'weights/MetaF2N_net_mask.pth')
+    output, report = resolver.enhance(image, 'photo.jpg')  # (H, W, 3) RGB in [0, 1] -> (4H, 4W, 3)
+"""
+import dataclasses
+import os
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from basicsr.utils import img2tensor
+
+from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
+                                        rrdbnet_options, state_dict_of)
+from metaf2n_plugin.faces import FacePairExtractor
+from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
+from metaf2n_plugin.image_io import tensor_to_image
+from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo, stored_adaptation, upsample
+from metaf2n_plugin.models.fast_forward import FastForward
+from metaf2n_plugin.models.precision import cpu_description, resolve_precision
+from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
+from metaf2n_plugin.weights import locate_weights
+
+SCALE = 4
+MIN_SIDE = 16  # one LR face patch (64 / 4)
+OFFICIAL_WEIGHTS = 'https://drive.google.com/drive/folders/1R0ekBOXWufM5vu0PZNYeCpAPS2R1w3gf'
+DEFAULT_MODEL, DEFAULT_MASK = os.path.join(WEIGHTS_DIR, NET_G_FILE), os.path.join(WEIGHTS_DIR, NET_MASK_FILE)
+DEFAULT_RESTORER = {'type': 'gpen', 'size': 512}  # GPEN-BFR-512, MetaF2N's at test time
+OTHER_DETECTORS_FILES = {'retinaface': ('.whl', ), 'mtcnn': ('.pth', '.pt')}  # a weights path meant for the other
+ARGUMENT_NAMES = {'model': 'model', 'mask': 'mask', 'adaptation': 'the adaptation argument'}
+
+
+class PhotoError(ValueError):
+    """A photo that cannot be processed; the message says why."""
+
+
+@dataclasses.dataclass
+class PhotoReport:
+    """What :meth:`PhotoSuperResolver.enhance` did to one photo.
+
+    ``pairs``: its faces' :class:`~metaf2n_plugin.faces.pairs.FacePair` list (``lq`` ``(h, w, 3)`` LQ face, ``hq``
+    ``(4h, 4w, 3)`` restored face, ``mask`` ``(4h, 4w)`` bool where ``hq`` is valid, ``box`` ``(x0, y0, x1, y1)`` in
+    LQ pixels); [] without adaptation. ``mask_weights``: per face, MaskNet's ``(4h, 4w)`` float32 W >= 0 on the valid
+    pixels, 0 elsewhere; None without MaskNet (every face pixel weighs 1). ``adapted``: theta' made the output;
+    ``reason``: why not (None when adapted). ``inner_loss``: the weighted inner loss before the first step (None
+    when not adapted). ``plain``: ``(4H, 4W, 3)`` float32 the plain network's output when asked (the output itself
+    when not adapted), else None. ``settings``: the :class:`AdaptationSettings` used (None without adaptation);
+    ``precision``: the super-resolution pass's; ``seconds``: the time of ``faces`` and ``adaptation`` (when
+    adapting), ``super_resolution`` and ``plain`` (when asked).
+    """
+    pairs: list
+    mask_weights: Optional[list]
+    adapted: bool
+    reason: Optional[str]
+    inner_loss: Optional[float]
+    plain: Optional[np.ndarray]
+    settings: Optional[AdaptationSettings]
+    precision: str
+    seconds: dict
+
+
+def log_to_stderr(line):
+    print(line, file=sys.stderr)
+
+
+class PhotoSuperResolver:
+    """Algorithm 2 on one photo at a time (:meth:`enhance`).
+
+    Args:
+        model: the SR network: an x4 RRDBNet's weights file (any size, read off its shapes; ``metaf2n-convert``'s
+            output or a training run's ``net_g_<iter>.pth``) or any x4 ``nn.Module``.
+        mask: MaskNet: its weights file (``net_mask_<iter>.pth``, whose adaptation settings are followed) or an
+            ``nn.Module``; None weighs every face pixel 1 (naive fine-tuning on the faces).
+        adapt: False runs the plain network: no faces, ``mask`` not read.
+        faces: the face source, as ``FacePairExtractor``'s ``source`` option (``'retinaface'``, ``'mtcnn'``,
+            ``{'type': 'landmarks', 'json_path': ...}``, ...); ``'auto'`` (or ``{'type': 'auto', 'weights': ...,
+            'download': ...}``) is RetinaFace when its weights are found or downloaded, else MTCNN, the choice logged.
+        restorer: ``FacePairExtractor``'s ``restorer`` option; ``{'type': 'oracle', 'size': 512}`` takes each face's
+            pseudo GT from the GT given to :meth:`enhance`.
+        adaptation: :class:`AdaptationSettings` fields that replace those stored in the ``mask`` file (else the
+            defaults), each change logged.
+        seed: with the photo's name, seeds the face patches drawn for the inner step.
+        device: a torch device (default: cuda when available, else cpu); the networks given are moved there.
+        precision: of the super-resolution pass, as :func:`~metaf2n_plugin.models.precision.resolve_precision`
+            takes it (``'auto'``, ``'fp32'``, ``'bf16'``, ``'fp16'``); the inner step always runs in fp32.
+        tile, tile_pad, compile: as :class:`~metaf2n_plugin.models.fast_forward.FastForward` (tile 0: whole photo).
+        log: called with each line worth telling (detector, settings, precision).
+        names: what errors and log lines call the ``model``, ``mask`` and ``adaptation`` arguments (metaf2n-infer:
+            its flags).
+
+    Raises FileNotFoundError for a missing weights file (saying where the official weights are), ValueError for a
+    file that holds other weights, an unknown adaptation setting or a value of the wrong kind.
+    """
+
+    def __init__(self,
+                 model=DEFAULT_MODEL,
+                 mask=DEFAULT_MASK,
+                 *,
+                 adapt=True,
+                 faces='auto',
+                 restorer=DEFAULT_RESTORER,
+                 adaptation=None,
+                 seed=0,
+                 device=None,
+                 precision='auto',
+                 tile=256,
+                 tile_pad=10,
+                 compile=False,
+                 log=log_to_stderr,
+                 names=ARGUMENT_NAMES):
+        if tile < 0 or tile_pad < 0:
+            raise ValueError(f'tile and tile_pad must be >= 0, got {tile} and {tile_pad}')
+        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        self.precision = resolve_precision(precision, self.device)
+        net_g, net_mask, stored = load_networks(model, mask if adapt else None, names)
+        self.net_g = net_g.eval().to(self.device)
+        self.net_mask = None if net_mask is None else net_mask.eval().requires_grad_(False).to(self.device)
+        self.tile, self.tile_pad = tile, tile_pad
+        self.forward = FastForward(self.net_g, SCALE, tile, tile_pad, self.device.type == 'cpu', self.precision,
+                                   compile)
+        self.num_feat = getattr(getattr(self.net_g, 'conv_first', None), 'out_channels', 64)  # RRDBNet's, else x4plus'
+        self.free = available_memory()
+        self.adapt, self.seed, self.settings, self.extractor = adapt, seed, None, None
+        if adapt:
+            stored_in = f'{names["mask"]} {os.fspath(mask)!r}' if stored is not None else None
+            self.settings = adaptation_settings(stored, stored_in, adaptation or {}, names['adaptation'], log)
+            source = face_source(faces, log)
+            self.extractor = FacePairExtractor.from_options({
+                'scale': SCALE,
+                'source': source,
+                'restorer': restorer
+            }, self.device)
+            self.extractor.load()  # missing weights stop here, before any photo
+        machine = f' ({cpu_description()})' if self.device.type == 'cpu' else ''
+        log(f'super-resolution in {self.precision} on {self.device}{machine}; the adaptation step in fp32')
+
+    def check_size(self, height, width, bits=8):
+        """PhotoError for a photo of ``height`` x ``width`` pixels that is smaller than a face patch or whose
+        output (``bits`` per channel) would not fit in the memory available."""
+        if min(height, width) < MIN_SIDE:
+            raise PhotoError(f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face patch)')
+        needed = memory_needed(height, width, bits, self.tile, self.tile_pad, self.num_feat)
+        if self.free is not None and needed > self.free:
+            raise PhotoError(f'{width}x{height} pixels: its {SCALE * width}x{SCALE * height} output needs about '
+                             f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available; crop it into parts '
+                             'or downscale it' + ('' if self.tile else ', or tile it (tile 256)'))
+
+    def enhance(self, image, name='photo', gt=None, plain=False):
+        """Algorithm 2 on one photo; the networks are not changed.
+
+        Args:
+            image: ``(H, W, 3)`` RGB, float in [0, 1], uint8 or uint16 (divided by 255 or 65535); H, W >= 16.
+            name: the photo's file name: with ``seed`` it seeds the face patches drawn; the ``landmarks`` face
+                source looks its faces up by it.
+            gt: its ``(4H, 4W, 3)`` ground truth, as ``image``, for the ``oracle`` restorer.
+            plain: also give the plain network's output (``report.plain``).
+
+        Returns ``(output, report)``: ``(4H, 4W, 3)`` float32 RGB in [0, 1] and a :class:`PhotoReport`. Raises
+        PhotoError for an image of another kind or size, ValueError when its faces cannot be had (e.g. no
+        landmarks for ``name``, an oracle restorer without ``gt``).
+        """
+        bits = 16 if getattr(image, 'dtype', None) == np.uint16 else 8
+        image = rgb_float(image, 'image')
+        self.check_size(*image.shape[:2], bits)
+        gt = None if gt is None else rgb_float(gt, 'gt')
+        seconds, start = {}, time.perf_counter()
+        lq = img2tensor(image, bgr2rgb=False)[None].to(self.device)
+        pairs, adapted, reason, mask_weights = [], None, 'not asked (adapt=False)', None
+        if self.adapt:
+            pairs = self.extractor(image, gt, image_path=name)
+            seconds['faces'], start = time.perf_counter() - start, time.perf_counter()
+            adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed, self.settings)
+            if self.net_mask is not None:
+                mask_weights = [self.face_weights(pair) for pair in pairs]
+            seconds['adaptation'], start = time.perf_counter() - start, time.perf_counter()
+        output = tensor_to_image(self.forward(adapted, lq).clamp_(0, 1))
+        seconds['super_resolution'], start = time.perf_counter() - start, time.perf_counter()
+        unadapted = None
+        if plain:
+            unadapted = output if adapted is None else tensor_to_image(self.forward(None, lq).clamp_(0, 1))
+            seconds['plain'] = time.perf_counter() - start
+        inner_loss = None if adapted is None else adapted.inner_losses[0].item()
+        return output, PhotoReport(pairs, mask_weights, adapted is not None, reason, inner_loss, unadapted,
+                                   self.settings, self.precision, seconds)
+
+    @torch.no_grad()
+    def face_weights(self, pair):
+        """MaskNet's ``(4h, 4w)`` float32 weights of one whole face pair, 0 outside its valid pixels."""
+        lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
+        weights = self.net_mask(torch.cat([upsample(lq, hq.shape[-2:], self.settings.legacy_bicubic), hq], dim=1))
+        return weights[0, 0].cpu().numpy() * pair.mask
+
+
+def load_networks(model, mask, names=ARGUMENT_NAMES):
+    """``(net_g, net_mask, stored)``: ``model`` and ``mask`` (a weights file, an ``nn.Module`` passed through, or for
+    ``mask`` None) as networks, and the :class:`AdaptationSettings` stored in the MaskNet file (None without one).
+
+    An RRDBNet (x4) or MaskNet is built to fit each file's shapes. FileNotFoundError for a missing file, with where
+    the official weights are and how to convert them; ValueError for a file that holds other weights. ``names``
+    (e.g. metaf2n-infer's flags) name the arguments in the errors.
+    """
+    given = (('model', model), ('mask', mask))
+    files = {key: os.fspath(path) for key, path in given if isinstance(path, (str, os.PathLike))}
+    missing = {key: path for key, path in files.items() if not os.path.isfile(path)}
+    if missing:
+        listing = ', '.join(f'{names[key]} {path!r}' for key, path in missing.items())
+        folder = os.path.dirname(next(iter(missing.values()))) or '.'
+        raise FileNotFoundError(
+            f'MetaF2N weights not found: {listing}. The official weights are a TensorFlow checkpoint at '
+            f'{OFFICIAL_WEIGHTS} (no direct download link): download it, then `metaf2n-convert <checkpoint prefix> '
+            f'--out {folder}` writes {NET_G_FILE} and {NET_MASK_FILE} there. Or point {names["model"]}/'
+            f'{names["mask"]} at a training run\'s experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
+    net_g, net_mask, stored = model, mask, None
+    if 'model' in files:
+        state, where = load_state_dict(files['model'], names['model']), f'{names["model"]} {files["model"]!r}'
+        net_g = network_from(state, rrdbnet_options(state, where), where)
+    if 'mask' in files:
+        checkpoint, where = read_checkpoint(files['mask'], names['mask']), f'{names["mask"]} {files["mask"]!r}'
+        state = state_dict_of(checkpoint, files['mask'], names['mask'])
+        net_mask = network_from(state, masknet_options(state, where), where)
+        stored = stored_adaptation(checkpoint)
+    return net_g, net_mask, stored
+
+
+def adaptation_settings(stored, stored_in, changes, source, log):
+    """The settings ``stored`` in the MaskNet file (``stored_in``; None: the defaults) with ``changes`` (a dict of
+    :class:`AdaptationSettings` fields from ``source``), each change to stored settings logged, then the settings
+    used. ValueError (naming ``source``) for an unknown field or a value of the wrong kind."""
+    AdaptationSettings.from_options({'adaptation': changes}, source)  # checks the fields and kinds given
+    settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
+    origin = f'stored in {stored_in}' if stored is not None else 'the defaults'
+    log(f'adaptation: {settings.to_dict()} ({origin}{f", changed by {source}" if changes else ""})')
+    return settings
+
+
+def face_source(source, log):
+    """``FacePairExtractor``'s ``source`` option with type ``auto`` decided (:func:`chosen_detector`), and a
+    detector's ``weights`` dropped when they are the other detector's file (a wheel is MTCNN's, a .pth RetinaFace's)."""
+    source = {'type': source} if isinstance(source, str) else dict(source)
+    if source['type'] == 'auto':
+        source['type'] = chosen_detector(source.get('weights'), source.get('download', False), log)
+    if str(source.get('weights')).endswith(OTHER_DETECTORS_FILES.get(source['type'], ())):
+        source['weights'] = None
+    return source
+
+
+def chosen_detector(weights=None, download=False, log=log_to_stderr):
+    """``'retinaface'`` when its weights are found at ``weights`` (a file or folder; None: the usual places) or may
+    be downloaded, else ``'mtcnn'`` (also for a wheel as ``weights``); the choice is logged."""
+    if str(weights).endswith('.whl'):
+        return 'mtcnn'
+    try:
+        locate_weights(RETINAFACE_MODELS['retinaface_resnet50'][1], '', 'RetinaFace', weights)
+    except FileNotFoundError:
+        if not download:
+            log('RetinaFace\'s weights (detection_Resnet50_Final.pth) not found; faces are found by MTCNN '
+                '(facenet-pytorch\'s weights). RetinaFace with download (--detector retinaface --download) fetches '
+                'them.')
+            return 'mtcnn'
+    log('faces are found by RetinaFace (ResNet-50)')
+    return 'retinaface'
+
+
+def rgb_float(image, what):
+    """``(H, W, 3)`` float32 RGB in [0, 1] of an ``(H, W, 3)`` float array in [0, 1], uint8 or uint16 array;
+    PhotoError naming ``what`` for anything else."""
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        got = f'shape {image.shape}' if isinstance(image, np.ndarray) else type(image).__name__
+        raise PhotoError(f'{what}: expected an (H, W, 3) RGB numpy array, got {got}')
+    if image.dtype in (np.uint8, np.uint16):
+        return image.astype(np.float32) / np.iinfo(image.dtype).max
+    if not np.issubdtype(image.dtype, np.floating):
+        raise PhotoError(f'{what}: expected float values in [0, 1], uint8 or uint16, got {image.dtype}')
+    low, high = float(image.min()), float(image.max())
+    if not (0 <= low and high <= 1):  # NaN fails too
+        raise PhotoError(f'{what}: float values must lie in [0, 1], found [{low:.4g}, {high:.4g}]')
+    return image.astype(np.float32, copy=False)
+
+
+def memory_needed(height, width, bits, tile, tile_pad, num_feat):
+    """Bytes a photo needs: the float32 output, its conversion to ``bits``, and one window's activations."""
+    output = 4 * 3 * SCALE**2 * height * width
+    window = tile + 2 * tile_pad
+    side = min(window, height) * min(window, width) if tile else height * width
+    activations = 4 * num_feat * 3 * SCALE**2 * side  # a few full-resolution feature maps of the window
+    return 2 * output + 3 * (bits // 8) * SCALE**2 * height * width + activations
+
+
+def available_memory():
+    """Bytes the OS can still give (MemAvailable), or None where /proc/meminfo does not exist."""
+    try:
+        with open('/proc/meminfo') as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
+    except (OSError, StopIteration):
+        return None
