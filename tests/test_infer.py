@@ -328,45 +328,25 @@ TRAINED = {'lr': 0.3, 'steps': 2, 'params': r'^conv_last\.', 'num_patches': 4, '
 def trained(tmp_path_factory):
     """net_g and net_mask saved by one meta-training iteration (MetaF2NModel.save) with :data:`TRAINED`."""
     from basicsr.models import build_model
-    from test_metaf2n_model import degraded_tasks
+    from test_metaf2n_model import degraded_tasks, model_options
 
     root = tmp_path_factory.mktemp('trained')
+    train = {'ema_decay': 0.9, 'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'pixel_opt': {'type': 'L1Loss'}}
     torch.manual_seed(0)
-    model = build_model({
-        'name': 'trained',
-        'model_type': 'MetaF2NModel',
-        'scale': 4,
-        'num_gpu': 0,
-        'is_train': True,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'network_g': {
-            'type': 'RRDBNet',
-            **TINY_RRDB
-        },
-        'network_mask': TINY_MASK,
-        'adaptation': TRAINED,
-        'path': {
-            'models': str(root),
-            'training_states': str(root)
-        },
-        'train': {
-            'ema_decay': 0.9,
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
+    model = build_model(
+        model_options(
+            root,
+            train,
+            network_g={
+                'type': 'RRDBNet',
+                **TINY_RRDB
             },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [10]
-            },
-            'pixel_opt': {
-                'type': 'L1Loss',
-                'loss_weight': 1.0
-            }
-        }
-    })
+            network_mask=TINY_MASK,
+            adaptation=TRAINED,
+            path={
+                'models': str(root),
+                'training_states': str(root)
+            }))
     model.feed_data(degraded_tasks(dtype=torch.float32))
     model.optimize_parameters(1)
     model.save(0, -1)
