@@ -261,8 +261,8 @@ def chosen_detector(weights=None, download=False, log=log_to_stderr):
     except FileNotFoundError:
         if not download:
             log('RetinaFace\'s weights (detection_Resnet50_Final.pth) not found; faces are found by MTCNN '
-                '(facenet-pytorch\'s weights). RetinaFace with download (--detector retinaface --download) fetches '
-                'them.')
+                '(facenet-pytorch\'s weights); metaf2n-infer --detector retinaface --download (Python: '
+                'faces={\'type\': \'retinaface\', \'download\': True}) fetches RetinaFace\'s.')
             return 'mtcnn'
     log('faces are found by RetinaFace (ResNet-50)')
     return 'retinaface'
