@@ -80,6 +80,15 @@ def test_the_readmes_offline_metaf2n_infer_example_finds_faces_with_mtcnn(first_
         assert (cwd / 'results' / 'infer_x4plus' / f'{stem}_side_by_side.png').is_file()
 
 
+@pytest.mark.e2e
+def test_the_readmes_python_example_runs_on_the_demos_weights(first_and_second_run):
+    cwd = first_and_second_run[0]
+    with open(os.path.join(REPO, 'README.md'), encoding='utf-8') as f:
+        (block, ) = re.findall(r'```python\n(.*?)```', f.read(), re.S)
+    proc = run_python('-c', block, cwd=cwd)
+    assert proc.stdout.startswith('(512, 512, 3) True 1 ')  # Grace Hopper's one face, found by MTCNN
+
+
 def test_demo_options_test_what_they_train():
     train, naive, meta = options('train_x4plus_masknet'), options('test_x4plus_real'), options('test_x4plus_meta')
     assert train['train']['meta_params'] is False  # theta stays x4plus: "unadapted" is plain x4plus
