@@ -45,7 +45,8 @@ from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
                                      write_image, write_photo)
-from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, PhotoError, PhotoSuperResolver
+from metaf2n_plugin.models.tiling import TILE_PAD
+from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, TILE, PhotoError, PhotoSuperResolver
 from metaf2n_plugin.side_by_side import compose
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
@@ -105,8 +106,9 @@ def build_parser():
         'as YAML; repeatable (default: those stored in the MaskNet file, else MetaF2N\'s)')
     faces.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
     speed = parser.add_argument_group('speed and memory')
-    speed.add_argument('--tile', type=int, default=256, help='LQ tile side (0: whole photo; default 256)')
-    speed.add_argument('--tile-pad', type=int, default=10, help='LQ context pixels around each tile (default 10)')
+    speed.add_argument('--tile', type=int, default=TILE, help=f'LQ tile side (0: whole photo; default {TILE})')
+    speed.add_argument(
+        '--tile-pad', type=int, default=TILE_PAD, help=f'LQ context pixels around each tile (default {TILE_PAD})')
     speed.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
     precision = speed.add_mutually_exclusive_group()
     precision.add_argument(

@@ -25,10 +25,12 @@ from metaf2n_plugin.image_io import tensor_to_image
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo, stored_adaptation, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.precision import cpu_description, resolve_precision
+from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.weights import locate_weights
 
 SCALE = 4
+TILE = 256  # LQ tile side: memory stays bounded whatever the photo's size
 MIN_SIDE = 16  # one LR face patch (64 / 4)
 OFFICIAL_WEIGHTS = 'https://drive.google.com/drive/folders/1R0ekBOXWufM5vu0PZNYeCpAPS2R1w3gf'
 DEFAULT_MODEL, DEFAULT_MASK = os.path.join(WEIGHTS_DIR, NET_G_FILE), os.path.join(WEIGHTS_DIR, NET_MASK_FILE)
@@ -110,8 +112,8 @@ class PhotoSuperResolver:
                  seed=0,
                  device=None,
                  precision='auto',
-                 tile=256,
-                 tile_pad=10,
+                 tile=TILE,
+                 tile_pad=TILE_PAD,
                  compile=False,
                  log=log_to_stderr,
                  names=ARGUMENT_NAMES):

@@ -74,7 +74,7 @@ def test_patch_pairs_from_real_pairs_line_up():
     """LQ = 4x4 block means of the GT, so an aligned patch pair satisfies LR ~ block_mean(HR)."""
     lq, gt, faces = lq_photo('astronaut', 4)
     pairs = FacePairExtractor(fixed_faces(faces), OracleRestorer(512), scale=4)(lq, gt)
-    batch = sample_patches(pairs, scale=4, rng=np.random.default_rng(0))
+    batch = sample_patches(pairs, 4, 16, 64, rng=np.random.default_rng(0))
     assert len(batch) == 16
     means = batch.hq.reshape(16, 3, 16, 4, 16, 4).mean((3, 5))
     assert psnr(means, batch.lq) > 40
@@ -86,7 +86,7 @@ def test_patch_pairs_line_up_exactly():
     hq = rng.random((4 * 30, 4 * 23, 3), dtype=np.float32)
     lq = hq.reshape(30, 4, 23, 4, 3).mean((1, 3))
     pair = FacePair(lq, hq, np.ones(hq.shape[:2], bool))
-    batch = sample_patches([pair], scale=4, num_patches=16, patch_size=64, rng=rng)
+    batch = sample_patches([pair], 4, 16, 64, rng=rng)
     assert batch.lq.shape == (16, 3, 16, 16) and batch.hq.shape == (16, 3, 64, 64)
     assert batch.mask.shape == (16, 1, 64, 64) and bool((batch.mask == 1).all())
     # Two float32 means of 4 x 4 values in [0, 1) (NumPy's and PyTorch's, in their own orders; / 16 is exact).
@@ -100,7 +100,7 @@ def test_patches_come_only_from_valid_pixels():
     mask = np.zeros((160, 160), bool)
     mask[:, 72:] = True  # LR columns 18..39 are valid
     pair = FacePair(hq[::4, ::4], hq, mask)
-    batch = sample_patches([pair], scale=4, num_patches=16, rng=np.random.default_rng(0))
+    batch = sample_patches([pair], 4, 16, 64, rng=np.random.default_rng(0))
     assert len(batch) == 16 and bool((batch.mask == 1).all())
 
 
@@ -109,7 +109,7 @@ def test_all_faces_of_an_image_share_one_batch():
     pairs = [
         FacePair(np.full((50, 50, 3), v, np.float32), np.full((200, 200, 3), v, np.float32), ones) for v in (0.2, 0.8)
     ]
-    batch = sample_patches(pairs, scale=4, num_patches=5, rng=np.random.default_rng(0))
+    batch = sample_patches(pairs, 4, 5, 64, rng=np.random.default_rng(0))
     assert batch.face_index.tolist() == [0] * 5 + [1] * 5
     assert batch.lq[:5].max() == pytest.approx(0.2) and batch.lq[5:].min() == pytest.approx(0.8)
 
@@ -117,7 +117,7 @@ def test_all_faces_of_an_image_share_one_batch():
 def test_a_face_smaller_than_a_patch_is_used_whole_padded_and_logged(basicsr_log):
     lq = np.full((10, 12, 3), 0.5, np.float32)
     pair = FacePair(lq, np.full((40, 48, 3), 0.5, np.float32), np.ones((40, 48), bool))
-    batch = sample_patches([pair], scale=4, num_patches=16, image_name='tiny.png')
+    batch = sample_patches([pair], 4, 16, 64, image_name='tiny.png')
     assert len(batch) == 1
     assert batch.mask.sum() == 40 * 48 and batch.mask[0, 0, :40, :48].min() == 1
     assert batch.lq[0, :, :10, :12].min() == 0.5 and batch.lq[0, :, 10:, :].abs().max() == 0
@@ -126,14 +126,14 @@ def test_a_face_smaller_than_a_patch_is_used_whole_padded_and_logged(basicsr_log
 
 def test_a_face_without_valid_pixels_is_skipped_and_logged(basicsr_log):
     pair = FacePair(np.zeros((20, 20, 3), np.float32), np.zeros((80, 80, 3), np.float32), np.zeros((80, 80), bool))
-    batch = sample_patches([pair], scale=4, image_name='dark.png')
+    batch = sample_patches([pair], 4, 16, 64, image_name='dark.png')
     assert len(batch) == 0 and batch.lq.shape == (0, 3, 16, 16)
     assert any('dark.png, face 0: no valid HQ pixel' in r.getMessage() for r in basicsr_log)
 
 
 def test_patch_size_must_be_a_multiple_of_the_scale():
     with pytest.raises(ValueError, match='multiple of the scale'):
-        sample_patches([], scale=3, patch_size=64)
+        sample_patches([], 3, 16, 64)
 
 
 def test_paste_back_mask_marks_exactly_the_warped_face():
@@ -185,7 +185,7 @@ def test_landmarks_outside_the_image_name_the_face():
 def test_an_image_without_faces_gives_no_pairs_and_an_empty_batch():
     pairs = FacePairExtractor(fixed_faces([]), IdentityRestorer(512), scale=4)(np.zeros((32, 32, 3), np.float32))
     assert pairs == []
-    assert len(sample_patches(pairs, scale=4)) == 0
+    assert len(sample_patches(pairs, 4, 16, 64)) == 0
 
 
 def test_gt_of_the_wrong_size_is_refused():

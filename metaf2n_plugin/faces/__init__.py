@@ -9,7 +9,7 @@ pixel centres at integers (OpenCV's convention).
 
     extractor = FacePairExtractor.from_options({'scale': 4, 'restorer': {'type': 'gpen'}})
     pairs = extractor(read_image('photo.png'), image_path='photo.png')
-    batch = sample_patches(pairs, scale=4)   # 16 patches of 16x16 LR / 64x64 HR per face
+    batch = sample_patches(pairs, 4, 16, 64)  # 16 patches of 16x16 LR / 64x64 HR per face
 """
 from metaf2n_plugin.faces.alignment import align_face, face_template, landmark_box, similarity_transform
 from metaf2n_plugin.faces.annotations import Face, LandmarkSource, builtin_photo

@@ -21,7 +21,7 @@ class PatchBatch:
         return len(self.lq)
 
 
-def sample_patches(pairs, scale, num_patches=16, patch_size=64, rng=None, image_name='image'):
+def sample_patches(pairs, scale, num_patches, patch_size, rng=None, image_name='image'):
     """A :class:`PatchBatch` of up to ``num_patches`` distinct random patch pairs per face pair (P = 0 for none).
 
     An LR ``p x p`` window at an integer position pairs with the HR window ``scale`` times further. Positions are

@@ -5,7 +5,7 @@ import torch
 from torch.func import functional_call
 
 from metaf2n_plugin.models.precision import AUTOCAST_DTYPES
-from metaf2n_plugin.models.tiling import tiled_forward
+from metaf2n_plugin.models.tiling import TILE_PAD, tiled_forward
 
 
 class FastForward:
@@ -18,7 +18,7 @@ class FastForward:
     the photo allows (``fixed``; smaller windows run eagerly), ValueError without ``tile``.
     """
 
-    def __init__(self, net, scale, tile=0, tile_pad=10, channels_last=True, precision='fp32', compile=False):
+    def __init__(self, net, scale, tile=0, tile_pad=TILE_PAD, channels_last=True, precision='fp32', compile=False):
         if compile and not tile:
             raise ValueError('compile needs a tile size: one compilation serves windows of one size')
         if precision not in AUTOCAST_DTYPES:

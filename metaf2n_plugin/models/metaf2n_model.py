@@ -26,6 +26,7 @@ from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.meta_gradient import task_meta_gradient
 from metaf2n_plugin.models.precision import resolve_precision
+from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.names import UNADAPTED
 from metaf2n_plugin.option_checks import option_group
 
@@ -321,7 +322,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
 
     def tiling(self):
         val = self.opt.get('val') or {}
-        return {'tile': val.get('tile', 0), 'tile_pad': val.get('tile_pad', 10)}
+        return {'tile': val.get('tile', 0), 'tile_pad': val.get('tile_pad', TILE_PAD)}
 
     def get_current_visuals(self):
         visuals = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu())

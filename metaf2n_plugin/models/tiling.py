@@ -10,6 +10,8 @@ shifted inward at the border: 276 + 276 pixels for 320 (1.73x).
 """
 import math
 
+TILE_PAD = 10  # LQ context pixels per side of a tile, the default everywhere
+
 
 def tile_windows(side, tile, tile_pad, fixed=False):
     """The tiles of one axis of ``side`` pixels, as ``[(start, stop, window_start, window_stop), ...]`` with
@@ -36,7 +38,7 @@ def work_per_pixel(height, width, tile, tile_pad, fixed=False):
     return rows * columns / (height * width)
 
 
-def tiled_forward(forward, lq, scale, tile=0, tile_pad=10, fixed=False):
+def tiled_forward(forward, lq, scale, tile=0, tile_pad=TILE_PAD, fixed=False):
     """``forward(lq)`` for ``forward: (N, C, h, w) -> (N, C', s*h, s*w)``, on the windows of :func:`tile_windows`.
 
     ``lq`` ``(N, C, H, W)`` -> ``(N, C', s*H, s*W)``; ``tile`` 0: one pass over the whole photo. With ``tile_pad`` >=
