@@ -113,6 +113,14 @@ class Photo:
     gray: bool = False
     bits: int = 8
 
+    def upscaled(self, rgb):
+        """The photo with ``rgb`` ``(sH, sW, 3)`` (its super-resolution) as pixels, the alpha resized to match
+        (bicubic, clipped to [0, 1]); grayness and bits kept, for :func:`write_photo`."""
+        alpha = self.alpha
+        if alpha is not None:
+            alpha = np.clip(cv2.resize(alpha, rgb.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
+        return Photo(rgb, alpha, self.gray, self.bits)
+
 
 def read_photo(path, check_size=None):
     """A :class:`Photo` of the file at ``path``. ``check_size(height, width, bits)``, if given, is called

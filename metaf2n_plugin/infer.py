@@ -37,17 +37,16 @@ import tempfile
 import time
 
 import cv2
-import numpy as np
 import yaml
 from tqdm import tqdm
 
 from metaf2n_plugin.cli import parser_from_doc
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
-from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, Photo, image_with_stem, is_image_file, read_image, read_photo,
+from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, image_with_stem, is_image_file, read_image, read_photo,
                                      write_image, write_photo)
 from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, TILE, PhotoError, PhotoSuperResolver
-from metaf2n_plugin.side_by_side import compose
+from metaf2n_plugin.side_by_side import compose, face_panels
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
 SUFFIX = '_metaf2n'
@@ -252,10 +251,7 @@ def super_resolve(resolver, path, folder, taken, args):
     sr, report = resolver.enhance(photo.rgb, name, gt, plain=args.side_by_side)
     face_files = [f'{stem}_face{k}.png' for k in range(len(report.pairs))] if args.save_faces else []
     claim(face_files, name, taken)
-    alpha = None
-    if photo.alpha is not None:
-        alpha = np.clip(cv2.resize(photo.alpha, sr.shape[1::-1], interpolation=cv2.INTER_CUBIC), 0, 1)
-    write_photo(out, Photo(sr, alpha, photo.gray, photo.bits))
+    write_photo(out, photo.upscaled(sr))
     if args.side_by_side:
         write_image(
             side_by_side,
@@ -265,15 +261,6 @@ def super_resolve(resolver, path, folder, taken, args):
     for face_file, pair, face_weights in zip(face_files, report.pairs, weights):
         write_image(face_file, face_panels(pair, face_weights))
     return report, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6
-
-
-def face_panels(pair, weights):
-    """LQ face | restored face (valid pixels) | ``weights`` / max, as one image; ``weights`` None: W = 1."""
-    weights = pair.mask.astype(np.float32) if weights is None else weights
-    peak = float(weights.max())
-    shown = np.repeat((weights / peak if peak > 0 else weights)[:, :, None], 3, axis=2)
-    return compose([('LQ face', pair.lq), ('restored', pair.hq * pair.mask[:, :, None]), (f'W / {peak:.3g}', shown)],
-                   [])
 
 
 def main(argv=None):

@@ -150,9 +150,11 @@ class PhotoSuperResolver:
             raise PhotoError(f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face patch)')
         needed = memory_needed(height, width, bits, self.tile, self.tile_pad, self.num_feat)
         if self.free is not None and needed > self.free:
+            side = largest_square(self.free, bits, self.tile, self.tile_pad, self.num_feat)
             raise PhotoError(f'{width}x{height} pixels: its {SCALE * width}x{SCALE * height} output needs about '
-                             f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available; crop it into parts '
-                             'or downscale it' + ('' if self.tile else ', or tile it (tile 256)'))
+                             f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available (enough for about '
+                             f'{side}x{side} pixels, {side * side / 1e6:.1f} megapixels); crop it into parts or '
+                             'downscale it' + ('' if self.tile else ', or tile it (tile 256)'))
 
     def enhance(self, image, name='photo', gt=None, plain=False):
         """Algorithm 2 on one photo; the networks are not changed.
@@ -293,6 +295,20 @@ def memory_needed(height, width, bits, tile, tile_pad, num_feat):
     side = min(window, height) * min(window, width) if tile else height * width
     activations = 4 * num_feat * 3 * SCALE**2 * side  # a few full-resolution feature maps of the window
     return 2 * output + 3 * (bits // 8) * SCALE**2 * height * width + activations
+
+
+def largest_square(free, bits, tile, tile_pad, num_feat):
+    """The side of the largest square photo whose :func:`memory_needed` fits in ``free`` bytes (0 if none)."""
+    low, high = 0, 1
+    while memory_needed(high, high, bits, tile, tile_pad, num_feat) <= free:
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if memory_needed(middle, middle, bits, tile, tile_pad, num_feat) <= free:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def available_memory():

@@ -1,4 +1,4 @@
-"""Side-by-side images: labelled panels of one photo at the output's size, with its face boxes."""
+"""Side-by-side images: labelled panels of one photo at the output's size, with its face boxes; a face's panels."""
 import cv2
 import numpy as np
 
@@ -25,3 +25,18 @@ def compose(panels, boxes):
         cv2.putText(tile, label, (4, LABEL_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
     return np.concatenate(tiles, axis=1).astype(np.float32) / 255
+
+
+def heat_map(values):
+    """``(h, w)`` values in [0, 1] -> ``(h, w, 3)`` float32 RGB in [0, 1], cv2's inferno colours (0 black, 1 yellow)."""
+    pixels = cv2.applyColorMap((np.clip(values, 0, 1) * 255).round().astype(np.uint8), cv2.COLORMAP_INFERNO)
+    return pixels[:, :, ::-1].astype(np.float32) / 255
+
+
+def face_panels(pair, weights, restored='restored'):
+    """One face pair as one image (:func:`compose`): LQ face | its ``restored`` face (valid pixels) | ``weights``
+    ``(4h, 4w)`` / their max as a :func:`heat_map`; ``weights`` None: W = 1 on the valid pixels."""
+    weights = pair.mask.astype(np.float32) if weights is None else weights
+    peak = float(weights.max())
+    shown = heat_map(weights / peak if peak > 0 else weights)
+    return compose([('LQ face', pair.lq), (restored, pair.hq * pair.mask[:, :, None]), (f'W / {peak:.3g}', shown)], [])
