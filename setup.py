@@ -14,6 +14,7 @@ from setuptools.command.editable_wheel import editable_wheel
 HERE = Path(__file__).resolve().parent
 HOOK = 'metaf2n_autoload.pth'
 HOOK_MODULE = 'metaf2n_autoload.py'
+GRADIO = 'gradio==6.31.0'  # metaf2n-app's page, pinned: Gradio changes its components between releases
 VERSION = re.search(r"^__version__ = '(.+)'$", (HERE / 'metaf2n_plugin' / '__init__.py').read_text(), re.M)[1]
 
 
@@ -65,14 +66,18 @@ setup(
     # The test photos ship inside scikit-image and matplotlib (both also arrive with basicsr / facexlib).
     # `lint`: `make lint`'s tools, pinned because formatters change between releases.
     # `convert`: metaf2n-convert reads the official TensorFlow checkpoint (an .npz of its variables needs nothing).
+    # `app`: metaf2n-app's web page; the tests drive it in Chromium (Debian's package) with Playwright.
     extras_require={
-        'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3'],
+        'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3', GRADIO, 'playwright==1.65.2'],
         'lint': ['flake8==7.5.0', 'isort==9.0.2', 'yapf==0.43.0'],
-        'convert': ['tensorflow>=2.4']
+        'convert': ['tensorflow>=2.4'],
+        'app': [GRADIO]
     },
     entry_points={
-        'console_scripts':
-        ['metaf2n-convert = metaf2n_plugin.official_weights:main', 'metaf2n-infer = metaf2n_plugin.infer:main']
+        'console_scripts': [
+            'metaf2n-app = metaf2n_plugin.app:main', 'metaf2n-convert = metaf2n_plugin.official_weights:main',
+            'metaf2n-infer = metaf2n_plugin.infer:main'
+        ]
     },
     cmdclass={
         'build_py': BuildPyWithHook,

