@@ -95,11 +95,13 @@ def test_a_photo_shows_its_faces_weights_both_outputs_and_downloads_what_metaf2n
     assert cv2.imread(result.boxed).shape == (4 * SIDE, 4 * SIDE, 3)  # 160 px enlarged 4x to pass 512
     levels = float(re.search(r'yellow ([0-9.]+) grey levels', result.difference_caption)[1])
     assert levels == pytest.approx(np.abs(ours.astype(float) - plain).mean(axis=2).max(), abs=0.6)
-    assert os.path.basename(result.download) == 'grace_metaf2n.png'
+    assert [os.path.basename(path) for path in result.slider] == ['grace_plain.png', 'grace_metaf2n.png']
+    assert result.slider[1] == result.download
 
-    assert infer.main([str(setup / 'grace.png'), '-o', str(tmp_path), *app_flags(setup)]) == 0  # its defaults
-    assert np.array_equal(read_photo(result.download).rgb, read_photo(tmp_path / 'grace_metaf2n.png').rgb)
-    assert np.array_equal(cv2.imread(result.download), ours)
+    for folder, flags in (('adapted', []), ('plain', ['--no-adapt'])):  # metaf2n-infer's defaults otherwise
+        assert infer.main([str(setup / 'grace.png'), '-o', str(tmp_path / folder), *app_flags(setup), *flags]) == 0
+    for shown, folder in zip(result.slider, ('plain', 'adapted')):
+        assert np.array_equal(read_photo(shown).rgb, read_photo(tmp_path / folder / 'grace_metaf2n.png').rgb)
 
 
 def test_with_its_ground_truth_and_no_gpen_the_faces_are_cut_from_it_and_both_psnr_given(setup, tmp_path):
@@ -157,6 +159,16 @@ def test_what_cannot_be_processed_is_said_in_the_page(page, setup, tmp_path, mon
     assert needed[0] <= 2**30 < needed[1]
 
 
+def test_psnr_y_is_basicsrs_on_the_y_channel_with_a_4_pixel_border():
+    rng = np.random.default_rng(0)
+    gt = rng.random((40, 48, 3), dtype=np.float32)
+    images = [np.clip(gt + rng.normal(0, sigma, gt.shape), 0, 1).astype(np.float32) for sigma in (0.01, 0.1)]
+    expected = [
+        calculate_psnr(image[:, :, ::-1] * 255, gt[:, :, ::-1] * 255, 4, test_y_channel=True) for image in images
+    ]
+    assert app.psnr_y(images, gt) == pytest.approx(expected, abs=1e-4)
+
+
 def test_the_weights_menu_pairs_each_masknet_with_its_network_and_says_how_to_make_a_missing_file(tmp_path):
     empty = app.weights_choices(folder=str(tmp_path))
     assert [choice.label for choice in empty] == [
@@ -189,6 +201,7 @@ def free_port():
 
 def test_two_requests_at_once_run_one_after_the_other_and_nothing_leaves_the_machine(page, setup, monkeypatch):
     from gradio_client import Client, client, handle_file
+    from gradio_client.utils import Status
 
     # the test's client: its Hugging Face headers look an agent registry up online, which is not the page's doing
     monkeypatch.setattr(client, 'build_hf_headers', lambda **_: {})
@@ -228,9 +241,14 @@ def test_two_requests_at_once_run_one_after_the_other_and_nothing_leaves_the_mac
         user = Client(f'http://{app.HOST}:{port}/', verbose=False, analytics_enabled=False)
         inputs = (handle_file(str(setup / 'grace.png')), None, tiny(page), None, 256, HALF, 'auto')
         jobs = [user.submit(*inputs, api_name='/super_resolve') for _ in range(2)]
+        while not running:  # one request is being processed, the other waits in Gradio's queue, told its place
+            time.sleep(0.05)
+        time.sleep(0.2)  # status messages on their way
+        statuses = sorted((job.status() for job in jobs), key=lambda status: status.code.value)
         summaries = [job.result(timeout=120)[0] for job in jobs]
     finally:
         blocks.close()
+    assert [(status.code, status.rank) for status in statuses] == [(Status.IN_QUEUE, 0), (Status.PROCESSING, None)]
     assert all(summary.startswith('### grace.png: 1 face used') for summary in summaries)
     assert most == [1, 1] and outside == []
 
