@@ -16,12 +16,14 @@ import time
 from metaf2n_plugin.cli import parser_from_doc
 
 
-def arguments(doc):
-    """The options every benchmark takes: ``--rounds``, ``--repeats``, ``--blocks``, ``--check`` (and ``--child``)."""
+def arguments(doc, blocks=True):
+    """The options every benchmark takes: ``--rounds``, ``--repeats``, ``--blocks`` (those of a random RRDBNet;
+    ``blocks`` False: none), ``--check`` (and ``--child``)."""
     parser = parser_from_doc(doc)
     parser.add_argument('--rounds', type=int, default=2, help='times every variant runs, alternating')
     parser.add_argument('--repeats', type=int, default=2, help='timed steps per run, after a warm-up')
-    parser.add_argument('--blocks', type=int, default=23, help='RRDB blocks')
+    if blocks:
+        parser.add_argument('--blocks', type=int, default=23, help='RRDB blocks')
     parser.add_argument('--check', action='store_true', help='exit 1 when a target is missed')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     return parser
