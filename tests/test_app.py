@@ -15,6 +15,7 @@ import pytest
 import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.metrics import calculate_psnr
+from PIL import Image
 from test_infer import TINY_RRDB
 
 from metaf2n_plugin import app, infer, photo_super_resolver
@@ -102,6 +103,21 @@ def test_a_photo_shows_its_faces_weights_both_outputs_and_downloads_what_metaf2n
         assert infer.main([str(setup / 'grace.png'), '-o', str(tmp_path / folder), *app_flags(setup), *flags]) == 0
     for shown, folder in zip(result.slider, ('plain', 'adapted')):
         assert np.array_equal(read_photo(shown).rgb, read_photo(tmp_path / folder / 'grace_metaf2n.png').rgb)
+
+
+def test_the_output_png_keeps_16_bits_alpha_and_orientation_as_metaf2n_infer_writes_them(page, setup, tmp_path):
+    rng = np.random.default_rng(0)
+    bgra16 = rng.integers(0, 65536, (20, 24, 4), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / 'deep.png'), bgra16)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    Image.fromarray(rng.integers(0, 256, (20, 32), dtype=np.uint8)).save(tmp_path / 'gray.jpg', exif=exif.tobytes())
+    for name, shape, dtype in (('deep', (80, 96, 4), np.uint16), ('gray', (128, 80), np.uint8)):
+        path = str(tmp_path / f'{name}.{"png" if name == "deep" else "jpg"}')
+        shown = cv2.imread(page.run(path, None, tiny(page), half=HALF).download, cv2.IMREAD_UNCHANGED)
+        assert infer.main([path, '-o', str(tmp_path / 'out'), *app_flags(setup)]) == 0
+        written = cv2.imread(str(tmp_path / 'out' / f'{name}_metaf2n.png'), cv2.IMREAD_UNCHANGED)
+        assert shown.shape == shape and shown.dtype == dtype and np.array_equal(shown, written)
 
 
 def test_with_its_ground_truth_and_no_gpen_the_faces_are_cut_from_it_and_both_psnr_given(setup, tmp_path):
