@@ -27,6 +27,7 @@ import math
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -532,6 +533,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.mask and not args.model:
         parser.error('--mask needs --model')
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl-C: the temporary files go
     page = Page(args)
     print(f'metaf2n-app: the page is at http://{HOST}:{args.port} (this machine only); Ctrl-C stops it', flush=True)
     serve(page, args.port)
