@@ -142,3 +142,12 @@ class DropoutSRForTests(torch.nn.Module):
 
 if 'DropoutSRForTests' not in ARCH_REGISTRY:
     ARCH_REGISTRY.register(DropoutSRForTests)  # network_g: {type: DropoutSRForTests}
+
+
+@pytest.fixture
+def float64():
+    """float64 as torch's default dtype during the test."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

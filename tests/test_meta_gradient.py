@@ -15,14 +15,6 @@ SETTINGS = AdaptationSettings(lr=0.5, steps=2)
 MASK_REG = 0.1
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def networks(sr_class=None):
     torch.manual_seed(0)
     return (sr_class or tiny_srvgg)(), MaskNet(6, 4, 2)

@@ -90,14 +90,6 @@ def degraded_tasks(seed=0, dtype=torch.float64):
     }
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def adapted_to_task(model, tasks, t):
     """theta' of task ``t``: one inner step of ``model``'s network on the task's face patches."""
     lq, gt = tasks['face_lq_patches'][t], tasks['face_gt_patches'][t]
