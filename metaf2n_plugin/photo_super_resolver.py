@@ -237,7 +237,6 @@ def adaptation_settings(stored, stored_in, changes, source, log):
     """The settings ``stored`` in the MaskNet file (``stored_in``; None: the defaults) with ``changes`` (a dict of
     :class:`AdaptationSettings` fields from ``source``), each change to stored settings logged, then the settings
     used. ValueError (naming ``source``) for an unknown field or a value of the wrong kind."""
-    AdaptationSettings.from_options({'adaptation': changes}, source)  # checks the fields and kinds given
     settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
     origin = f'stored in {stored_in}' if stored is not None else 'the defaults'
     log(f'adaptation: {settings.to_dict()} ({origin}{f", changed by {source}" if changes else ""})')

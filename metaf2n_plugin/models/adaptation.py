@@ -57,7 +57,9 @@ class AdaptationSettings:
 
     def overridden(self, values, source, stored_in, log):
         """These settings with ``values`` (a dict, e.g. from options or flags) taking precedence; ``log(line)`` is
-        called for each value that differs from the one stored in ``stored_in`` (skipped when that is None)."""
+        called for each value that differs from the one stored in ``stored_in`` (skipped when that is None).
+        ValueError naming ``source`` for a key that is no setting, or a value of the wrong kind."""
+        values = option_group({'adaptation': values}, 'adaptation', self.names(), source)
         changed = {name: value for name, value in values.items() if value != getattr(self, name)}
         if stored_in is not None:
             for name, value in changed.items():
