@@ -8,7 +8,8 @@ cv2.INTER_AREA first) a set of both photos is built, seeded by its index:
 
 - <root>/sources/<photo>.png, landmarks.json: the squared photos and their faces;
 - <root>/provenance.json: each photo's package, version, file and SHA-256;
-- <root>/Real_<preset>_<LQ side>/{GT,LQ}/, landmarks.json, meta.json: 6 sets of 2 photos.
+- <root>/Real_<preset>_<LQ side>/{GT,LQ}/, landmarks.json, meta.json: 6 sets of 2 photos;
+- <root>/people.json: the people shown (--photos keeps only some; a photo is degraded alike whichever others are in).
 
 The faces then span (MTCNN's box width at full size, 86 and 171 px, over 4, 5.33 and 8) about 22, 16 and 11 px
 (astronaut) and 43, 32 and 21 px (Grace Hopper): larger LQ faces would need photos with larger faces than these
@@ -24,6 +25,7 @@ import sys
 
 from metaf2n_plugin.atomic_write import write_json
 from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.data.people import checked_photos, write_people
 from metaf2n_plugin.data.testset_builder import build_testset
 from metaf2n_plugin.faces import builtin_photo
 from metaf2n_plugin.image_io import write_image
@@ -47,8 +49,10 @@ def set_names():
     return [f'Real_{preset}_{side // 4}' for preset in PRESETS for side in GT_SIDES]
 
 
-def make_real_testset(root, seed=0):
-    """Write the set under ``root`` (module docstring); returns the sets' folders."""
+def make_real_testset(root, seed=0, photos=tuple(PHOTOS)):
+    """Write the sets of ``photos`` under ``root`` (module docstring); returns the sets' folders."""
+    photos = checked_photos(photos, 'make_real_testset')
+    write_people(root, photos)
     sources = os.path.join(root, 'sources')
     os.makedirs(sources, exist_ok=True)
     landmarks, provenance, inputs = {}, {}, []
@@ -75,7 +79,15 @@ def make_real_testset(root, seed=0):
         preset, side = name.split('_')[1], int(name.split('_')[2]) * 4
         folder = os.path.join(root, name)
         report = build_testset(
-            inputs, folder, preset, seed + k, side, 4, os.path.join(sources, 'landmarks.json'), progress=False)
+            inputs,
+            folder,
+            preset,
+            seed + k,
+            side,
+            4,
+            os.path.join(sources, 'landmarks.json'),
+            progress=False,
+            only=photos)
         if report.skipped:
             raise ValueError(f'{name}: {report.skipped}')
         folders.append(folder)
@@ -86,8 +98,9 @@ def main(argv=None):
     parser = parser_from_doc(__doc__)
     parser.add_argument('--root', default=os.path.join('datasets', 'real'), help='output folder (datasets/real)')
     parser.add_argument('--seed', type=int, default=0, help='set k is built with seed + k (default 0)')
+    parser.add_argument('--photos', nargs='+', default=list(PHOTOS), help=f'built-in photos (default: {list(PHOTOS)})')
     args = parser.parse_args(argv)
-    for folder in make_real_testset(args.root, args.seed):
+    for folder in make_real_testset(args.root, args.seed, args.photos):
         print(folder)
     return 0
 

@@ -56,14 +56,16 @@ def build_testset(inputs,
                   backgrounds=None,
                   num_images=None,
                   faces_per_image=(2, 4),
-                  progress=True):
+                  progress=True,
+                  only=None):
     """Build one test set in ``out_dir`` (files of the same names replaced) and return a :class:`BuildReport`.
 
     inputs: HQ face paths (aligned crops; any photo with ``landmarks_json``, else GPEN's template is used).
     backgrounds: given, a multi-face set of ``num_images`` images (default: one per background), with
     ``faces_per_image`` an inclusive range within 1-4. ValueError: unknown preset (:data:`PRESETS`), gt_size not a
     multiple of ``scale``, a bad face range or too few faces, inputs sharing a stem. Unreadable inputs, or ones
-    without exactly one landmarks entry, are skipped and reported.
+    without exactly one landmarks entry, are skipped and reported. ``only``: the input stems to write (one-face
+    sets); the others are not written, and each written image is degraded as it is in the whole set.
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(PRESETS)}')
@@ -110,6 +112,8 @@ def build_testset(inputs,
         else:
             name = os.path.splitext(os.path.basename(inputs[i]))[0] + '.png'
             sources = [inputs[i]]
+            if only is not None and name[:-4] not in only:
+                continue
         try:
             if multi:
                 gt, faces = _compose(rng, sources[0], chosen, source, gt_size)

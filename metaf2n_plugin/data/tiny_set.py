@@ -12,8 +12,10 @@ Layout under ``root`` (default ``datasets/tiny``; same seed, same files)::
     test/<set>/{GT,LQ}/, landmarks.json, meta.json     GT 512, LQ 128; Tiny_iid / Tiny_ood: the 2 photos;
                                       Tiny_Multi_iid / Tiny_Multi_ood: 4 images of faces/ on the held-out backgrounds
 
-The test faces are the training faces' people (the only annotated photos offline). ``faces/`` and ``backgrounds/``
-feed ``MetaF2NTaskDataset``; a test set's LQ, GT and landmarks.json feed ``MetaF2NPairedFaceDataset``.
+``photos`` limits the faces and the test sets to those photos' people (``people.json`` records them; the held-out
+folds of ``metaf2n_plugin.data.people`` build one set per fold). By default both people are in, so the tiny test sets
+show the training faces' people: use them to watch the mechanism, never for a held-out figure. ``faces/`` and
+``backgrounds/`` feed ``MetaF2NTaskDataset``; a test set's LQ, GT and landmarks.json feed ``MetaF2NPairedFaceDataset``.
 """
 import os
 
@@ -22,6 +24,7 @@ import numpy as np
 import skimage.data
 
 from metaf2n_plugin.atomic_write import write_json
+from metaf2n_plugin.data.people import checked_photos, write_people
 from metaf2n_plugin.data.testset_builder import build_testset
 from metaf2n_plugin.faces import builtin_photo, face_template, similarity_transform
 from metaf2n_plugin.faces.alignment import align_face, compose_affine
@@ -47,8 +50,10 @@ TEST_SETS = (('Tiny_iid', 'iid', False), ('Tiny_Multi_iid', 'iid', True), ('Tiny
                                                                                                        'ood', True))
 
 
-def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
-    """Write the tiny data set under ``root`` (module docstring); returns ``root``."""
+def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False, photos=PHOTOS):
+    """Write the tiny data set of ``photos``' people under ``root`` (module docstring); returns ``root``."""
+    photos = checked_photos(photos, 'make_tiny_dataset')
+    write_people(root, photos)
     rng = np.random.default_rng(seed)
     folders = {name: os.path.join(root, name) for name in ('faces', 'backgrounds', 'sources/photos')}
     for folder in folders.values():
@@ -56,10 +61,13 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
     landmarks = {}
     for photo in PHOTOS:
         image, (face, ) = builtin_photo(photo)
+        jitters = [_jitter(rng) for _ in range(FACES_PER_PHOTO)]  # drawn for every photo: a photo's faces never
+        if photo not in photos:  # depend on which others are in
+            continue
         for j in range(FACES_PER_PHOTO):
             write_image(
                 os.path.join(folders['faces'], f'face_{photo}_{j}.png'),
-                align_face(image, None, FACE_SIZE, compose_affine(_jitter(rng), _to_template(face)))[0])
+                align_face(image, None, FACE_SIZE, compose_affine(jitters[j], _to_template(face)))[0])
         square = image[:TEST_GT_SIZE, :TEST_GT_SIZE]  # grace_hopper is 600 high; her face is in the top 512 rows
         write_image(os.path.join(folders['sources/photos'], f'{photo}.png'), square)
         landmarks[f'{photo}.png'] = {'faces': [{'landmarks': face.landmarks.tolist()}]}
@@ -74,7 +82,7 @@ def make_tiny_dataset(root='datasets/tiny', seed=0, progress=False):
     write_image(os.path.join(folders['backgrounds'], 'motorcycle_0.png'), motorcycle[50:450, 170:570])
     _write_pairs(os.path.join(root, 'pairs'))
     test_backgrounds = _write_test_backgrounds(os.path.join(root, 'sources', 'test_backgrounds'))
-    photos = sorted(os.path.join(folders['sources/photos'], f'{photo}.png') for photo in PHOTOS)
+    photos = sorted(os.path.join(folders['sources/photos'], f'{photo}.png') for photo in photos)
     faces = sorted(os.path.join(folders['faces'], name) for name in os.listdir(folders['faces']))
     for k, (name, preset, multi) in enumerate(TEST_SETS):
         out_dir = os.path.join(root, 'test', name)
