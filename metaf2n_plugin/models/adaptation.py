@@ -92,7 +92,14 @@ class AdaptedParameters(dict):
     inner_losses = ()
 
 
-def adapt_to_faces(net_g, net_mask, lq, hq, settings=AdaptationSettings(), create_graph=False, valid_mask=None):
+def adapt_to_faces(net_g,
+                   net_mask,
+                   lq,
+                   hq,
+                   settings=AdaptationSettings(),
+                   create_graph=False,
+                   valid_mask=None,
+                   net_input=None):
     """``settings.steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
     Args:
@@ -102,6 +109,8 @@ def adapt_to_faces(net_g, net_mask, lq, hq, settings=AdaptationSettings(), creat
         settings: :class:`AdaptationSettings` (``lr``, ``steps``, ``params`` and ``legacy_bicubic`` act here).
         create_graph: keep the gradients' graph, for the second-order meta-gradient.
         valid_mask: ``(N, 1, s*h, s*w)``, 1 where ``hq`` is valid; the mean runs over valid pixels only.
+        net_input: what ``net_g`` sees instead of ``lq`` (MaskNet still sees ``lq``): e.g. the cached body features
+            when ``net_g`` is an :class:`~metaf2n_plugin.models.frozen_body.RRDBNetTail`.
 
     Returns :class:`AdaptedParameters`. Raises ValueError when ``settings.params`` matches no parameter, and
     :class:`NonFiniteInnerLoss` when the loss or a gradient is not finite.
@@ -114,9 +123,9 @@ def adapt_to_faces(net_g, net_mask, lq, hq, settings=AdaptationSettings(), creat
     weights = None
     if net_mask is not None:
         weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], settings.legacy_bicubic), hq], dim=1))
-    losses = []
+    losses, net_input = [], lq if net_input is None else net_input
     for _ in range(settings.steps):
-        loss = inner_loss(functional_call(net_g, theta, (lq, )), hq, weights, valid_mask)
+        loss = inner_loss(functional_call(net_g, theta, (net_input, )), hq, weights, valid_mask)
         grads = torch.autograd.grad(
             loss, [theta[name] for name in names], create_graph=create_graph,
             allow_unused=True)  # a parameter the forward does not use keeps its value

@@ -18,7 +18,8 @@ def task_meta_gradient(net_g,
                        settings=AdaptationSettings(),
                        first_order=False,
                        outer_chunk=1,
-                       log_inner_after=False):
+                       log_inner_after=False,
+                       face_input=None):
     """Add one task's meta-gradient ``dL_out(theta') / d(theta, MaskNet)`` to the ``.grad`` of their parameters.
 
     Args:
@@ -31,13 +32,15 @@ def task_meta_gradient(net_g,
         first_order: drop the second-order term (theta' is treated as theta plus a constant).
         outer_chunk: background patches per recomputed outer forward (0: all in one graph).
         log_inner_after: also log the inner loss of theta' (``l_inner_after``), without touching the random state.
+        face_input: what ``net_g`` sees of the faces instead of their LQ patches (``adapt_to_faces``' ``net_input``):
+            with an ``RRDBNetTail`` as ``net_g``, the faces' and (as ``backgrounds[0]``) the backgrounds' body features.
 
     Returns ``(sr, losses)``: theta''s ``(P, 3, s*b, s*b)`` output and the logged terms, detached. Raises
     FloatingPointError (a non-finite inner or outer loss) before any gradient is written.
     """
     (lq, hq), device = faces, faces[0].device
     inner_rng = rng_state(device)
-    adapted = adapt_to_faces(net_g, net_mask, lq, hq, settings)
+    adapted = adapt_to_faces(net_g, net_mask, lq, hq, settings, net_input=face_input)
     fast = adapted if first_order else {k: v.detach().requires_grad_(v.requires_grad) for k, v in adapted.items()}
 
     def loss_of_output(sr, target):
@@ -46,13 +49,14 @@ def task_meta_gradient(net_g,
     sr, losses = outer_backward(net_g, fast, *backgrounds, loss_of_output, outer_chunk)
     if not first_order:  # push g = dL_out/dtheta' through theta' = theta - lr * grad L_in(theta, W)
         with replayed_rng(inner_rng, device):
-            again = adapt_to_faces(net_g, net_mask, lq, hq, settings, create_graph=True)
+            again = adapt_to_faces(net_g, net_mask, lq, hq, settings, create_graph=True, net_input=face_input)
         names = [name for name in fast if fast[name].grad is not None]
         torch.autograd.backward([again[name] for name in names], [fast[name].grad for name in names])
     log = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean(), **losses)
     if log_inner_after:
         with torch.no_grad(), replayed_rng(rng_state(device), device):  # the random state is restored after it
-            log['l_inner_after'] = inner_loss(functional_call(net_g, adapted, (lq, )), hq, adapted.mask_weights)
+            inputs = lq if face_input is None else face_input
+            log['l_inner_after'] = inner_loss(functional_call(net_g, adapted, (inputs, )), hq, adapted.mask_weights)
     return sr, log
 
 

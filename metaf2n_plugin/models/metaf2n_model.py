@@ -16,6 +16,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.func import functional_call
 
 from metaf2n_plugin.checkpoints import read_checkpoint, save_checkpoint
+from metaf2n_plugin.data.people import check_options_disjoint
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
 from metaf2n_plugin.faces import FacePairExtractor
 from metaf2n_plugin.faces.extractor import build_restorer
@@ -24,6 +25,7 @@ from metaf2n_plugin.metrics.fid_metric import FIDValidationMixin
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_faces, adapt_to_photo, stored_adaptation
 from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
 from metaf2n_plugin.models.fast_forward import FastForward
+from metaf2n_plugin.models.frozen_body import FrozenBodyCache, frozen_tail
 from metaf2n_plugin.models.meta_gradient import task_meta_gradient
 from metaf2n_plugin.models.precision import resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
@@ -33,7 +35,7 @@ from metaf2n_plugin.option_checks import option_group
 # The keys of the model's option groups besides adaptation's (AdaptationSettings): BasicSR's, then MetaF2N's.
 TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 'pixel_opt', 'perceptual_opt',
               'optim_d', 'gan_opt', 'net_d_iters', 'net_d_init_iters', 'first_order', 'mask_reg_weight', 'outer_chunk',
-              'meta_params', 'ssg_opt')
+              'meta_params', 'ssg_opt', 'cache_frozen_body')
 VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision')
 
 
@@ -52,16 +54,20 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                     (path.pretrain_network_mask), else the defaults; the settings are saved with MaskNet's weights
         train: first_order (false), mask_reg_weight (0.001), ssg_opt, outer_chunk (1; 0: the whole task at once),
                meta_params (regex of the net_g parameters meta-trained; ~: all, the paper's; false: none),
-               optim_g (theta and MaskNet), any torch.optim name; net_d_iters, net_d_init_iters, optim_d, gan_opt
+               optim_g (theta and MaskNet), any torch.optim name; net_d_iters, net_d_init_iters, optim_d, gan_opt;
+               cache_frozen_body (true: with MetaF2NTaskPoolDataset, an RRDBNet body that is neither adapted nor
+               meta-trained runs once per pool task, frozen_body.py)
         val: tile (0: whole photo), tile_pad (10), precision of the SR pass (auto: bf16 on CUDA and on CPUs with
              AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16)
-    An unknown key in any of these groups is refused by name.
+    An unknown key in any of these groups is refused by name, and so are training options whose validation sets
+    show a person of the training faces (``metaf2n_plugin.data.people``).
     """
 
     def __init__(self, opt):
         self.scale = opt['scale']
         if opt['is_train']:
             option_group(opt, 'train', TRAIN_KEYS)
+            check_options_disjoint(opt.get('datasets') or {})
         precision = option_group(opt, 'val', VAL_KEYS).get('precision', 'auto')
         self.adaptation = self.adaptation_settings(opt)
         masked = opt.get('network_mask') is not None
@@ -102,6 +108,12 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
         self.net_mask = self.build_extra_network('mask')
         self.freeze_theta(train_opt.get('meta_params'))
+        self.tail, self.body_cache, self.features = None, None, None
+        if train_opt.get('cache_frozen_body', True):
+            changed = {name for name, param in self.net_g.named_parameters() if param.requires_grad}
+            self.tail, reason = frozen_tail(self.net_g, changed)
+            if reason:
+                get_root_logger().info(f'train.cache_frozen_body: the body runs at every visit ({reason})')
         if self.first_order:
             get_root_logger().warning('first_order: MaskNet gets no meta-gradient without the second-order term; '
                                       'it is frozen at its initial (or pretrained) weights.')
@@ -198,6 +210,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         if 'lq' in data:
             self.item = data
             return super().feed_data(data)
+        self.features = None
         if 'face_gt' in data:
             restore = None if self.face_restorer is None else self.restore_faces
             self.tasks = self.degrader(data, self.device, restorer=restore)
@@ -211,6 +224,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                 for faces, crops in zip(tasks.face_lq, tasks.face_crops)
             ])
         self.tasks = tasks
+        if 'pool_index' in data and self.tail is not None:
+            if self.body_cache is None:
+                self.body_cache = FrozenBodyCache(self.net_g, data['pool_path'][0], data['pool_digest'][0])
+            self.features = self.body_cache(data['pool_index'], self.device)
 
     def restore_faces(self, faces):
         """``(F, 3, h, w)`` LQ faces -> ``(F, 3, s*h, s*w)`` pseudo ground truth, with the face restorer."""
@@ -250,13 +267,16 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         output. Returns ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output, the logged terms."""
         tasks = self.tasks
         faces = tasks.face_lq_patches[t], tasks.face_hq_patches[t]
+        net, face_input, background_input = self.net_g, None, tasks.background_lq[t]
+        if self.features is not None:  # the frozen body's cached output: the tail alone runs
+            net, face_input, background_input = self.tail, self.features[0][t], self.features[1][t]
         if update_g:
-            return task_meta_gradient(self.net_g, self.net_mask, faces,
-                                      (tasks.background_lq[t], tasks.background_gt_usm[t]), self.outer_losses,
-                                      self.adaptation, self.first_order, self.outer_chunk, log_now)
-        adapted = adapt_to_faces(self.net_g, self.net_mask, *faces, self.adaptation)
+            return task_meta_gradient(net, self.net_mask, faces, (background_input, tasks.background_gt_usm[t]),
+                                      self.outer_losses, self.adaptation, self.first_order, self.outer_chunk, log_now,
+                                      face_input)
+        adapted = adapt_to_faces(net, self.net_mask, *faces, self.adaptation, net_input=face_input)
         with torch.no_grad():
-            sr = functional_call(self.net_g, adapted, (tasks.background_lq[t], ))
+            sr = functional_call(net, adapted, (background_input, ))
         return sr, OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean())
 
     def outer_losses(self, sr, target, mask_weights):
