@@ -13,8 +13,8 @@ from metaf2n_plugin.weights import locate_weights
 from conftest import load_script
 
 URL = 'https://example.invalid/w.pth'
-SCRIPTS = ('check_realesrgan_ncnn', 'demo', 'export_delta', 'extract_face_pairs', 'make_real_testset', 'make_testset',
-           'make_tiny_dataset', 'results_table', 'side_by_side')
+SCRIPTS = ('check_realesrgan_ncnn', 'demo', 'export_delta', 'extract_face_pairs', 'heldout_study', 'make_heldout_folds',
+           'make_real_testset', 'make_testset', 'make_tiny_dataset', 'results_table', 'side_by_side')
 COMMANDS = {
     'metaf2n-app': app,
     'metaf2n-infer': infer,
