@@ -57,8 +57,8 @@ def meta_iteration(device, blocks, repeats):
 
     with open(os.path.join(REPO, 'options', 'train_metaf2n_ssg.yml'), encoding='utf-8') as f:
         opt = yaml.safe_load(f)
-    opt.update(num_gpu=int(device.type == 'cuda'), is_train=True, dist=False, rank=0, world_size=1,
-               face_restorer='oracle')
+    opt.update(
+        num_gpu=int(device.type == 'cuda'), is_train=True, dist=False, rank=0, world_size=1, face_restorer='oracle')
     opt['network_g']['num_block'] = blocks
     opt['path'] = {key: None for key in opt['path']}
     if blocks == 23 and os.path.isfile(X4PLUS):
@@ -120,8 +120,18 @@ def inference_resolver(weights, device, precision, side):
         model, mask = RRDBNet(3, 3, scale=4, num_feat=64, num_block=23, num_grow_ch=32), MaskNet(6, 64, 8)
     json_path = os.path.join(REAL_SET, 'landmarks.json') if side == 128 else scaled_landmarks(side)
     faces = {'type': 'landmarks', 'json_path': json_path}
-    return PhotoSuperResolver(model, mask, faces=faces, restorer={'type': 'oracle', 'size': 512}, device=device,
-                              precision=precision, tile=0, log=lambda line: None)
+    return PhotoSuperResolver(
+        model,
+        mask,
+        faces=faces,
+        restorer={
+            'type': 'oracle',
+            'size': 512
+        },
+        device=device,
+        precision=precision,
+        tile=0,
+        log=lambda line: None)
 
 
 def scaled_landmarks(side):
@@ -144,9 +154,9 @@ def torchrun(device):
         subprocess.check_call([sys.executable, os.path.join(REPO, 'scripts', 'make_tiny_dataset.py')])
     command = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=1', '-m', 'basicsr.train', '-opt',
-        os.path.join(REPO, 'options', 'train_metaf2n_tiny.yml'), '--launcher', 'pytorch', '--force_yml',
-        'name=gpu_check_torchrun', 'train:total_iter=2', f'num_gpu={int(device.type == "cuda")}', 'val=~',
-        'logger:save_checkpoint_freq=2'
+        os.path.join(REPO, 'options',
+                     'train_metaf2n_tiny.yml'), '--launcher', 'pytorch', '--force_yml', 'name=gpu_check_torchrun',
+        'train:total_iter=2', f'num_gpu={int(device.type == "cuda")}', 'val=~', 'logger:save_checkpoint_freq=2'
     ]
     start = time.perf_counter()
     code = subprocess.call(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -172,8 +182,10 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_description()
     print(f'bench/gpu_check.py on {name}, torch {torch.__version__}', flush=True)
     seconds, peak = meta_iteration(device, args.blocks, args.repeats)
-    rows = [f'| meta4: 4-task meta-iteration, RRDBNet-{args.blocks}, paper losses + SSG | {seconds:.2f} s/it | '
-            f'peak {peak:.2f} GiB |']
+    rows = [
+        f'| meta4: 4-task meta-iteration, RRDBNet-{args.blocks}, paper losses + SSG | {seconds:.2f} s/it | '
+        f'peak {peak:.2f} GiB |'
+    ]
     half, results, between = inference(device, args.photo_side)
     for precision, (took, psnr) in results.items():
         rows.append(f'| infer: grace_hopper {args.photo_side}² LQ, x4plus + MaskNet, {precision} | '

@@ -11,7 +11,8 @@ tests the run's weights on the fold's six held-out sets. Rows (Δ PSNR-Y against
 - tail_meta_3e-5, tail_meta_3e-6: the tail of theta meta-trained too, with MaskNet, at the paper's Adam rate
   and at a tenth of it;
 - tail_plain_3e-5: the control: the tail trained on the same data, losses and rate without meta-learning (inner
-  rate 0, so theta' = theta and the outer loss trains theta directly; tested unadapted).
+  rate 0, so theta' = theta and the outer loss trains theta directly; tested unadapted);
+- tail_plain_3e-5_gt: the same control with the GT itself as the outer target instead of the USM-sharpened GT.
 
 Runs already done are reused (their weights and test logs); each writes experiments/heldout_<row>_<fold>_s<seed>/
 and results/heldout_<row>_<fold>_s<seed>/. The table goes to <out>/heldout.md and heldout.json: per row the mean
@@ -59,6 +60,12 @@ ROWS = {
         'train:meta_params': TAIL,
         'train:optim_g:lr': 3e-5,
         'adaptation:lr': 0.0
+    },
+    'tail_plain_3e-5_gt': {
+        'train:meta_params': TAIL,
+        'train:optim_g:lr': 3e-5,
+        'adaptation:lr': 0.0,
+        'train:outer_target': 'gt'
     },
 }
 
@@ -156,17 +163,34 @@ def seconds_per_photo(repeats=3):
 
     x4plus = options('test_x4plus_meta')['path']['pretrain_network_g']
     mask = os.path.join('experiments', 'heldout_masknet_ssg_astronaut_s0', 'models', 'net_mask_latest.pth')
-    steps = {'plain': dict(adapt=False), 'naive tail step': dict(mask=None, adaptation={'lr': 0.01, 'params': TAIL}),
-             'MaskNet tail step': dict(mask=mask)}
+    steps = {
+        'plain': dict(adapt=False),
+        'naive tail step': dict(mask=None, adaptation={
+            'lr': 0.01,
+            'params': TAIL
+        }),
+        'MaskNet tail step': dict(mask=mask)
+    }
     took = {}
     for step, arguments in steps.items():
         times = []
         for fold in FOLDS:
             folder = os.path.join('datasets', 'heldout', fold, 'test', 'Real_iid_128')
             faces = {'type': 'landmarks', 'json_path': os.path.join(folder, 'landmarks.json')}
-            resolver = PhotoSuperResolver(x4plus, **{'mask': None, **arguments}, faces=faces,
-                                          restorer={'type': 'oracle', 'size': 512}, precision='fp32', tile=0,
-                                          log=lambda line: None)
+            resolver = PhotoSuperResolver(
+                x4plus,
+                **{
+                    'mask': None,
+                    **arguments
+                },
+                faces=faces,
+                restorer={
+                    'type': 'oracle',
+                    'size': 512
+                },
+                precision='fp32',
+                tile=0,
+                log=lambda line: None)
             lq, gt = (read_image(os.path.join(folder, kind, f'{fold}.png')) for kind in ('LQ', 'GT'))
             for i in range(repeats + 1):
                 start = time.perf_counter()
@@ -199,25 +223,29 @@ def main(argv=None):
                         run_basicsr('train', train_options(row, fold, seed, args.iters), f'train {name}')
                 per_set = deltas(row, fold, 0 if ROWS[row] is None else seed)
                 for kind, index in (('adapted', 0), ('unadapted', 1)):
-                    table.setdefault(kind, {}).setdefault(row, {}).setdefault(seed, {}).update(
-                        {f'{fold}/{name}': values[index] for name, values in per_set.items()})
+                    table.setdefault(kind, {}).setdefault(row, {}).setdefault(seed, {}).update({
+                        f'{fold}/{name}':
+                        values[index]
+                        for name, values in per_set.items()
+                    })
     summary = {}
     for row, by_seed in table['adapted'].items():
         means = [float(np.mean(list(photos.values()))) for photos in by_seed.values()]
         theta = [float(np.mean(list(photos.values()))) for photos in table['unadapted'][row].values()]
-        summary[row] = {'mean': float(np.mean(means)), 'spread': float(np.ptp(means)), 'seeds': list(by_seed),
-                        'per_seed': means, 'theta_mean': float(np.mean(theta)), 'theta_spread': float(np.ptp(theta)),
-                        'photos': by_seed, 'photos_unadapted': table['unadapted'][row]}
+        summary[row] = {
+            'mean': float(np.mean(means)),
+            'spread': float(np.ptp(means)),
+            'seeds': list(by_seed),
+            'per_seed': means,
+            'theta_mean': float(np.mean(theta)),
+            'theta_spread': float(np.ptp(theta)),
+            'photos': by_seed,
+            'photos_unadapted': table['unadapted'][row]
+        }
     per_photo = {} if args.no_seconds else seconds_per_photo()
     os.makedirs(args.out, exist_ok=True)
-    write_json(os.path.join(args.out, 'heldout.json'), {
-        'iters': args.iters,
-        'rows': summary,
-        's_per_photo': per_photo
-    })
-    lines = [
-        '| row | Δ PSNR-Y, adapted (mean ± spread) | Δ PSNR-Y of theta unadapted | seeds |', '|---|---:|---:|---|'
-    ]
+    write_json(os.path.join(args.out, 'heldout.json'), {'iters': args.iters, 'rows': summary, 's_per_photo': per_photo})
+    lines = ['| row | Δ PSNR-Y, adapted (mean ± spread) | Δ PSNR-Y of theta unadapted | seeds |', '|---|---:|---:|---|']
     lines += [
         f'| {row} | {s["mean"]:+.3f} ± {s["spread"]:.3f} | {s["theta_mean"]:+.3f} ± {s["theta_spread"]:.3f} | '
         f'{", ".join(map(str, s["seeds"]))} |' for row, s in summary.items()

@@ -15,8 +15,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from metaf2n_plugin.archs.masknet_arch import MaskNet
-from metaf2n_plugin.models.adaptation import AdaptationSettings
 from metaf2n_plugin.models import frozen_body
+from metaf2n_plugin.models.adaptation import AdaptationSettings
 from metaf2n_plugin.models.frozen_body import FrozenBodyCache, body_features, frozen_tail
 from metaf2n_plugin.models.meta_gradient import task_meta_gradient
 from conftest import REPO, task_options
@@ -48,9 +48,14 @@ def test_the_tail_on_cached_body_features_gives_the_whole_networks_meta_gradient
     whole = {n: p.grad.clone() for m in (net, mask) for n, p in m.named_parameters() if p.grad is not None}
     for module in (net, mask):
         module.zero_grad(set_to_none=True)
-    cached_sr, cached_log = task_meta_gradient(tail, mask, faces, (body_features(net, backgrounds[0]), backgrounds[1]),
-                                               outer_loss, settings, outer_chunk=0,
-                                               face_input=body_features(net, faces[0]))
+    cached_sr, cached_log = task_meta_gradient(
+        tail,
+        mask,
+        faces, (body_features(net, backgrounds[0]), backgrounds[1]),
+        outer_loss,
+        settings,
+        outer_chunk=0,
+        face_input=body_features(net, faces[0]))
     cached = {n: p.grad.clone() for m in (net, mask) for n, p in m.named_parameters() if p.grad is not None}
     assert sorted(cached) == sorted(whole) and len(whole) == 8 + 6  # 4 tail convs and MaskNet's 3, weight and bias
     for name in whole:
@@ -148,3 +153,18 @@ def test_training_from_the_cache_ends_where_the_uncached_model_ends(tiny_workdir
         changed += not torch.equal(value, tiny_rrdbnet().state_dict().get(name, value))
     assert changed >= (8 if meta_params else 0)  # the tail moved when it is meta-trained
     assert list(tmp_path.glob('pool.pth.body-*.pth'))  # every task seen: the features were written for later runs
+
+
+def test_the_outer_target_is_the_sharpened_gt_unless_the_gt_is_asked_for(tiny_workdir, tmp_path):
+    root, pool = tiny_workdir / 'datasets' / 'tiny', tmp_path / 'pool.pth'
+    data = next(iter(DataLoader(build_dataset(pool_options(root, pool)), batch_size=1)))
+    for target, field in (('gt_usm', 'background_gt_usm'), ('gt', 'background_gt')):
+        opt = model_options(root, pool, cache=True)
+        opt['train']['outer_target'] = target
+        model = build_model(opt)
+        model.feed_data(data)
+        sr, log = model.meta_backward(0)
+        assert log['l_g_pix'].item() == pytest.approx(F.l1_loss(sr, getattr(model.tasks, field)[0]).item(), rel=1e-6)
+    opt['train']['outer_target'] = 'sharp'
+    with pytest.raises(ValueError, match="train.outer_target must be gt_usm .* or gt, got 'sharp'"):
+        build_model(opt)

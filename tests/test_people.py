@@ -38,8 +38,10 @@ def test_a_held_out_photo_is_degraded_as_in_the_whole_set_and_its_faces_are_the_
     make_tiny_dataset(whole / 'tiny')
     for fold in FOLDS:
         for kind in ('LQ', 'GT'):
-            assert filecmp.cmp(folds / fold / 'test' / 'Real_iid_96' / kind / f'{fold}.png',
-                               whole / 'Real_iid_96' / kind / f'{fold}.png', shallow=False)
+            assert filecmp.cmp(
+                folds / fold / 'test' / 'Real_iid_96' / kind / f'{fold}.png',
+                whole / 'Real_iid_96' / kind / f'{fold}.png',
+                shallow=False)
         for face in os.listdir(folds / fold / 'train' / 'faces'):
             assert filecmp.cmp(folds / fold / 'train' / 'faces' / face, whole / 'tiny' / 'faces' / face, shallow=False)
 

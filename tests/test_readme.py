@@ -23,6 +23,8 @@ SKIPPED = {
     'extract_face_pairs.py --lq data/LQ': 'needs your photos and GPEN / RetinaFace weights (test_face_script.py)',
     'make_testset.py --input datasets/FFHQ_test': 'needs FFHQ, CelebA-HQ and DIV2K (test_make_testset.py)',
     'pip install ".[convert]"': 'needs TensorFlow and the official checkpoint (test_official_weights.py)',
+    'metaf2n-convert MetaF2N_ckpt/model-400000':
+    'needs the official checkpoint, GPEN and FFHQ (test_official_weights.py)',
 }
 
 

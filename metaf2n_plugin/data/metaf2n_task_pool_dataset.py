@@ -79,7 +79,10 @@ def pool_settings(opt, tasks):
     return json.loads(
         json.dumps({
             'files': files,
-            'task': {key: opt.get(key, getattr(tasks, key, None)) for key in TASK_KEYS},
+            'task': {
+                key: opt.get(key, getattr(tasks, key, None))
+                for key in TASK_KEYS
+            },
             'degradation': degradation_options(opt),
             'pool_size': int(opt.get('pool_size', 256)),
             'pool_seed': int(opt.get('pool_seed', 0))
@@ -92,8 +95,10 @@ def check_settings(found, expected, path):
     for group in sorted(set(found) | set(expected)):
         old, new = found.get(group), expected.get(group)
         if isinstance(old, dict) and isinstance(new, dict):
-            differences += [f'{group}.{key}: {old.get(key)!r} in the file, {new.get(key)!r} in the options'
-                            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+            differences += [
+                f'{group}.{key}: {old.get(key)!r} in the file, {new.get(key)!r} in the options'
+                for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
+            ]
         elif old != new:
             differences.append(f'{group}: {old!r} in the file, {new!r} in the options')
     if differences:

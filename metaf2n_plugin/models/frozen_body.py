@@ -90,8 +90,8 @@ class FrozenBodyCache:
             pool = read_checkpoint(pool_path, 'the task pool')
             device = next(net.parameters()).device
             stored = {'pool_digest': pool_digest, 'body_digest': self.digest, 'faces': [], 'backgrounds': []}
-            for faces, backgrounds in tqdm(list(zip(pool['face_lq_patches'], pool['background_lq'])),
-                                           desc='frozen body', unit='task'):
+            for faces, backgrounds in tqdm(
+                    list(zip(pool['face_lq_patches'], pool['background_lq'])), desc='frozen body', unit='task'):
                 stored['faces'].append(body_features(net, faces.to(device)).cpu())
                 stored['backgrounds'].append(body_features(net, backgrounds.to(device)).cpu())
             with atomic_file(self.path) as f:

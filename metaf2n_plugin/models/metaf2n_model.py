@@ -35,7 +35,7 @@ from metaf2n_plugin.option_checks import option_group
 # The keys of the model's option groups besides adaptation's (AdaptationSettings): BasicSR's, then MetaF2N's.
 TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 'pixel_opt', 'perceptual_opt',
               'optim_d', 'gan_opt', 'net_d_iters', 'net_d_init_iters', 'first_order', 'mask_reg_weight', 'outer_chunk',
-              'meta_params', 'ssg_opt', 'cache_frozen_body')
+              'meta_params', 'ssg_opt', 'cache_frozen_body', 'outer_target')
 VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision')
 
 
@@ -56,7 +56,8 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                meta_params (regex of the net_g parameters meta-trained; ~: all, the paper's; false: none),
                optim_g (theta and MaskNet), any torch.optim name; net_d_iters, net_d_init_iters, optim_d, gan_opt;
                cache_frozen_body (true: with MetaF2NTaskPoolDataset, an RRDBNet body that is neither adapted nor
-               meta-trained runs once per pool task, frozen_body.py)
+               meta-trained runs once per pool task, frozen_body.py); outer_target (gt_usm: the USM-sharpened GT,
+               Real-ESRGAN's and MetaF2N's; gt: the GT itself)
         val: tile (0: whole photo), tile_pad (10), precision of the SR pass (auto: bf16 on CUDA and on CPUs with
              AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16)
     An unknown key in any of these groups is refused by name, and so are training options whose validation sets
@@ -104,6 +105,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         self.first_order = train_opt.get('first_order', False)
         self.mask_reg_weight = train_opt.get('mask_reg_weight', 0.001)
         self.outer_chunk = train_opt.get('outer_chunk', 1)
+        self.outer_target = train_opt.get('outer_target', 'gt_usm')
+        if self.outer_target not in ('gt_usm', 'gt'):
+            raise ValueError(f'train.outer_target must be gt_usm (the USM-sharpened GT, the default) or gt, got '
+                             f'{self.outer_target!r}')
         self.net_d_iters = train_opt.get('net_d_iters', 1)
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
         self.net_mask = self.build_extra_network('mask')
@@ -267,13 +272,13 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         output. Returns ``(sr, losses)``: the adapted network's ``(P, 3, s*pb, s*pb)`` output, the logged terms."""
         tasks = self.tasks
         faces = tasks.face_lq_patches[t], tasks.face_hq_patches[t]
+        target = tasks.background_gt_usm[t] if self.outer_target == 'gt_usm' else tasks.background_gt[t]
         net, face_input, background_input = self.net_g, None, tasks.background_lq[t]
         if self.features is not None:  # the frozen body's cached output: the tail alone runs
             net, face_input, background_input = self.tail, self.features[0][t], self.features[1][t]
         if update_g:
-            return task_meta_gradient(net, self.net_mask, faces, (background_input, tasks.background_gt_usm[t]),
-                                      self.outer_losses, self.adaptation, self.first_order, self.outer_chunk, log_now,
-                                      face_input)
+            return task_meta_gradient(net, self.net_mask, faces, (background_input, target), self.outer_losses,
+                                      self.adaptation, self.first_order, self.outer_chunk, log_now, face_input)
         adapted = adapt_to_faces(net, self.net_mask, *faces, self.adaptation, net_input=face_input)
         with torch.no_grad():
             sr = functional_call(net, adapted, (background_input, ))
