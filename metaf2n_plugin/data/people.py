@@ -23,12 +23,12 @@ def checked_photos(photos, where):
     return tuple(sorted(set(photos)))
 
 
-def check_disjoint(train_photos, test_photos, where='the split'):
-    """ValueError naming every person whose photo is on both sides."""
+def check_disjoint(train_photos, test_photos, where='the split', hint=''):
+    """ValueError naming every person whose photo is on both sides (``hint`` ends its message)."""
     shared = sorted(PEOPLE[photo] for photo in set(train_photos) & set(test_photos))
     if shared:
         raise ValueError(f'{where} puts {", ".join(shared)} both in training and in testing: a held-out result '
-                         'needs disjoint people (hold each person out in their own fold)')
+                         f'needs disjoint people (hold each person out in their own fold){hint}')
 
 
 def fold_photos(held_out):
@@ -59,6 +59,7 @@ def people_of(folder, levels=3):
 def check_options_disjoint(datasets):
     """Given BasicSR's ``datasets`` options, ValueError when a person of the training faces (``dataroot_face``) is
     in a validation or test set (``dataroot_lq``). Sets without a ``people.json`` are not checked."""
+    hint = ' (or set val.held_out: false, to watch training on its own people rather than to measure it)'
     train = datasets.get('train') or {}
     train_photos = people_of(train['dataroot_face']) if train.get('dataroot_face') else None
     if train_photos is None:
@@ -67,4 +68,4 @@ def check_options_disjoint(datasets):
         if key != 'train' and dataset.get('dataroot_lq'):
             test_photos = people_of(dataset['dataroot_lq'])
             if test_photos is not None:
-                check_disjoint(train_photos, test_photos, f'datasets.{key} ({dataset.get("name", key)})')
+                check_disjoint(train_photos, test_photos, f'datasets.{key} ({dataset.get("name", key)})', hint)

@@ -36,7 +36,7 @@ from metaf2n_plugin.option_checks import option_group
 TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 'pixel_opt', 'perceptual_opt',
               'optim_d', 'gan_opt', 'net_d_iters', 'net_d_init_iters', 'first_order', 'mask_reg_weight', 'outer_chunk',
               'meta_params', 'ssg_opt', 'cache_frozen_body', 'outer_target')
-VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision')
+VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision', 'held_out')
 
 
 @MODEL_REGISTRY.register()
@@ -59,17 +59,20 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                meta-trained runs once per pool task, frozen_body.py); outer_target (gt_usm: the USM-sharpened GT,
                Real-ESRGAN's and MetaF2N's; gt: the GT itself)
         val: tile (0: whole photo), tile_pad (10), precision of the SR pass (auto: bf16 on CUDA and on CPUs with
-             AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16)
+             AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16); held_out (true: training refuses validation sets
+             that show a person of the training faces; false: allowed, to watch training rather than measure it)
     An unknown key in any of these groups is refused by name, and so are training options whose validation sets
     show a person of the training faces (``metaf2n_plugin.data.people``).
     """
 
     def __init__(self, opt):
         self.scale = opt['scale']
+        val = option_group(opt, 'val', VAL_KEYS)
         if opt['is_train']:
             option_group(opt, 'train', TRAIN_KEYS)
-            check_options_disjoint(opt.get('datasets') or {})
-        precision = option_group(opt, 'val', VAL_KEYS).get('precision', 'auto')
+            if val.get('held_out', True):
+                check_options_disjoint(opt.get('datasets') or {})
+        precision = val.get('precision', 'auto')
         self.adaptation = self.adaptation_settings(opt)
         masked = opt.get('network_mask') is not None
         if not opt['is_train'] and masked and opt['path'].get('pretrain_network_mask') is None:
