@@ -83,7 +83,7 @@ def test_once(step, opt):
     """``basicsr.test`` with ``opt`` unless its results are there; returns ``{set: metrics}``."""
     log = heldout_study.newest_log(opt['name'])
     if log is None:
-        print(f'\n== {step}', flush=True)
+        print(flush=True)
         heldout_study.run_basicsr('test', opt, step)
         log = heldout_study.newest_log(opt['name'])
     else:

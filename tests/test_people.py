@@ -63,8 +63,10 @@ def test_training_options_that_validate_on_a_training_person_are_refused(folds):
     opt['path']['pretrain_network_g'] = None
     val = opt['datasets']['val_1']
     val['dataroot_lq'] = val['dataroot_lq'].replace('astronaut/test', 'grace_hopper/test')  # grace: a training face
-    with pytest.raises(ValueError, match=r'datasets.val_1 \(Real_iid_128\) puts Grace Hopper both in training.*'
-                       r'or set val.held_out: false'):
+    with pytest.raises(
+            ValueError,
+            match=r'datasets.val_1 \(Real_iid_128\) puts Grace Hopper both in training.*'
+            r'or set val.held_out: false'):
         build_model(opt)
     opt['val']['held_out'] = False  # said out loud: validation on a training person, to watch, not to measure
     assert build_model(opt).net_mask is not None
