@@ -1,9 +1,10 @@
 """The paper's route on a GPU, in one table: what a CUDA user checks before a 400,000-iteration run.
 
-1. ``meta4``: one meta-iteration of 4 tasks of the full x4plus (RRDBNet-23) with the paper's outer loss and SSG
-   (options/train_metaf2n_ssg.yml: L1 + 0.5 LPIPS + 0.1 GAN + SSG + mask regulariser; LPIPS's trunk random when its
-   AlexNet weights are missing, which costs the same), random task pixels at the paper's sizes (4 faces of 32 x 32 LQ,
-   4 backgrounds of 64 x 64 LQ per task): seconds per iteration (median of --repeats after a warm-up) and peak memory;
+1. ``meta4``: one meta-iteration of 4 tasks (``--tasks``) of the full x4plus (RRDBNet-23) with the paper's outer
+   loss and SSG (options/train_metaf2n_ssg.yml: L1 + 0.5 LPIPS + 0.1 GAN + SSG + mask regulariser; LPIPS's trunk
+   random when its AlexNet weights are missing, which costs the same), random task pixels at the paper's sizes (4
+   faces of 32 x 32 LQ, 4 backgrounds of 64 x 64 LQ per task): seconds per iteration (median of --repeats after a
+   warm-up) and peak memory;
 2. ``infer``: Algorithm 2 on a built-in real photo (datasets/real, made when missing) with x4plus and the committed
    MaskNet, in the device's half precision (auto: bf16, else fp16) and in fp32: seconds per photo and PSNR-Y of both
    against the GT, and between the two outputs;
@@ -11,11 +12,12 @@
    pytorch`` for 2 iterations (NCCL on CUDA, gloo on a CPU): its exit status and seconds.
 
 Weights: weights/RealESRGAN_x4plus.pth and weights/x4plus_masknet_meta_net_mask.pth (metaf2n-convert
-pretrained/x4plus_masknet_meta.pth --download, before going offline); random x4plus when missing (timings stay
-valid, PSNRs do not). bench/gpu_check.sh runs it; tests/test_gpu_check.py runs it on CUDA and skips without.
+pretrained/x4plus_masknet_meta.pth --download, before going offline); a random RRDBNet of --blocks blocks when
+missing (timings stay valid at 23 blocks, PSNRs do not). bench/gpu_check.sh runs it; tests/test_gpu_check.py runs
+it on CUDA and skips without.
 
     bash bench/gpu_check.sh
-    python bench/gpu_check.py --device cpu --blocks 1 --repeats 1 --photo-side 64
+    python bench/gpu_check.py --device cpu --blocks 1 --repeats 1 --tasks 1 --photo-side 64
 """
 import os
 import subprocess
@@ -44,8 +46,8 @@ def peak_gib(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def meta_iteration(device, blocks, repeats):
-    """``(seconds per 4-task meta-iteration, peak GiB)`` of the paper's configuration with SSG."""
+def meta_iteration(device, blocks, repeats, count=4):
+    """``(seconds per meta-iteration of ``count`` tasks, peak GiB)`` of the paper's configuration with SSG."""
     import statistics
 
     import torch
@@ -66,7 +68,7 @@ def meta_iteration(device, blocks, repeats):
     opt['train']['perceptual_opt']['random_weights'] = True
     torch.manual_seed(0)
     model = build_model(opt)
-    model.feed_data({key: value.to(device) for key, value in tasks(4).items()})
+    model.feed_data({key: value.to(device) for key, value in tasks(count).items()})
     seconds = []
     for i in range(repeats + 1):
         synchronize(device)
@@ -77,7 +79,7 @@ def meta_iteration(device, blocks, repeats):
     return statistics.median(seconds[1:]), peak_gib(device)
 
 
-def inference(device, side):
+def inference(device, side, blocks):
     """``{precision: (seconds, PSNR-Y against GT)}`` for half and fp32, and the PSNR between the two outputs."""
     import cv2
     import numpy as np
@@ -95,7 +97,7 @@ def inference(device, side):
     half = resolve_precision('auto', device)
     outputs, results = {}, {}
     for precision in (half, 'fp32'):
-        resolver = inference_resolver(weights, device, precision, side)
+        resolver = inference_resolver(weights, device, precision, side, blocks)
         resolver.enhance(lq, 'grace_hopper.png', gt)  # warm-up
         synchronize(device)
         start = time.perf_counter()
@@ -107,7 +109,7 @@ def inference(device, side):
     return half, results, between if np.isfinite(between) else float('inf')
 
 
-def inference_resolver(weights, device, precision, side):
+def inference_resolver(weights, device, precision, side, blocks):
     import torch
     from basicsr.archs.rrdbnet_arch import RRDBNet
 
@@ -117,7 +119,7 @@ def inference_resolver(weights, device, precision, side):
     model, mask = weights
     if model is None:
         torch.manual_seed(0)
-        model, mask = RRDBNet(3, 3, scale=4, num_feat=64, num_block=23, num_grow_ch=32), MaskNet(6, 64, 8)
+        model, mask = RRDBNet(3, 3, scale=4, num_feat=64, num_block=blocks, num_grow_ch=32), MaskNet(6, 64, 8)
     json_path = os.path.join(REAL_SET, 'landmarks.json') if side == 128 else scaled_landmarks(side)
     faces = {'type': 'landmarks', 'json_path': json_path}
     return PhotoSuperResolver(
@@ -173,6 +175,7 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda', help='cuda (default) or cpu, for a dry run')
     parser.add_argument('--blocks', type=int, default=23, help='RRDB blocks of the meta-iteration (23: x4plus)')
     parser.add_argument('--repeats', type=int, default=3, help='timed meta-iterations after a warm-up (3)')
+    parser.add_argument('--tasks', type=int, default=4, help='tasks per meta-iteration (4: the paper)')
     parser.add_argument('--photo-side', type=int, default=128, help='LQ side of the inference photo (128)')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -181,12 +184,13 @@ def main(argv=None):
         return 2
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_description()
     print(f'bench/gpu_check.py on {name}, torch {torch.__version__}', flush=True)
-    seconds, peak = meta_iteration(device, args.blocks, args.repeats)
+    seconds, peak = meta_iteration(device, args.blocks, args.repeats, args.tasks)
     rows = [
-        f'| meta4: 4-task meta-iteration, RRDBNet-{args.blocks}, paper losses + SSG | {seconds:.2f} s/it | '
+        f'| meta{args.tasks}: {args.tasks}-task meta-iteration, RRDBNet-{args.blocks}, paper losses + SSG | '
+        f'{seconds:.2f} s/it | '
         f'peak {peak:.2f} GiB |'
     ]
-    half, results, between = inference(device, args.photo_side)
+    half, results, between = inference(device, args.photo_side, args.blocks)
     for precision, (took, psnr) in results.items():
         rows.append(f'| infer: grace_hopper {args.photo_side}² LQ, x4plus + MaskNet, {precision} | '
                     f'{took:.2f} s/photo | PSNR-Y {psnr:.2f} dB |')

@@ -70,7 +70,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         val = option_group(opt, 'val', VAL_KEYS)
         if opt['is_train']:
             option_group(opt, 'train', TRAIN_KEYS)
-            if val.get('held_out', True):
+            if opt.get('val') is not None and val.get('held_out', True):  # val: ~ validates nothing
                 check_options_disjoint(opt.get('datasets') or {})
         precision = val.get('precision', 'auto')
         self.adaptation = self.adaptation_settings(opt)
