@@ -1,5 +1,4 @@
-"""Start-up hook: the first ``import basicsr`` of a process imports ``metaf2n_plugin`` instead (README,
-"How BasicSR's runners find the plugin").
+"""Start-up hook: the first ``import basicsr`` of a process imports ``metaf2n_plugin`` instead (docs/basicsr.md).
 
 ``metaf2n_autoload.pth`` calls :func:`install` at interpreter start-up, which only puts a finder on
 ``sys.meta_path``; ``METAF2N_NO_AUTOLOAD=1`` switches the hook off for a process. This module runs in every

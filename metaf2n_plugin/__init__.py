@@ -1,5 +1,5 @@
 """MetaF2N for BasicSR. Importing it applies the BasicSR fixes (``compat``) and registers the plugin's classes
-in BasicSR's registries; BasicSR's runners import it on their own (README, "How BasicSR's runners find the plugin").
+in BasicSR's registries; BasicSR's runners import it on their own (docs/basicsr.md).
 """
 from metaf2n_plugin import compat
 

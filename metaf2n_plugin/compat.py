@@ -1,7 +1,7 @@
 """Every workaround for BasicSR 1.4.2 on today's PyTorch and torchvision, each acting only where needed.
 
 :func:`apply` runs them; ``metaf2n_plugin/__init__.py`` calls it before anything else touches ``basicsr``.
-What each fixes and why: README, "BasicSR 1.4.2 compatibility notes" (numbered as the fixes here).
+What each fixes and why: docs/basicsr.md (numbered as the fixes here).
 """
 import contextlib
 import importlib

@@ -13,7 +13,7 @@ The x4plus model's 351 convolutions come in ``RRDBNet``'s parameter order (conv_
 RDB convolutions, conv_body, conv_up1, conv_up2, conv_hr, conv_last); :func:`rrdbnet_state` maps them in that order
 with a check of every shape and activation, so a pair of another network is refused, not mis-loaded. The weights
 are float16 in the package, upcast exactly to float32 here; what that costs against the official float32 ``.pth``
-is in the README ("Weights").
+is in docs/weights.md.
 """
 import numpy as np
 import torch

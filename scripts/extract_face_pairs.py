@@ -41,7 +41,7 @@ def parse_args(argv):
         '--source',
         choices=['retinaface', 'mtcnn', 'landmarks'],
         help='where faces come from (default: landmarks with --landmarks, else retinaface); mtcnn reads its weights '
-        'from facenet-pytorch\'s wheel (README, "Weights")')
+        'from facenet-pytorch\'s wheel (docs/weights.md)')
     parser.add_argument(
         '--landmarks',
         help='source landmarks: one JSON for the folder (default: a sidecar '

@@ -1,4 +1,4 @@
-"""The held-out study behind the README's results: what each part of MetaF2N + SSG does to Real-ESRGAN x4plus.
+"""The held-out study behind the results (docs/heldout.md): what each part of MetaF2N + SSG does to Real-ESRGAN x4plus.
 
 Every configuration is meta-trained from options/train_x4plus_masknet.yml on each fold (trained on one built-in
 person, tested on the other: scripts/make_heldout_folds.py) and each seed (the pool of tasks, MaskNet's initial

@@ -3,7 +3,7 @@
 The compiled ops (``fused_bias_act``, ``upfirdn2d``) are rewritten with ``F.leaky_relu``, ``F.pad`` and
 ``F.conv2d`` (CPU and CUDA, autocast, differentiable). Parameter and buffer names and shapes are upstream's, so
 ``GPEN-BFR-512.pth`` (``GPEN(512, channel_multiplier=2, narrow=1)``) and ``GPEN-BFR-256.pth`` (``GPEN(256, 1,
-0.5)``), bare state_dicts, load with ``strict=True`` (README, "Weights"). Images are N x 3 x S x S RGB in [-1, 1]
+0.5)``), bare state_dicts, load with ``strict=True`` (docs/weights.md). Images are N x 3 x S x S RGB in [-1, 1]
 in and out; the output is not clamped, as upstream.
 """
 import math

@@ -1,6 +1,6 @@
 """Real-ESRGAN's second-order degradation, drawn once per task on the CPU and applied on the images' device.
 
-What a draw shares across a task's images and what is per image: README, "Data". BasicSR's random noise functions
+What a draw shares across a task's images and what is per image: docs/data.md. BasicSR's random noise functions
 would redraw the noise type per image, so the draw holds every value and :func:`apply_degradation` calls the
 non-random ``add_*_noise_pt``. A draw (:func:`sample_degradation`) is a dict; once collated, every value gains a
 leading task dimension (tensors ``(T, ...)``, strings a list of T), which :func:`task_draw` removes::

@@ -15,7 +15,7 @@ from metaf2n_plugin.image_io import read_image
 
 @DATASET_REGISTRY.register()
 class MetaF2NPairedFaceDataset(data.Dataset):
-    """The degraded-face paired test set: LQ photos, optional GT, and a face source (README, "Data").
+    """The degraded-face paired test set: LQ photos, optional GT, and a face source (docs/data.md).
 
     Options (YAML keys)::
 

@@ -14,7 +14,7 @@ from metaf2n_plugin.image_io import decode_image
 
 @DATASET_REGISTRY.register()
 class MetaF2NTaskDataset(data.Dataset):
-    """One HQ task per item (README, "Data"); ``TaskDegrader`` degrades it on the device.
+    """One HQ task per item (docs/data.md); ``TaskDegrader`` degrades it on the device.
 
     Item ``i`` holds face ``i`` plus random other faces and backgrounds: an epoch (``len`` = faces) uses every face.
 

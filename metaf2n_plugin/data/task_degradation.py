@@ -1,4 +1,4 @@
-"""Degrades a collated meta-training task on the device and cuts its patches (README, "Data", for the rules).
+"""Degrades a collated meta-training task on the device and cuts its patches (docs/data.md, for the rules).
 
 A crop is ``(y, x, size)`` in LQ pixels: LQ patch ``lq[y:y+size, x:x+size]``, the HQ one ``s`` times further and
 larger. Usage, in the model: ``tasks = TaskDegrader(scale=4)(data, device=device, restorer=restore)``.

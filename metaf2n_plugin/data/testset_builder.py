@@ -1,4 +1,4 @@
-"""Paired test sets with faces, reproducible from a seed (README, "Data": layout, kinds, presets and why).
+"""Paired test sets with faces, reproducible from a seed (docs/data.md: layout, kinds, presets and why).
 
 Under ``<out_dir>``: ``GT/<name>.png`` (gt_size², RGB), ``LQ/<name>.png`` (gt_size / scale), ``landmarks.json``
 (``{"<name>.png": {"faces": [{"landmarks": [[x, y] x 5]}, ...]}}``, LQ pixels) and ``meta.json`` ("settings", and

@@ -1,4 +1,4 @@
-"""The built-in tiny data set, made in seconds from photos shipped with scikit-image and matplotlib (README, "Data").
+"""The built-in tiny data set, made in seconds from photos shipped with scikit-image and matplotlib (docs/data.md).
 
 Layout under ``root`` (default ``datasets/tiny``; same seed, same files)::
 

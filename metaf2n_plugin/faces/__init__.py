@@ -1,4 +1,4 @@
-"""Face pairs for MetaF2N: find faces, align, restore, paste back at x scale (README, "Face pairs").
+"""Face pairs for MetaF2N: find faces, align, restore, paste back at x scale (docs/face-pairs.md).
 
 Package conventions: arrays are ``(H, W, 3)`` float32 RGB in [0, 1], tensors ``(N, 3, H, W)`` RGB in [0, 1]
 (OpenCV's BGR stays in :mod:`~metaf2n_plugin.image_io` and :mod:`.detection`); points are ``(x, y)`` with

@@ -1,6 +1,6 @@
 """(LQ face, pseudo-HQ face) pairs of a photo: MetaF2N's inference steps 1-3 as one component.
 
-Options (:meth:`FacePairExtractor.from_options`; the types: README, "Face pairs"), e.g. in a model's YAML::
+Options (:meth:`FacePairExtractor.from_options`; the types: docs/face-pairs.md), e.g. in a model's YAML::
 
     face_pairs:
       scale: 4

@@ -11,7 +11,7 @@ def paste_back(restored, matrix, box, scale):
 
     Returns ``(hq, mask)``: ``(s*h, s*w, 3)`` float32 and ``(s*h, s*w)`` bool (pixels the face covers), HQ pixel
     ``(i, j)`` being canvas pixel ``(s*y0 + i, s*x0 + j)``. Deviations (pixel-centre scaling, area-averaging a
-    shrinking face, the mask): README, "Face pairs".
+    shrinking face, the mask): docs/face-pairs.md.
     """
     size = restored.shape[0]
     x0, y0, x1, y1 = box

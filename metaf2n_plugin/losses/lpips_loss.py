@@ -12,7 +12,7 @@ class LPIPSLoss(nn.Module):
     Args:
         loss_weight: >= 0. reduction: ``'mean'`` (scalar) or ``'none'`` (``(N, 1, 1, 1)``); else ValueError.
         net: ``'alex'`` (MetaF2N's), ``'vgg'`` or ``'squeeze'``.
-        weights, download, random_weights: found as for ``calculate_lpips`` (README, "Weights"); a missing
+        weights, download, random_weights: found as for ``calculate_lpips`` (docs/weights.md); a missing
             file is an error naming it and its URL. ``random_weights`` is for tests only.
     """
 

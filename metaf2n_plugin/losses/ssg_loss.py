@@ -1,6 +1,6 @@
 """Self-similarity graph (SSG) loss (after SSL, Chen et al., ACM MM 2024) and its Laplacian mask.
 
-Definition, cost and differences from SSL's code: README, "The SSG loss". Distances are computed per window
+Definition, cost and differences from SSL's code: docs/ssg.md. Distances are computed per window
 offset from one squared-difference image and box sums, read at the masked pixels only; the backward passes are
 hand-written and recompute each offset block instead of storing it.
 """

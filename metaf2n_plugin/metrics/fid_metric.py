@@ -2,7 +2,7 @@
 MetaF2N reports): RGB in [0, 1] resized bilinearly to 299x299, its Inception (BasicSR's ``InceptionV3``), 2048-d
 pool features, BasicSR's ``calculate_fid`` distance. BasicSR scores ``val.metrics`` image by image, so FID comes from
 :class:`FrechetInceptionDistance` or :class:`FIDValidationMixin`; the registered :func:`calculate_fid` only says so.
-Usage: README, "Metrics and results tables".
+Usage: docs/metrics.md.
 """
 import functools
 import math

@@ -1,4 +1,4 @@
-"""LPIPS v0.1 (Zhang et al., CVPR 2018) as a BasicSR metric (README, "Metrics and results tables"). The ``lpips``
+"""LPIPS v0.1 (Zhang et al., CVPR 2018) as a BasicSR metric (docs/metrics.md). The ``lpips``
 package ships the linear heads; the trunk's torchvision weights are looked up offline (:mod:`metaf2n_plugin.weights`).
 """
 import functools

@@ -1,4 +1,4 @@
-"""MetaF2N's inner step, shared by meta-training and testing (README, "MetaF2N: meta-training and adaptation")."""
+"""MetaF2N's inner step, shared by meta-training and testing (docs/metaf2n.md)."""
 import dataclasses
 import re
 import zlib

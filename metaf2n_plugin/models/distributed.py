@@ -1,5 +1,5 @@
-"""The torch.distributed steps MetaF2NModel takes instead of DistributedDataParallel (why: README, "MetaF2N:
-meta-training and adaptation", Distributed). Without an initialised process group they act on one process."""
+"""The torch.distributed steps MetaF2NModel takes instead of DistributedDataParallel (why:
+docs/metaf2n.md, Distributed). Without an initialised process group they act on one process."""
 from collections import OrderedDict
 
 import numpy as np

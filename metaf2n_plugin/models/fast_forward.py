@@ -1,6 +1,6 @@
 """The photo's forward pass ``f_theta'(lq)`` made fast: channels_last, bf16 or fp16 autocast (precision.py), and
-torch.compile with the weights as inputs, so every photo's theta' reuses one compilation (README, "Run it on your
-photos", Speed)."""
+torch.compile with the weights as inputs, so every photo's theta' reuses one compilation (docs/photos.md; its
+figures: docs/benchmarks.md)."""
 import torch
 from torch.func import functional_call
 

@@ -1,6 +1,6 @@
 """One task's meta-gradient (Algorithm 1, lines 5-9): adapt on the task's faces, the outer loss of theta' on its
 backgrounds, and that loss's gradient pushed back through the inner step into theta and MaskNet. The two-pass exact
-meta-gradient and the patch-by-patch outer backward: README, "MetaF2N: meta-training and adaptation"."""
+meta-gradient and the patch-by-patch outer backward: docs/metaf2n.md."""
 from collections import OrderedDict
 
 import torch

@@ -1,6 +1,6 @@
 """MetaF2N (Yin et al., ICCV 2023) as a BasicSR model: meta-training (Algorithm 1, the SSG loss an optional outer
 term) and test-time adaptation (Algorithm 2). The two-pass exact meta-gradient, the patch-by-patch outer backward
-and the deviations from the original: README, "MetaF2N: meta-training and adaptation".
+and the deviations from the original: docs/metaf2n.md.
 """
 import inspect
 import os
