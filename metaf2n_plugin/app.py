@@ -169,8 +169,8 @@ def difference(ours, plain):
 
 def psnr_y(images, gt):
     """PSNR-Y in dB of each ``(H, W, 3)`` RGB image in [0, 1] of ``images`` against ``gt``: BasicSR's
-    ``calculate_psnr(..., crop_border=4, test_y_channel=True)`` (docs/results.md), 40x faster at 1024 x 1024 (Y in
-    float32, the GT's once)."""
+    ``calculate_psnr(..., crop_border=4, test_y_channel=True)`` (docs/results.md), many times faster (Y in float32, the
+    GT's once; docs/benchmarks.md)."""
     target = gt[4:-4, 4:-4] @ Y_WEIGHTS  # Y's offset of 16 cancels in the differences
     return [
         10 * np.log10(1 / np.mean(np.square(image[4:-4, 4:-4] @ Y_WEIGHTS - target, dtype=np.float64)))
@@ -214,7 +214,7 @@ class Page:
 
     def work(self):
         """Run the submitted jobs one after the other, forever. Gradio runs each event on a thread of its pool, but
-        torch processed a photo about 10 % faster from the main thread (docs/app.md): :func:`serve` gives
+        torch processed a photo faster from the main thread (docs/benchmarks.md): :func:`serve` gives
         the main thread this loop."""
         while True:
             future, function, args = self.jobs.get()
@@ -503,7 +503,7 @@ def serve(page, port, wait=True):
     blocks, theme = build_blocks(page)
     blocks.queue(default_concurrency_limit=1)
     # Gradio 6.31's queue checks for new events every 1 ms (progress every 10 ms): on 2 cores these wake-ups slow
-    # the super-resolution by about 10 % (docs/app.md); a request waits at most 20 ms more instead
+    # the super-resolution measurably (docs/benchmarks.md); a request waits at most 20 ms more instead
     blocks._queue.sleep_when_free = QUEUE_POLL
     blocks._queue.progress_update_sleep_when_free = PROGRESS_POLL
     blocks.launch(

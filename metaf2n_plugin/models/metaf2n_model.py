@@ -98,8 +98,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         stored = None
         if path is not None and os.path.isfile(path):  # a missing file is reported when MaskNet is built
             stored = stored_adaptation(read_checkpoint(path, 'path.pretrain_network_mask'))
-        options = option_group(opt, 'adaptation', AdaptationSettings.names())
-        return (stored or AdaptationSettings()).overridden(options, 'the adaptation options',
+        return (stored or AdaptationSettings()).overridden(opt.get('adaptation'), 'the adaptation options',
                                                            repr(path) if stored else None,
                                                            get_root_logger().info)
 

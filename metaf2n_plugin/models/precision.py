@@ -11,8 +11,8 @@ import torch
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 AUTOCAST_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # float32: no autocast
 FAST_BF16 = {'avx512_bf16': 'AVX-512 BF16', 'amx_bf16': 'AMX BF16'}  # torch.cpu.get_capabilities() key: name
-SLOW_BF16 = ('bf16 on this CPU ({}) is emulated and slow: a machine with AVX2 only ran bf16 7.8x slower than fp32 '
-             '(430 s against 55 s for a 320x221 photo with Real-ESRGAN x4plus); use fp32')
+SLOW_BF16 = ('bf16 on this CPU ({}) is emulated: several times slower than fp32 (measured in docs/benchmarks.md); '
+             'use fp32')
 
 
 def fast_bf16_instructions():
