@@ -98,9 +98,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         stored = None
         if path is not None and os.path.isfile(path):  # a missing file is reported when MaskNet is built
             stored = stored_adaptation(read_checkpoint(path, 'path.pretrain_network_mask'))
-        return (stored or AdaptationSettings()).overridden(opt.get('adaptation'), 'the adaptation options',
-                                                           repr(path) if stored else None,
-                                                           get_root_logger().info)
+        return (stored or AdaptationSettings()).overridden(
+            opt.get('adaptation'), 'the adaptation options',
+            repr(path) if stored else None,
+            get_root_logger().info)
 
     def init_training_settings(self):
         train_opt = self.opt['train']
