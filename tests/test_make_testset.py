@@ -98,6 +98,15 @@ def test_meta_json_seed_and_settings_remake_every_lq_file(inputs, tmp_path):
     assert (tmp_path / 'other' / 'LQ' / 'a.png').read_bytes() != (out / 'LQ' / 'a.png').read_bytes()
 
 
+def test_building_a_set_leaves_the_global_random_state_as_it_was(inputs, tmp_path):
+    before = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    build_testset(sorted(inputs.iterdir()), tmp_path / 'set', gt_size=128, progress=False)
+    after = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    assert after[0] == before[0]
+    assert np.array_equal(after[1][1], before[1][1]) and after[1][2:] == before[1][2:]  # key; position, Gaussian
+    assert torch.equal(after[2], before[2])
+
+
 def test_single_face_landmarks_follow_the_crop_and_resize_into_lq_pixels(inputs, tmp_path):
     build_testset(sorted(inputs.iterdir()), tmp_path / 'set', gt_size=128, progress=False)
     table = json.loads((tmp_path / 'set' / 'landmarks.json').read_text())

@@ -8,10 +8,10 @@ that faces stay recognisable at x4.
 
 Image ``i`` (inputs sorted) uses only the seed ``SeedSequence([seed, i])``: a skipped input changes no other image,
 and seeding ``random``, ``numpy.random`` and ``torch`` with it, then ``apply_degradation(GT file,
-sample_degradation(settings, 1), scale, DiffJPEG(differentiable=False))`` on the CPU remakes the LQ file.
+sample_degradation(settings, 1), scale, DiffJPEG(differentiable=False))`` on the CPU remakes the LQ file. The
+caller's global random state is left as it was (``metaf2n_plugin.data.global_seed``).
 """
 import os
-import random
 from dataclasses import dataclass, field
 
 import cv2
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from metaf2n_plugin.atomic_write import write_json
 from metaf2n_plugin.data.degradation import PER_IMAGE, apply_degradation, degradation_options, sample_degradation
+from metaf2n_plugin.data.global_seed import seeded_globally
 from metaf2n_plugin.faces import LandmarkSource, face_template
 from metaf2n_plugin.image_io import read_image, tensor_to_image, write_image
 from metaf2n_plugin.names import LANDMARKS_JSON, META_JSON
@@ -124,11 +125,9 @@ def build_testset(inputs,
             report.skipped.append((', '.join(sources), str(err)))
             continue
         gt = (np.round(gt * 255) / 255).astype(np.float32)  # as GT/<name>.png stores it: LQ = degrade(GT file)
-        random.seed(image_seed)
-        np.random.seed(image_seed)
-        torch.manual_seed(image_seed)
-        draw = sample_degradation(options, 1)
-        lq = apply_degradation(img2tensor(gt, bgr2rgb=False)[None], draw, scale, jpeger)
+        with seeded_globally(image_seed):
+            draw = sample_degradation(options, 1)
+            lq = apply_degradation(img2tensor(gt, bgr2rgb=False)[None], draw, scale, jpeger)
         write_image(os.path.join(out_dir, 'GT', name), gt)
         write_image(os.path.join(out_dir, 'LQ', name), tensor_to_image(lq))
         shift = (scale - 1) / 2  # HQ pixel centre -> LQ pixel centre (faces.alignment.upscale_map)
