@@ -91,6 +91,12 @@ def run_readme_block(containing, cwd, timeout=600):
 
 
 TINY_SRVGG = dict(type='SRVGGNetCompact', num_feat=4, num_conv=1, upscale=1)  # network_g of the scale-1 pair tests
+TINY_RRDB = dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)  # RRDBNet(**TINY_RRDB)
+
+
+def tiny_rrdbnet(**changes):
+    """network_g options of the tiny RRDBNet (:data:`TINY_RRDB`), with ``changes``."""
+    return {'type': 'RRDBNet', **TINY_RRDB, **changes}
 
 
 def task_options(root, **changes):

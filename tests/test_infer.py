@@ -24,10 +24,9 @@ from metaf2n_plugin.image_io import read_photo, write_image
 from metaf2n_plugin.models import precision
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo
 from metaf2n_plugin.package_weights import locate_wheel
-from conftest import REPO, run_python
+from conftest import REPO, TINY_RRDB, run_python, tiny_rrdbnet
 
 SIDE = 96  # the astronaut, shrunk from 512: its faces keep 16-px patches
-TINY_RRDB = dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
 TINY_MASK = {'type': 'MaskNet', 'num_feat': 8, 'num_conv': 3}
 
 
@@ -337,10 +336,7 @@ def trained(tmp_path_factory):
         model_options(
             root,
             train,
-            network_g={
-                'type': 'RRDBNet',
-                **TINY_RRDB
-            },
+            network_g=tiny_rrdbnet(),
             network_mask=TINY_MASK,
             adaptation=TRAINED,
             path={
@@ -374,10 +370,7 @@ def test_metaf2n_infer_writes_what_basicsr_test_saves_with_the_settings_training
         num_gpu=0,
         manual_seed=0,
         datasets={'test_1': dataset},
-        network_g={
-            'type': 'RRDBNet',
-            **TINY_RRDB
-        },
+        network_g=tiny_rrdbnet(),
         network_mask=TINY_MASK,
         face_pairs={'restorer': {
             'type': 'oracle',

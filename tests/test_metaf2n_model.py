@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from metaf2n_plugin import adapt_to_faces
 from metaf2n_plugin.models.adaptation import AdaptationSettings
-from conftest import task_options
+from conftest import task_options, tiny_rrdbnet
 
 TASKS, FACES, BACKGROUNDS = 2, 2, 2
 
@@ -217,15 +217,7 @@ def task_batch(tiny_workdir):
 
 
 ARCHITECTURES = {
-    'RRDBNet': {
-        'type': 'RRDBNet',
-        'num_in_ch': 3,
-        'num_out_ch': 3,
-        'scale': 4,
-        'num_feat': 8,
-        'num_block': 1,
-        'num_grow_ch': 4
-    },
+    'RRDBNet': tiny_rrdbnet(),
     'SRVGGNetCompact': {
         'type': 'SRVGGNetCompact',
         'num_feat': 8,

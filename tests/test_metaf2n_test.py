@@ -14,9 +14,9 @@ from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.models import precision
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo
 from metaf2n_plugin.models.tiling import tiled_forward
+from conftest import tiny_rrdbnet
 from tolerances import chain_bound, network_steps
 
-RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
 MASK = {'type': 'MaskNet', 'num_feat': 8, 'num_conv': 3}
 
 
@@ -39,7 +39,7 @@ def test_options(tmp_path, mask_file, **changes):
         'rank': 0,
         'world_size': 1,
         'manual_seed': 0,
-        'network_g': RRDB,
+        'network_g': tiny_rrdbnet(),
         'network_mask': MASK,
         'face_pairs': {
             'restorer': {
@@ -190,7 +190,7 @@ def test_testing_without_masknet_weights_is_refused_by_name(tmp_path, mask_file)
 
 def test_a_network_of_another_scale_is_refused(tmp_path, mask_file):
     with pytest.raises(ValueError, match=r'network_g \(RRDBNet\) turns 16x16 into 32x32, but scale is 4'):
-        model(tmp_path, mask_file, network_g={**RRDB, 'scale': 2})
+        model(tmp_path, mask_file, network_g=tiny_rrdbnet(scale=2))
 
 
 def test_unknown_adaptation_options_are_refused(tmp_path, mask_file):

@@ -15,10 +15,11 @@ from metaf2n_plugin.checkpoints import read_checkpoint
 from metaf2n_plugin.ncnn_weights import FP16_TAG, OUTPUT_FILE, WHEEL_MODEL, convert_ncnn
 from metaf2n_plugin.official_weights import REALESRGAN_NCNN, main, read_ncnn
 from metaf2n_plugin.package_weights import locate_wheel, read_member
+from conftest import tiny_rrdbnet
 from tolerances import network_steps, probabilistic_chain_bound
 
 FIXTURE = os.path.join(os.path.dirname(__file__), 'fixtures', 'realesrgan_x4plus_ncnn.npz')
-TINY = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 4, 'num_block': 1, 'num_grow_ch': 2}
+TINY = tiny_rrdbnet(num_feat=4, num_grow_ch=2)
 
 
 @pytest.fixture(scope='module')
