@@ -40,18 +40,19 @@ import cv2
 import numpy as np
 import torch
 
-from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.cli import add_face_weights_arguments, parser_from_doc
+from metaf2n_plugin.errors import MetaF2NError
 from metaf2n_plugin.faces import builtin_photo
-from metaf2n_plugin.faces.restoration import GPEN_RELEASES, GPEN_URL
+from metaf2n_plugin.faces.registry import AUTO, detector_choices
+from metaf2n_plugin.faces.restoration import GPEN_URL
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, images_in, is_image_file, read_image, read_photo, write_image,
                                      write_photo)
-from metaf2n_plugin.infer import DETECTORS, SUFFIX
 from metaf2n_plugin.models.precision import resolve_precision
-from metaf2n_plugin.names import WEIGHTS_DIR
+from metaf2n_plugin.names import OUTPUT_SUFFIX, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE
 from metaf2n_plugin.photo_super_resolver import SCALE, TILE, PhotoError, PhotoSuperResolver
 from metaf2n_plugin.side_by_side import BOX_COLOUR, face_panels, heat_map
-from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP, locate_weights
+from metaf2n_plugin.weights import locate_weights
 
 HOST, PORT = '127.0.0.1', 7860
 X4PLUS_MASKNET = 'x4plus_masknet_meta_net_mask.pth'  # metaf2n-convert's file of pretrained/x4plus_masknet_meta.pth
@@ -66,7 +67,11 @@ BUILTIN_SIDE = 512  # the package photos' top square, their GT; their LQ is 4x s
 SHOWN_SIDE = 512  # the boxed photo is enlarged (nearest, at most 4x) until its longer side reaches this
 KEPT_REQUESTS = 4  # request folders kept; older ones are deleted (Gradio has copied their files by then)
 KEPT_RESOLVERS = 2  # PhotoSuperResolvers kept loaded, the most recently used
-NAMES = {'model': 'model', 'mask': 'MaskNet', 'adaptation': 'the page'}  # the resolver's names for what it is given
+NAMES = {
+    'model': 'model',
+    'mask': 'MaskNet',
+    'adaptation': 'the page'
+}  # PhotoSuperResolver's arguments, as the page calls them
 STAGES = {  # the summary's names of PhotoReport.seconds' stages
     'faces': 'faces',
     'adaptation': 'adaptation step',
@@ -193,14 +198,30 @@ class PageResult:
 
 class Page:
     """The page's work, without Gradio: the weights menu, the built-in photos, and :meth:`run` on one photo with
-    the resolvers kept loaded. ``args``: metaf2n-app's parsed flags."""
+    the resolvers kept loaded.
 
-    def __init__(self, args):
-        self.args = args
-        self.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')  # as PhotoSuperResolver's
+    ``model``, ``mask``: weights files added first to the menu (:func:`weights_choices`); ``restorer_weights``,
+    ``restorer_size``: GPEN's file (or folder) and size; ``detector_weights``: RetinaFace's or MTCNN's;
+    ``download``: fetch the missing ones; ``seed``: of the face patches; ``device``: torch's (None: cuda when
+    available, else cpu).
+    """
+
+    def __init__(self,
+                 model: Optional[str] = None,
+                 mask: Optional[str] = None,
+                 *,
+                 restorer_weights: Optional[str] = None,
+                 restorer_size: int = 512,
+                 detector_weights: Optional[str] = None,
+                 download: bool = False,
+                 seed: int = 0,
+                 device: Optional[str] = None) -> None:
+        self.restorer_weights, self.restorer_size = restorer_weights, restorer_size
+        self.detector_weights, self.download, self.seed = detector_weights, download, seed
+        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')  # as PhotoSuperResolver's
         self.folder = tempfile.mkdtemp(prefix='metaf2n-app-')
         atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
-        self.choices = {choice.label: choice for choice in weights_choices(args.model, args.mask)}
+        self.choices = {choice.label: choice for choice in weights_choices(model, mask)}
         self.builtins = builtin_photos(os.path.join(self.folder, 'builtin'))
         self.resolvers = OrderedDict()  # key -> (PhotoSuperResolver, the lines it logged)
         self.requests = 0
@@ -227,21 +248,21 @@ class Page:
     def restorer(self, with_gt):
         """``(FacePairExtractor's restorer option or None, what restores the faces)``: GPEN when its weights are
         found or may be downloaded (--download), else the oracle ``with_gt``, else None with the reason."""
-        size = self.args.restorer_size
+        size = self.restorer_size
         file_name = f'GPEN-BFR-{size}.pth'
-        if not self.args.download:
+        if not self.download:
             try:
                 locate_weights(
                     file_name,
                     GPEN_URL + file_name,
                     f'GPEN-{size} (face restorer)',
-                    self.args.restorer_weights,
+                    self.restorer_weights,
                     option='--restorer-weights')
             except FileNotFoundError as missing:
                 if with_gt:
                     return {'type': 'oracle', 'size': size}, 'their crops of the ground truth (the oracle; no GPEN)'
                 return None, str(missing)
-        gpen = {'type': 'gpen', 'size': size, 'weights': self.args.restorer_weights, 'download': self.args.download}
+        gpen = {'type': 'gpen', 'size': size, 'weights': self.restorer_weights, 'download': self.download}
         return gpen, f'GPEN-BFR-{size}'
 
     def resolver(self, choice, detector, precision, tile, lr, restorer):
@@ -257,7 +278,7 @@ class Page:
             lines.append(line)
             print(f'metaf2n-app: {line}', file=sys.stderr)
 
-        faces = {'type': detector, 'weights': self.args.detector_weights, 'download': self.args.download}
+        faces = {'type': detector, 'weights': self.detector_weights, 'download': self.download}
         resolver = PhotoSuperResolver(
             choice.model,
             choice.mask,
@@ -265,12 +286,11 @@ class Page:
             faces=faces,
             restorer=restorer,
             adaptation=None if lr is None else {'lr': lr},
-            seed=self.args.seed,
+            seed=self.seed,
             device=self.device,
             precision=precision,
             tile=tile,
-            log=log,
-            names=NAMES)
+            log=log)
         self.resolvers[key] = resolver, lines
         while len(self.resolvers) > KEPT_RESOLVERS:
             self.resolvers.popitem(last=False)
@@ -285,13 +305,14 @@ class Page:
         os.makedirs(folder)
         return folder
 
-    def run(self, photo_path, gt_path, weights, lr=None, tile=TILE, half=True, detector='auto', progress=None):
+    def run(self, photo_path, gt_path, weights, lr=None, tile=TILE, half=True, detector=AUTO, progress=None):
         """One photo through the page: a :class:`PageResult`, whose summary holds the reason when it failed.
 
         ``photo_path``/``gt_path``: the uploaded files (``gt_path`` None: no GT); ``weights``: a label of
         :attr:`choices`; ``lr``: the inner learning rate (None: the stored one); ``tile``: LQ tile side (0: whole
         photo; None: 256); ``half``: half precision for the super-resolution pass; ``detector``: one of
-        :data:`~metaf2n_plugin.infer.DETECTORS`; ``progress(fraction, text)``, if given, hears each stage.
+        :func:`~metaf2n_plugin.faces.registry.detector_choices`; ``progress(fraction, text)``, if given, hears each
+        stage.
         """
         progress = progress or (lambda fraction, text: None)
         start = time.perf_counter()
@@ -319,7 +340,8 @@ class Page:
             progress(0.9, 'writing the images')
             result = self.show(name, photo, output, report, restorer)
         except HIDDEN_ERRORS as error:
-            message = str(error).replace(photo_path, name) if photo_path else str(error)
+            message = error.describe(NAMES) if isinstance(error, MetaF2NError) else str(error)
+            message = message.replace(photo_path, name) if photo_path else message
             return PageResult(f'**{name or "The request"} could not be processed.** {message}')
         seconds = time.perf_counter() - start
         result.summary = summary(name, photo, report, choice, restored_by, lines, gt, output, seconds)
@@ -343,7 +365,7 @@ class Page:
             x0, y0, x1, y1 = pair.box
             faces.append((path, f'face {number}: ({x0}, {y0})-({x1}, {y1}), {x1 - x0}x{y1 - y0} LQ pixels'))
         # the slider shows the output PNG itself, and the plain network's written as it is (bits, alpha, gray)
-        download, plain = (os.path.join(folder, f'{stem}{end}.png') for end in (SUFFIX, '_plain'))
+        download, plain = (os.path.join(folder, f'{stem}{end}.png') for end in (OUTPUT_SUFFIX, '_plain'))
         write_photo(download, photo.upscaled(output))
         write_photo(plain, photo.upscaled(report.plain))
         return PageResult('', files['boxed'], faces, (plain, download), files['difference'], caption, download)
@@ -435,7 +457,7 @@ def build_blocks(page):
                         resolve_precision('auto', page.device) != 'fp32',
                         label=f'half precision ({half_precision(page.device)}) for the super-resolution pass')
                     detector = gr.Radio(
-                        list(DETECTORS), value='auto', label='face detector (auto: RetinaFace if found)')
+                        detector_choices(), value=AUTO, label='face detector (auto: RetinaFace if found)')
                 run = gr.Button('Super-resolve', variant='primary', elem_id='run')
             with gr.Column(scale=2):
                 summary_box = gr.Markdown(elem_id='summary')
@@ -482,17 +504,23 @@ def build_parser():
     weights = parser.add_argument_group('weights')
     weights.add_argument('--model', help='an SR network (RRDBNet x4) to add to the weights menu, first')
     weights.add_argument('--mask', help='its MaskNet (default: none, every face pixel weighs 1)')
-    weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
-    weights.add_argument(
-        '--restorer-size', type=int, default=512, choices=sorted(GPEN_RELEASES), help='GPEN-BFR-512 or 256')
-    weights.add_argument(
-        '--detector-weights',
-        help=f'RetinaFace: detection_Resnet50_Final.pth, or its folder ({WEIGHTS_HELP}); MTCNN: the '
-        'facenet-pytorch 2.6.0 wheel or its folder (default: weights/, weights/wheels/)')
-    weights.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
+    add_face_weights_arguments(weights)
     parser.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
     parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
     return parser
+
+
+def page_of(args):
+    """The :class:`Page` that metaf2n-app's parsed flags describe."""
+    return Page(
+        args.model,
+        args.mask,
+        restorer_weights=args.restorer_weights,
+        restorer_size=args.restorer_size,
+        detector_weights=args.detector_weights,
+        download=args.download,
+        seed=args.seed,
+        device=args.device)
 
 
 def serve(page, port, wait=True):
@@ -534,7 +562,7 @@ def main(argv=None):
     if args.mask and not args.model:
         parser.error('--mask needs --model')
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl-C: the temporary files go
-    page = Page(args)
+    page = page_of(args)
     print(f'metaf2n-app: the page is at http://{HOST}:{args.port} (this machine only); Ctrl-C stops it', flush=True)
     serve(page, args.port)
     return 0

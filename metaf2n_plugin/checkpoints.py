@@ -5,6 +5,7 @@ import pickle
 import torch
 
 from metaf2n_plugin.atomic_write import atomic_file
+from metaf2n_plugin.errors import WeightsFileError, WeightsNotFoundError
 
 PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what BasicSR tests with)
 
@@ -12,29 +13,35 @@ PARAM_KEYS = ('params_ema', 'params')  # BasicSR's keys, the EMA first (what Bas
 def read_checkpoint(path, what='weights', map_location='cpu'):
     """The object in a ``.pth`` file, loaded with ``weights_only=True``; errors name ``what`` (e.g. ``'--model'``).
 
-    Raises FileNotFoundError if there is no file, ValueError if it is not a checkpoint that loads safely.
+    Raises :class:`~metaf2n_plugin.errors.WeightsNotFoundError` if there is no file,
+    :class:`~metaf2n_plugin.errors.WeightsFileError` if it is not a checkpoint that loads safely.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'{what}: {path!r} does not exist')
+        raise WeightsNotFoundError('{listing} does not exist', missing={what: path}, advice='')
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f'{what}: {path!r} is not a PyTorch weights file that can be loaded safely ({reason})') \
-            from None
+        raise WeightsFileError(
+            f'{what}: {path!r} is not a PyTorch weights file that can be loaded safely ({reason})',
+            path=path,
+            reason=reason) from None
 
 
 def state_dict_of(checkpoint, path, what='weights'):
-    """A checkpoint's state dict: ``params_ema``, else ``params``, else the checkpoint itself; ValueError (naming
-    ``path``) when that is no dict of tensors."""
+    """A checkpoint's state dict: ``params_ema``, else ``params``, else the checkpoint itself;
+    :class:`~metaf2n_plugin.errors.WeightsFileError` (naming ``path``) when that is no dict of tensors."""
     state = checkpoint
     if isinstance(state, dict):
         state = next((state[key] for key in PARAM_KEYS if isinstance(state.get(key), dict)), state)
     if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
         keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f'{what}: {os.fspath(path)!r} holds no state dict of tensors under '
-                         f'{" / ".join(PARAM_KEYS)} or at its top level (found {keys})')
+        raise WeightsFileError(
+            f'{what}: {os.fspath(path)!r} holds no state dict of tensors under '
+            f'{" / ".join(PARAM_KEYS)} or at its top level (found {keys})',
+            path=os.fspath(path),
+            reason='no state dict')
     return state
 
 
@@ -44,7 +51,8 @@ def load_state_dict(path, what='weights'):
 
 
 def load_named(net, state, path, network):
-    """``net.load_state_dict(state, strict=True)``; a mismatch is a ValueError naming ``path`` and ``network``."""
+    """``net.load_state_dict(state, strict=True)``; a mismatch is a WeightsFileError naming ``path`` and
+    ``network``."""
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -52,16 +60,20 @@ def load_named(net, state, path, network):
 
 
 def mismatch(error, path, network):
-    """A ValueError naming the file and the network for ``load_state_dict``'s RuntimeError (its first lines)."""
+    """A WeightsFileError naming the file and the network for ``load_state_dict``'s RuntimeError (its first
+    lines)."""
     lines = str(error).splitlines()
     detail = ' '.join(line.strip() for line in lines[1:3])[:400]
-    return ValueError(f'{os.fspath(path)!r} does not fit {network}: {lines[0]} {detail}; is it this network\'s '
-                      'checkpoint, with the same options?')
+    return WeightsFileError(
+        f'{os.fspath(path)!r} does not fit {network}: {lines[0]} {detail}; is it this network\'s '
+        'checkpoint, with the same options?',
+        path=os.fspath(path),
+        reason=lines[0])
 
 
 def rrdbnet_options(state, where='the weights'):
     """BasicSR ``RRDBNet`` options read off a state dict's shapes (x4, as MetaF2N; check with :func:`network_from`).
-    ValueError naming ``where`` when it is not an x4 RRDBNet's."""
+    WeightsFileError naming ``where`` when it is not an x4 RRDBNet's."""
     try:
         first = state['conv_first.weight']
         options = {
@@ -75,15 +87,18 @@ def rrdbnet_options(state, where='the weights'):
             'num_grow_ch': state['body.0.rdb1.conv1.weight'].shape[0]
         }
     except KeyError as error:
-        raise ValueError(f'{where}: no variable {error}; not an RRDBNet\'s weights') from None
+        raise WeightsFileError(f'{where}: no variable {error}; not an RRDBNet\'s weights', reason='not RRDBNet') \
+            from None
     if options['num_in_ch'] != 3:
-        raise ValueError(f'{where}: conv_first takes {options["num_in_ch"]} channels; MetaF2N\'s RRDBNet takes '
-                         'RGB at x4 (3; an x2 or x1 RRDBNet unshuffles its input to 12 or 48)')
+        raise WeightsFileError(
+            f'{where}: conv_first takes {options["num_in_ch"]} channels; MetaF2N\'s RRDBNet takes RGB at x4 (3; an x2 '
+            'or x1 RRDBNet unshuffles its input to 12 or 48)',
+            reason='not x4')
     return options
 
 
 def masknet_options(state, where='the weights'):
-    """``MaskNet`` options read off a state dict's shapes (ValueError naming ``where``); check them with
+    """``MaskNet`` options read off a state dict's shapes (WeightsFileError naming ``where``); check them with
     :func:`network_from`."""
     try:
         options = {
@@ -93,12 +108,13 @@ def masknet_options(state, where='the weights'):
             'num_conv': len(state) // 2
         }
     except KeyError as error:
-        raise ValueError(f'{where}: no variable {error}; not a MaskNet\'s weights') from None
+        raise WeightsFileError(f'{where}: no variable {error}; not a MaskNet\'s weights', reason='not MaskNet') \
+            from None
     return options
 
 
 def network_from(state, options, where='the weights'):
-    """The network ``options`` describe, ``state`` loaded strictly; ValueError naming ``where`` on a missing,
+    """The network ``options`` describe, ``state`` loaded strictly; WeightsFileError naming ``where`` on a missing,
     extra or mis-shaped variable."""
     from basicsr.archs import build_network
 
@@ -106,7 +122,8 @@ def network_from(state, options, where='the weights'):
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f'{where}: its {options["type"]} variables do not fit {options}: {error}') from None
+        raise WeightsFileError(
+            f'{where}: its {options["type"]} variables do not fit {options}: {error}', reason='shapes') from None
     return net
 
 

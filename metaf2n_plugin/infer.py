@@ -40,18 +40,21 @@ import cv2
 import yaml
 from tqdm import tqdm
 
-from metaf2n_plugin.cli import parser_from_doc
-from metaf2n_plugin.faces.restoration import GPEN_RELEASES
+from metaf2n_plugin.cli import add_face_weights_arguments, parser_from_doc
+from metaf2n_plugin.errors import MetaF2NError
+from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, image_with_stem, is_image_file, read_image, read_photo,
                                      write_image, write_photo)
 from metaf2n_plugin.models.tiling import TILE_PAD
+from metaf2n_plugin.names import OUTPUT_SUFFIX
 from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, TILE, PhotoError, PhotoSuperResolver
 from metaf2n_plugin.side_by_side import compose, face_panels
-from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
-SUFFIX = '_metaf2n'
-DETECTORS = ('auto', 'retinaface', 'mtcnn')
-FLAG_NAMES = {'model': '--model', 'mask': '--mask', 'adaptation': 'the flags'}
+FLAG_NAMES = {
+    'model': '--model',
+    'mask': '--mask',
+    'adaptation': 'the flags'
+}  # PhotoSuperResolver's arguments, as the flags that give them
 
 
 def build_parser():
@@ -64,26 +67,14 @@ def build_parser():
         default=DEFAULT_MODEL,
         help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
     weights.add_argument('--mask', default=DEFAULT_MASK, help='MaskNet: net_mask_<iter>.pth')
-    weights.add_argument('--restorer-weights', help=f'GPEN-BFR-<size>.pth, or its folder ({WEIGHTS_HELP})')
-    weights.add_argument(
-        '--restorer-size',
-        type=int,
-        default=512,
-        choices=sorted(GPEN_RELEASES),
-        help='GPEN-BFR-512 (MetaF2N at test time) or the lighter GPEN-BFR-256; with --gt, the size '
-        'faces are aligned at')
-    weights.add_argument(
-        '--detector-weights',
-        help='RetinaFace: detection_Resnet50_Final.pth, or its folder '
-        f'({WEIGHTS_HELP}); MTCNN: the facenet-pytorch 2.6.0 wheel or its folder (default: weights/, weights/wheels/)')
-    weights.add_argument('--download', action='store_true', help=DOWNLOAD_HELP)
+    add_face_weights_arguments(weights)
     faces = parser.add_argument_group('adaptation')
     faces.add_argument('--landmarks', help='faces as JSON (keyed by file name, LQ pixels) instead of the detector')
     faces.add_argument('--no-adapt', action='store_true', help='the plain network: no faces, no adaptation')
     faces.add_argument(
         '--detector',
-        choices=DETECTORS,
-        default='auto',
+        choices=detector_choices(),
+        default=AUTO,
         help='face detector (default auto: RetinaFace if its weights are found, else MTCNN)')
     faces.add_argument(
         '--no-mask',
@@ -216,8 +207,7 @@ def build_resolver(args):
         tile=args.tile,
         tile_pad=args.tile_pad,
         compile=args.compile,
-        log=lambda line: print(f'metaf2n-infer: {line}', file=sys.stderr),
-        names=FLAG_NAMES)
+        log=lambda line: print(f'metaf2n-infer: {line}', file=sys.stderr))
 
 
 def ground_truth_of(path, folder):
@@ -244,7 +234,7 @@ def super_resolve(resolver, path, folder, taken, args):
     (:func:`claim`) before any is written. Returns its :class:`PhotoReport` and its LQ megapixels."""
     name = os.path.basename(path)
     stem = os.path.join(folder, os.path.splitext(name)[0])
-    out, side_by_side = f'{stem}{SUFFIX}.png', f'{stem}_side_by_side.png'
+    out, side_by_side = f'{stem}{OUTPUT_SUFFIX}.png', f'{stem}_side_by_side.png'
     claim([out, side_by_side] if args.side_by_side else [out], name, taken)
     photo = read_photo(path, resolver.check_size)
     gt = ground_truth_of(path, args.gt) if args.gt else None
@@ -274,7 +264,7 @@ def main(argv=None):
         check_output_folder(args.out)
         resolver = build_resolver(args)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f'metaf2n-infer: {error}', file=sys.stderr)
+        print(f'metaf2n-infer: {worded(error)}', file=sys.stderr)
         return 2
     for path in skipped:
         print(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})', file=sys.stderr)
@@ -285,7 +275,7 @@ def main(argv=None):
         try:
             report, size = super_resolve(resolver, path, args.out, taken, args)
         except (OSError, ValueError, RuntimeError, cv2.error) as error:
-            failed.append((path, str(error).splitlines()[0]))
+            failed.append((path, worded(error).splitlines()[0]))
             tqdm.write(f'failed {path}: {failed[-1][1]}', file=sys.stderr)
             continue
         if resolver.adapt and not report.adapted:
@@ -303,6 +293,11 @@ def main(argv=None):
     print(f'{done} of {len(photos)} photos super-resolved into {args.out}: {adapted}; {rate}' +
           (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
     return 1 if failed else 0
+
+
+def worded(error):
+    """The error's message, with the library's arguments called by their flags (:data:`FLAG_NAMES`)."""
+    return error.describe(FLAG_NAMES) if isinstance(error, MetaF2NError) else str(error)
 
 
 def _count(number, noun):

@@ -10,3 +10,5 @@ LANDMARKS_JSON, META_JSON = 'landmarks.json', 'meta.json'
 WEIGHTS_DIR, NET_G_FILE, NET_MASK_FILE = 'weights', 'MetaF2N_net_g.pth', 'MetaF2N_net_mask.pth'
 # the faces scripts/extract_face_pairs.py found, which its --landmarks (and metaf2n-infer's) reads back
 FACES_JSON = 'faces.json'
+# the super-resolved photo's file name ends so: <stem>_metaf2n.png (metaf2n-infer, the page's download)
+OUTPUT_SUFFIX = '_metaf2n'

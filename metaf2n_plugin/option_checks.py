@@ -1,30 +1,38 @@
 """Checks of the model's option groups: an unknown key or a value of the wrong kind is named, with what is known."""
 from collections.abc import Mapping
 
+from metaf2n_plugin.errors import OptionError
+
 
 def option_group(options, group, known, where='the options file'):
     """``options[group]`` as a dict (``{}`` when absent or ``~``), its keys checked against ``known``.
 
-    ValueError naming ``group`` when it is not a mapping (e.g. ``--force_yml adaptation=~`` unquoted, which the
-    shell turns into a path) or holds keys outside ``known`` (the known ones listed)."""
+    :class:`~metaf2n_plugin.errors.OptionError` naming ``group`` when it is not a mapping (e.g. ``--force_yml
+    adaptation=~`` unquoted, which the shell turns into a path) or holds keys outside ``known`` (the known
+    ones listed)."""
     value = options.get(group)
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f'{where}: {group} must be a group of options ({", ".join(sorted(known))}) or ~, got '
-                         f'{type(value).__name__} {value!r} (with --force_yml, quote a ~ from the shell: '
-                         f'\'{group}=~\')')
+        raise OptionError(
+            f'{where}: {group} must be a group of options ({", ".join(sorted(known))}) or ~, got '
+            f'{type(value).__name__} {value!r} (with --force_yml, quote a ~ from the shell: \'{group}=~\')',
+            option=group,
+            value=value)
     unknown = sorted(set(value) - set(known))
     if unknown:
-        raise ValueError(f'{where}: unknown {group} options {unknown}; known: {sorted(known)}')
+        raise OptionError(
+            f'{where}: unknown {group} options {unknown}; known: {sorted(known)}',
+            option=f'{group}.{unknown[0]}',
+            value=value[unknown[0]])
     return dict(value)
 
 
 def checked_value(name, value, kinds, condition=None, meaning=''):
-    """``value`` when it is one of ``kinds`` (bool never counts as a number) and meets ``condition``; else a
-    ValueError naming ``name``, the kind found and, in ``meaning``, what is expected."""
+    """``value`` when it is one of ``kinds`` (bool never counts as a number) and meets ``condition``; else an
+    OptionError naming ``name``, the kind found and, in ``meaning``, what is expected."""
     number = isinstance(value, bool) and bool not in kinds
     if number or not isinstance(value, kinds) or (condition is not None and not condition(value)):
         expected = meaning or ' or '.join('~' if kind is type(None) else kind.__name__ for kind in kinds)
-        raise ValueError(f'{name} must be {expected}, got {type(value).__name__} {value!r}')
+        raise OptionError(f'{name} must be {expected}, got {type(value).__name__} {value!r}', option=name, value=value)
     return value

@@ -2,15 +2,17 @@
 the whole photo x4) with the networks and the face pipeline loaded once. ``metaf2n-infer`` (:mod:`metaf2n_plugin.infer`)
 is its command line, which adds the files: what a photo keeps, the extra images, the output promise.
 
-    from metaf2n_plugin.photo_super_resolver import PhotoSuperResolver
+    from metaf2n_plugin import PhotoSuperResolver
 
     resolver = PhotoSuperResolver('weights/MetaF2N_net_g.pth', 'weights/MetaF2N_net_mask.pth')
     output, report = resolver.enhance(image, 'photo.jpg')  # (H, W, 3) RGB in [0, 1] -> (4H, 4W, 3)
 """
 import dataclasses
+import inspect
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Optional
 
 import numpy as np
@@ -19,8 +21,11 @@ from basicsr.utils import img2tensor
 
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
                                         rrdbnet_options, state_dict_of)
+from metaf2n_plugin.errors import (ARGUMENT_NAMES, OptionError, PhotoError, PhotoSizeError, WeightsNotFoundError,
+                                   blamed_on)
 from metaf2n_plugin.faces import FacePairExtractor
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
+from metaf2n_plugin.faces.registry import AUTO, FACE_SOURCES
 from metaf2n_plugin.image_io import tensor_to_image
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo, stored_adaptation, upsample
 from metaf2n_plugin.models.fast_forward import FastForward
@@ -35,12 +40,6 @@ MIN_SIDE = 16  # one LR face patch (64 / 4)
 OFFICIAL_WEIGHTS = 'https://drive.google.com/drive/folders/1R0ekBOXWufM5vu0PZNYeCpAPS2R1w3gf'
 DEFAULT_MODEL, DEFAULT_MASK = os.path.join(WEIGHTS_DIR, NET_G_FILE), os.path.join(WEIGHTS_DIR, NET_MASK_FILE)
 DEFAULT_RESTORER = {'type': 'gpen', 'size': 512}  # GPEN-BFR-512, MetaF2N's at test time
-OTHER_DETECTORS_FILES = {'retinaface': ('.whl', ), 'mtcnn': ('.pth', '.pt')}  # a weights path meant for the other
-ARGUMENT_NAMES = {'model': 'model', 'mask': 'mask', 'adaptation': 'the adaptation argument'}
-
-
-class PhotoError(ValueError):
-    """A photo that cannot be processed; the message says why."""
 
 
 @dataclasses.dataclass
@@ -94,11 +93,11 @@ class PhotoSuperResolver:
             takes it (``'auto'``, ``'fp32'``, ``'bf16'``, ``'fp16'``); the inner step always runs in fp32.
         tile, tile_pad, compile: as :class:`~metaf2n_plugin.models.fast_forward.FastForward` (tile 0: whole photo).
         log: called with each line worth telling (detector, settings, precision).
-        names: what errors and log lines call the ``model``, ``mask`` and ``adaptation`` arguments (metaf2n-infer:
-            its flags).
 
-    Raises FileNotFoundError for a missing weights file (saying where the official weights are), ValueError for a
-    file that holds other weights, an unknown adaptation setting or a value of the wrong kind.
+    Raises (:mod:`metaf2n_plugin.errors`, whose ``describe(names)`` a front end uses to call the arguments by its
+    own names) :class:`WeightsNotFoundError` for a missing weights file (saying where the official weights are),
+    :class:`WeightsFileError` for a file that holds other weights, :class:`OptionError` for an unknown adaptation
+    setting, face source or restorer, or a value of the wrong kind.
     """
 
     def __init__(self,
@@ -115,13 +114,12 @@ class PhotoSuperResolver:
                  tile=TILE,
                  tile_pad=TILE_PAD,
                  compile=False,
-                 log=log_to_stderr,
-                 names=ARGUMENT_NAMES):
+                 log: Callable[[str], None] = log_to_stderr) -> None:
         if tile < 0 or tile_pad < 0:
             raise ValueError(f'tile and tile_pad must be >= 0, got {tile} and {tile_pad}')
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         self.precision = resolve_precision(precision, self.device)
-        net_g, net_mask, stored = load_networks(model, mask if adapt else None, names)
+        net_g, net_mask, stored = load_networks(model, mask if adapt else None)
         self.net_g = net_g.eval().to(self.device)
         self.net_mask = None if net_mask is None else net_mask.eval().requires_grad_(False).to(self.device)
         self.tile, self.tile_pad = tile, tile_pad
@@ -131,8 +129,8 @@ class PhotoSuperResolver:
         self.free = available_memory()
         self.adapt, self.seed, self.settings, self.extractor = adapt, seed, None, None
         if adapt:
-            stored_in = f'{names["mask"]} {os.fspath(mask)!r}' if stored is not None else None
-            self.settings = adaptation_settings(stored, stored_in, adaptation or {}, names['adaptation'], log)
+            stored_in = repr(os.fspath(mask)) if stored is not None else None
+            self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
             source = face_source(faces, log)
             self.extractor = FacePairExtractor.from_options({
                 'scale': SCALE,
@@ -144,17 +142,29 @@ class PhotoSuperResolver:
         log(f'super-resolution in {self.precision} on {self.device}{machine}; the adaptation step in fp32')
 
     def check_size(self, height, width, bits=8):
-        """PhotoError for a photo of ``height`` x ``width`` pixels that is smaller than a face patch or whose
-        output (``bits`` per channel) would not fit in the memory available."""
+        """:class:`PhotoSizeError` for a photo of ``height`` x ``width`` pixels that is smaller than a face patch or
+        whose output (``bits`` per channel) would not fit in the memory available."""
+        size = dict(width=width, height=height)
         if min(height, width) < MIN_SIDE:
-            raise PhotoError(f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face patch)')
+            raise PhotoSizeError(
+                f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face '
+                'patch)',
+                **size,
+                needed=None,
+                available=None,
+                largest_side=None)
         needed = memory_needed(height, width, bits, self.tile, self.tile_pad, self.num_feat)
         if self.free is not None and needed > self.free:
             side = largest_square(self.free, bits, self.tile, self.tile_pad, self.num_feat)
-            raise PhotoError(f'{width}x{height} pixels: its {SCALE * width}x{SCALE * height} output needs about '
-                             f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available (enough for about '
-                             f'{side}x{side} pixels, {side * side / 1e6:.1f} megapixels); crop it into parts or '
-                             'downscale it' + ('' if self.tile else ', or tile it (tile 256)'))
+            raise PhotoSizeError(
+                f'{width}x{height} pixels: its {SCALE * width}x{SCALE * height} output needs about '
+                f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available (enough for about {side}x{side} '
+                f'pixels, {side * side / 1e6:.1f} megapixels); crop it into parts or downscale it' +
+                ('' if self.tile else f', or tile it (tile {TILE})'),
+                **size,
+                needed=needed,
+                available=self.free,
+                largest_side=side)
 
     def enhance(self, image, name='photo', gt=None, plain=False):
         """Algorithm 2 on one photo; the networks are not changed.
@@ -202,42 +212,50 @@ class PhotoSuperResolver:
         return weights[0, 0].cpu().numpy() * pair.mask
 
 
-def load_networks(model, mask, names=ARGUMENT_NAMES):
+def load_networks(model, mask):
     """``(net_g, net_mask, stored)``: ``model`` and ``mask`` (a weights file, an ``nn.Module`` passed through, or for
     ``mask`` None) as networks, and the :class:`AdaptationSettings` stored in the MaskNet file (None without one).
 
-    An RRDBNet (x4) or MaskNet is built to fit each file's shapes. FileNotFoundError for a missing file, with where
-    the official weights are and how to convert them; ValueError for a file that holds other weights. ``names``
-    (e.g. metaf2n-infer's flags) name the arguments in the errors.
+    An RRDBNet (x4) or MaskNet is built to fit each file's shapes. :class:`WeightsNotFoundError` for a missing file,
+    with where the official weights are and how to convert them; :class:`WeightsFileError` for a file that holds
+    other weights. Both carry the argument (``'model'`` or ``'mask'``) and the file.
     """
     given = (('model', model), ('mask', mask))
     files = {key: os.fspath(path) for key, path in given if isinstance(path, (str, os.PathLike))}
     missing = {key: path for key, path in files.items() if not os.path.isfile(path)}
     if missing:
-        listing = ', '.join(f'{names[key]} {path!r}' for key, path in missing.items())
         folder = os.path.dirname(next(iter(missing.values()))) or '.'
-        raise FileNotFoundError(
-            f'MetaF2N weights not found: {listing}. The official weights are a TensorFlow checkpoint at '
-            f'{OFFICIAL_WEIGHTS} (no direct download link): download it, then `metaf2n-convert <checkpoint prefix> '
-            f'--out {folder}` writes {NET_G_FILE} and {NET_MASK_FILE} there. Or point {names["model"]}/'
-            f'{names["mask"]} at a training run\'s experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
+        raise WeightsNotFoundError(
+            'MetaF2N weights not found: {listing}. ',
+            missing=missing,
+            advice=f'The official weights are a TensorFlow checkpoint at {OFFICIAL_WEIGHTS} (no direct download link): '
+            f'download it, then `metaf2n-convert <checkpoint prefix> --out {folder}` writes {NET_G_FILE} and '
+            f'{NET_MASK_FILE} there. Or point {{model}}/{{mask}} at a training run\'s '
+            'experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
     net_g, net_mask, stored = model, mask, None
     if 'model' in files:
-        state, where = load_state_dict(files['model'], names['model']), f'{names["model"]} {files["model"]!r}'
-        net_g = network_from(state, rrdbnet_options(state, where), where)
+        with blamed_on('model'):
+            state, where = load_state_dict(files['model'], '{argument}'), f'{{argument}} {files["model"]!r}'
+            net_g = network_from(state, rrdbnet_options(state, where), where)
     if 'mask' in files:
-        checkpoint, where = read_checkpoint(files['mask'], names['mask']), f'{names["mask"]} {files["mask"]!r}'
-        state = state_dict_of(checkpoint, files['mask'], names['mask'])
-        net_mask = network_from(state, masknet_options(state, where), where)
-        stored = stored_adaptation(checkpoint)
+        with blamed_on('mask'):
+            checkpoint, where = read_checkpoint(files['mask'], '{argument}'), f'{{argument}} {files["mask"]!r}'
+            state = state_dict_of(checkpoint, files['mask'], '{argument}')
+            net_mask = network_from(state, masknet_options(state, where), where)
+            stored = stored_adaptation(checkpoint)
     return net_g, net_mask, stored
 
 
-def adaptation_settings(stored, stored_in, changes, source, log):
+def adaptation_settings(stored, stored_in, changes, log):
     """The settings ``stored`` in the MaskNet file (``stored_in``; None: the defaults) with ``changes`` (a dict of
-    :class:`AdaptationSettings` fields from ``source``), each change to stored settings logged, then the settings
-    used. ValueError (naming ``source``) for an unknown field or a value of the wrong kind."""
-    settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
+    :class:`AdaptationSettings` fields, the ``adaptation`` argument), each change to stored settings logged, then
+    the settings used. :class:`OptionError` (its argument ``'adaptation'``) for an unknown field or a value of the
+    wrong kind."""
+    source = ARGUMENT_NAMES['adaptation']
+    try:
+        settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
+    except OptionError as error:
+        raise OptionError(error.template.replace(source, '{argument}'), 'adaptation', **error.data) from None
     origin = f'stored in {stored_in}' if stored is not None else 'the defaults'
     log(f'adaptation: {settings.to_dict()} ({origin}{f", changed by {source}" if changes else ""})')
     return settings
@@ -245,12 +263,21 @@ def adaptation_settings(stored, stored_in, changes, source, log):
 
 def face_source(source, log):
     """``FacePairExtractor``'s ``source`` option with type ``auto`` decided (:func:`chosen_detector`), and a
-    detector's ``weights`` dropped when they are the other detector's file (a wheel is MTCNN's, a .pth RetinaFace's)."""
+    detector's ``weights`` dropped when they are another detector's file (its ``weights_suffixes``: a wheel is
+    MTCNN's, a .pth RetinaFace's); ``weights`` and ``download`` left unset are dropped for a detector that takes
+    neither."""
     source = {'type': source} if isinstance(source, str) else dict(source)
-    if source['type'] == 'auto':
+    if source['type'] == AUTO:
         source['type'] = chosen_detector(source.get('weights'), source.get('download', False), log)
-    if str(source.get('weights')).endswith(OTHER_DETECTORS_FILES.get(source['type'], ())):
+    entry = FACE_SOURCES.entry(source['type'])
+    weights = str(source.get('weights'))
+    others = {suffix for name in FACE_SOURCES.detectors() for suffix in FACE_SOURCES.entry(name).weights_suffixes}
+    if any(map(weights.endswith, others)) and not any(map(weights.endswith, entry.weights_suffixes)):
         source['weights'] = None
+    takes = inspect.signature(entry.cls).parameters
+    for key in ('weights', 'download'):
+        if key not in takes and not source.get(key):
+            source.pop(key, None)
     return source
 
 

@@ -66,7 +66,7 @@ def make_page(root, tmp_path, *extra):
     """A Page made in ``tmp_path`` (no weights/, no datasets/real: the package photos are the built-in ones)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path)
-        return app.Page(app.build_parser().parse_args(app_flags(root, *extra)))
+        return app.page_of(app.build_parser().parse_args(app_flags(root, *extra)))
 
 
 @pytest.fixture(scope='module')

@@ -217,7 +217,7 @@ def test_the_pass_runs_in_the_precision_said_once_bf16_where_fast_fp32_or_bf16_w
             err = capsys.readouterr().err
             assert err.count('super-resolution in ') == 1
             said[flag] = re.search(r'super-resolution in (\w+) on cpu', err)[1]
-            slow = [str(warning.message) for warning in caught if 'emulated and slow' in str(warning.message)]
+            slow = [str(warning.message) for warning in caught if 'is emulated' in str(warning.message)]
             assert len(slow) == (flag == 'bf16' and not instructions)
         assert said == {'auto': 'bf16' if instructions else 'fp32', 'fp32': 'fp32', 'bf16': 'bf16'}
     written = {name.name: cv2.imread(str(name / 'astronaut_metaf2n.png')) for name in tmp_path.iterdir()}
@@ -392,10 +392,10 @@ def test_metaf2n_infer_writes_what_basicsr_test_saves_with_the_settings_training
         str(photos / 'GT'), '--restorer-size', '256', '--tile', '0'
     ]  # basicsr.test: val.tile 0, seed 0
     assert infer.main([*common, '-o', str(tmp_path / 'infer')]) == 0
-    assert f"adaptation: {AdaptationSettings(**TRAINED).to_dict()} (stored in --mask '{net_mask}')" in \
+    assert f"adaptation: {AdaptationSettings(**TRAINED).to_dict()} (stored in '{net_mask}')" in \
         capsys.readouterr().err
     assert infer.main([*common, '-o', str(tmp_path / 'one_step'), '--adaptation', 'steps=1']) == 0
-    assert f"adaptation.steps: 1 from the flags, not the 2 stored in --mask '{net_mask}'" in capsys.readouterr().err
+    assert f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in '{net_mask}'" in capsys.readouterr().err
     saved = tmp_path / 'results' / 'tested' / 'visualization' / 'Tiny_iid'
     for stem in ('astronaut', 'grace_hopper'):
         tested, unadapted = (cv2.imread(str(saved / f'{stem}_x{end}.png')).astype(int) for end in ('', '_unadapted'))

@@ -125,7 +125,7 @@ def test_files_bring_the_settings_stored_with_masknet_and_arguments_change_them_
     lines = []
     loaded = resolver(photo, *files, lines, adaptation={'steps': 1})
     assert loaded.settings == AdaptationSettings(lr=0.5, steps=1)
-    assert lines[0] == f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in mask {files[1]!r}"
+    assert lines[0] == f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in {files[1]!r}"
     assert all(torch.equal(value, net_g.state_dict()[name]) for name, value in loaded.net_g.state_dict().items())
     with pytest.raises(ValueError, match=r"the adaptation argument: unknown adaptation options \['step'\]"):
         resolver(photo, *files, adaptation={'step': 1})

@@ -8,8 +8,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from metaf2n_plugin.data.image_files import dataroot, list_images
+from metaf2n_plugin.errors import OptionError, UnknownComponentError
 from metaf2n_plugin.faces import LandmarkSource, PairFolderSource
-from metaf2n_plugin.faces.extractor import FACE_SOURCES
+from metaf2n_plugin.faces.registry import FACE_SOURCES
 from metaf2n_plugin.image_io import read_image
 
 
@@ -22,8 +23,8 @@ class MetaF2NPairedFaceDataset(data.Dataset):
         dataroot_lq: folder of LQ photos
         dataroot_gt: GT photos of the same names, s times larger; omit for real-world photos (no-reference metrics)
         scale: 4     set by BasicSR from the top-level scale
-        face_source: retinaface, mtcnn or ~ (the default): the model detects, with its face_pairs.source (which
-                     names the detector); the item has no face keys
+        face_source: a detector (retinaface, mtcnn or another registered one) or ~ (the default): the model
+                     detects, with its face_pairs.source (which names the detector); the item has no face keys
                      {type: landmarks, json_path: ...}: 5 landmarks per face in LQ pixels; json_path omitted or ~:
                      an <image stem>.json sidecar per LQ photo
                      {type: pairs, root: <folder with Face_LQ/ and Face_HQ/>}: precomputed face pairs
@@ -59,12 +60,22 @@ class MetaF2NPairedFaceDataset(data.Dataset):
             if not source.get('root'):
                 raise ValueError('face_source {type: pairs} needs `root`: the folder that holds Face_LQ/ and Face_HQ/')
             self.faces = PairFolderSource(source['root'])
-        elif self.face_source not in FACE_SOURCES:
-            raise ValueError(f'unknown face_source type {self.face_source!r}; choose one of {sorted(FACE_SOURCES)} '
-                             '(retinaface or mtcnn, the default: the model detects the faces)')
+        elif self.face_source not in FACE_SOURCES.detectors():
+            detectors = FACE_SOURCES.detectors()
+            raise UnknownComponentError(
+                f'unknown face_source type {self.face_source!r}; choose one of {["landmarks", "pairs", *detectors]} '
+                f'({" or ".join(detectors)}, the default retinaface: the model detects the faces)',
+                option='face_source',
+                value=self.face_source,
+                kind='face source',
+                name=self.face_source,
+                choices=['landmarks', 'pairs', *detectors])
         elif source:
-            raise ValueError(f'face_source {self.face_source} takes no options, got {sorted(source)}: the model '
-                             'detects the faces, so set the detector in the model options, face_pairs.source')
+            raise OptionError(
+                f'face_source {self.face_source} takes no options, got {sorted(source)}: the model detects the faces, '
+                'so set the detector in the model options, face_pairs.source',
+                option='face_source',
+                value=dict(source))
 
         self._check_files()
 

@@ -15,14 +15,17 @@ from metaf2n_plugin.faces.alignment import align_face, face_template, landmark_b
 from metaf2n_plugin.faces.annotations import Face, LandmarkSource, builtin_photo
 from metaf2n_plugin.faces.detection import RetinaFaceDetector
 from metaf2n_plugin.faces.extractor import FacePairExtractor
+from metaf2n_plugin.faces.mtcnn import MTCNNDetector
 from metaf2n_plugin.faces.pair_folders import PairFolderSource, write_pairs
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
 from metaf2n_plugin.faces.patches import PatchBatch, sample_patches
+from metaf2n_plugin.faces.registry import FACE_SOURCES, RESTORERS, ComponentRegistry, detector_choices
 from metaf2n_plugin.faces.restoration import GPENRestorer, IdentityRestorer, OracleRestorer
 
 __all__ = [
-    'Face', 'FacePair', 'FacePairExtractor', 'GPENRestorer', 'IdentityRestorer', 'LandmarkSource', 'OracleRestorer',
-    'PairFolderSource', 'PatchBatch', 'RetinaFaceDetector', 'align_face', 'builtin_photo', 'face_template',
-    'landmark_box', 'paste_back', 'sample_patches', 'similarity_transform', 'write_pairs'
+    'FACE_SOURCES', 'RESTORERS', 'ComponentRegistry', 'Face', 'FacePair', 'FacePairExtractor', 'GPENRestorer',
+    'IdentityRestorer', 'LandmarkSource', 'MTCNNDetector', 'OracleRestorer', 'PairFolderSource', 'PatchBatch',
+    'RetinaFaceDetector', 'align_face', 'builtin_photo', 'detector_choices', 'face_template', 'landmark_box',
+    'paste_back', 'sample_patches', 'similarity_transform', 'write_pairs'
 ]

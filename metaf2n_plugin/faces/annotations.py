@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metaf2n_plugin.faces.registry import FACE_SOURCES
 from metaf2n_plugin.image_io import read_image
 
 BUILTIN_JSON = Path(__file__).with_name('builtin_faces.json')
@@ -68,6 +69,7 @@ def _load_json(path):
         raise ValueError(f'landmark file {str(path)!r} is not valid JSON: {err}') from None
 
 
+@FACE_SOURCES.register('landmarks')
 class LandmarkSource:
     """Face source ``landmarks``: faces from ``json_path`` (keyed by file name), or from sidecars when None."""
 

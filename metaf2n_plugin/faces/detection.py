@@ -8,6 +8,7 @@ from facexlib.detection.retinaface import RetinaFace
 
 from metaf2n_plugin.checkpoints import load_named, load_state_dict
 from metaf2n_plugin.faces.annotations import Face
+from metaf2n_plugin.faces.registry import FACE_SOURCES
 from metaf2n_plugin.weights import locate_weights
 
 FACEXLIB_RELEASE = 'https://github.com/xinntao/facexlib/releases/download/v0.1.0/'
@@ -27,6 +28,7 @@ def build_retinaface(model, device):
         return RetinaFace(network_name=RETINAFACE_MODELS[model][0], half=False, device=torch.device(device))
 
 
+@FACE_SOURCES.register('retinaface', detector=True, weights_suffixes=('.pth', ))
 class RetinaFaceDetector:
     """Faces and their five landmarks by RetinaFace (MetaF2N's step 1).
 

@@ -7,11 +7,9 @@ Options (:meth:`FacePairExtractor.from_options`; the types: docs/face-pairs.md),
       source: {type: retinaface, model: retinaface_resnet50, weights: weights, score_threshold: 0.9}
       restorer: {type: gpen, size: 512, channel_multiplier: 2, narrow: 1, weights: weights, batch_size: 4}
 
-Keys besides ``type`` are the class's arguments (``FACE_SOURCES``, ``RESTORERS``); a bare string means
-``{type: <string>}``. Source and restorer are built (weights looked up) when first needed.
+Keys besides ``type`` are the registered class's arguments (:mod:`~metaf2n_plugin.faces.registry`); a bare string
+means ``{type: <string>}``. Source and restorer are built (weights looked up) when first needed.
 """
-import functools
-import inspect
 import math
 
 import numpy as np
@@ -19,23 +17,13 @@ import torch
 from basicsr.utils import img2tensor
 
 from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
-from metaf2n_plugin.faces.annotations import Face, LandmarkSource
-from metaf2n_plugin.faces.detection import RetinaFaceDetector
-from metaf2n_plugin.faces.mtcnn import MTCNNDetector
+from metaf2n_plugin.faces.annotations import Face
 from metaf2n_plugin.faces.pair_folders import PairFolderSource
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
-from metaf2n_plugin.faces.restoration import RESTORERS
+from metaf2n_plugin.faces.registry import FACE_SOURCES, RESTORERS
 from metaf2n_plugin.image_io import tensor_to_image
 from metaf2n_plugin.option_checks import option_group
-
-FACE_SOURCES = {
-    'retinaface': RetinaFaceDetector,
-    'mtcnn': MTCNNDetector,
-    'landmarks': LandmarkSource,
-    'pairs': PairFolderSource
-}
-NEEDS_DEVICE = (RetinaFaceDetector, MTCNNDetector, RESTORERS['gpen'])
 
 
 class FacePairExtractor:
@@ -56,10 +44,10 @@ class FacePairExtractor:
         """Build from an options dict (module docstring); ValueError naming an unknown key."""
         opt = option_group({'face_pairs': opt}, 'face_pairs', ('scale', 'source', 'restorer'))
         extractor = cls(None, None, opt.get('scale', 4))
-        source = _builder(FACE_SOURCES, opt.get('source', 'retinaface'), 'face source', device)
+        source = FACE_SOURCES.builder(opt.get('source', 'retinaface'), device)
         extractor._build_source = source
         if source.func is not PairFolderSource:
-            extractor._build_restorer = _builder(RESTORERS, opt.get('restorer', 'gpen'), 'restorer', device)
+            extractor._build_restorer = RESTORERS.builder(opt.get('restorer', 'gpen'), device)
         return extractor
 
     @property
@@ -142,23 +130,7 @@ class FacePairExtractor:
 
 def build_restorer(opt, device='cpu'):
     """A restorer from its options: ``{type: gpen | oracle | identity, ...}`` or just the type."""
-    return _builder(RESTORERS, opt, 'restorer', device)()
-
-
-def _builder(table, opt, what, device):
-    """The constructor call of a ``{type: ..., <arguments>}`` option, checked now (the type, the argument names),
-    to be made later."""
-    opt = {'type': opt} if isinstance(opt, str) else dict(opt)
-    kind = opt.pop('type', None)
-    if kind not in table:
-        raise ValueError(f'unknown {what} type {kind!r}; choose one of {sorted(table)}')
-    if issubclass(table[kind], NEEDS_DEVICE):
-        opt.setdefault('device', device)
-    known = [name for name in inspect.signature(table[kind]).parameters if name != 'device']
-    unknown = sorted(set(opt) - set(known) - {'device'})
-    if unknown:
-        raise ValueError(f'unknown {what} options {unknown} for type {kind}; known: {sorted(known)}')
-    return functools.partial(table[kind], **opt)
+    return RESTORERS.builder(opt, device)()
 
 
 def _checked_image(image, name):

@@ -28,6 +28,7 @@ from torchvision.ops import batched_nms, nms, roi_align
 from metaf2n_plugin.checkpoints import load_named
 from metaf2n_plugin.faces.annotations import Face
 from metaf2n_plugin.faces.detection import inside_image
+from metaf2n_plugin.faces.registry import FACE_SOURCES
 from metaf2n_plugin.package_weights import load_member_state, locate_wheel
 
 
@@ -157,6 +158,7 @@ def _crops(pixels, boxes, size):
     return _normalise(roi_align(pixels, [boxes], size, sampling_ratio=-1, aligned=True))
 
 
+@FACE_SOURCES.register('mtcnn', detector=True, weights_suffixes=('.whl', ))
 class MTCNNDetector:
     """Faces and their five landmarks by MTCNN, with facenet-pytorch's weights (module docstring).
 

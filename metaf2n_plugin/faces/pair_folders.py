@@ -10,6 +10,7 @@ import re
 import numpy as np
 
 from metaf2n_plugin.faces.pairs import FacePair
+from metaf2n_plugin.faces.registry import FACE_SOURCES
 from metaf2n_plugin.image_io import read_image, write_image
 
 LQ_DIR, HQ_DIR, MASK_DIR = 'Face_LQ', 'Face_HQ', 'Face_Mask'
@@ -23,6 +24,7 @@ def pair_indices(root, stem):
     return sorted(int(m[1]) for m in map(pattern.fullmatch, names) if m)
 
 
+@FACE_SOURCES.register('pairs')
 class PairFolderSource:
     """Face source ``pairs``: the precomputed pairs under ``root``; FileNotFoundError without its LQ/HQ folders."""
 

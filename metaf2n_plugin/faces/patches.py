@@ -1,4 +1,5 @@
 """Random LR/HR patch pairs from an image's face pairs: the batch of MetaF2N's inner step (step 4)."""
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ class PatchBatch:
         return len(self.lq)
 
 
-def sample_patches(pairs, scale, num_patches, patch_size, rng=None, image_name='image'):
+def sample_patches(pairs, scale, num_patches=None, patch_size=None, rng=None, image_name='image'):
     """A :class:`PatchBatch` of up to ``num_patches`` distinct random patch pairs per face pair (P = 0 for none).
 
     An LR ``p x p`` window at an integer position pairs with the HR window ``scale`` times further. Positions are
@@ -29,7 +30,11 @@ def sample_patches(pairs, scale, num_patches, patch_size, rng=None, image_name='
     smaller than ``p`` is zero-padded (masked) and used whole; a face without valid pixels is skipped; both are
     logged under ``image_name``. ``rng``: a ``numpy.random.Generator`` (unseeded when None). Raises ValueError
     when ``patch_size`` is not a multiple of ``scale`` or a pair's HQ or mask is not ``scale`` x its LQ.
+
+    ``num_patches`` and ``patch_size`` left out take :class:`~metaf2n_plugin.AdaptationSettings`' defaults (16, 64)
+    with a DeprecationWarning: 0.1's defaults, kept until 0.3; pass the settings' values.
     """
+    num_patches, patch_size = _given_or_default(num_patches=num_patches, patch_size=patch_size)
     if patch_size % scale:
         raise ValueError(f'patch_size {patch_size} must be a multiple of the scale {scale}')
     rng = np.random.default_rng() if rng is None else rng
@@ -60,6 +65,21 @@ def sample_patches(pairs, scale, num_patches, patch_size, rng=None, image_name='
         hq=_to_tensor(hqs, patch_size, 3),
         mask=_to_tensor(masks, patch_size, 1),
         face_index=torch.tensor(owners, dtype=torch.int64))
+
+
+def _given_or_default(**given):
+    """The given values, those left out (None) replaced by AdaptationSettings' defaults with a warning."""
+    from metaf2n_plugin.models.adaptation import AdaptationSettings  # it imports this module
+
+    defaults = AdaptationSettings()
+    for key in [key for key, value in given.items() if value is None]:
+        warnings.warn(
+            f'sample_patches without {key} is deprecated since 0.2 and will be removed in 0.3: pass '
+            f'{key}=settings.{key} (metaf2n_plugin.AdaptationSettings; default {getattr(defaults, key)})',
+            DeprecationWarning,
+            stacklevel=3)
+        given[key] = getattr(defaults, key)
+    return tuple(given.values())
 
 
 def _pad_to_patch(pair, lr_size, scale):

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.checkpoints import load_named, load_state_dict
+from metaf2n_plugin.faces.registry import RESTORERS
 from metaf2n_plugin.weights import locate_weights
 
 GPEN_URL = 'https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/'
@@ -16,6 +17,7 @@ GPEN_URL = 'https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models
 GPEN_RELEASES = {512: {'channel_multiplier': 2, 'narrow': 1}, 256: {'channel_multiplier': 1, 'narrow': 0.5}}
 
 
+@RESTORERS.register('identity')
 class IdentityRestorer:
     """Restorer ``identity``: the aligned LQ faces unchanged (pasted back, a bicubic upscaling), for tests."""
     needs_gt = False
@@ -27,6 +29,7 @@ class IdentityRestorer:
         return faces
 
 
+@RESTORERS.register('oracle')
 class OracleRestorer:
     """Restorer ``oracle``: the same aligned crop of the GT image (the upper bound; needs no weights)."""
     needs_gt = True
@@ -41,6 +44,7 @@ class OracleRestorer:
         return gt_faces
 
 
+@RESTORERS.register('gpen')
 class GPENRestorer:
     """Restorer ``gpen``: GPEN, ``batch_size`` faces per pass, without gradients, on ``device``.
 
@@ -80,9 +84,6 @@ class GPENRestorer:
             for chunk in faces.split(self.batch_size)
         ]
         return torch.cat(restored) if restored else faces.clone()
-
-
-RESTORERS = {'gpen': GPENRestorer, 'oracle': OracleRestorer, 'identity': IdentityRestorer}
 
 
 @torch.no_grad()

@@ -1,8 +1,9 @@
 """MetaF2N's inner step, shared by meta-training and testing (docs/metaf2n.md)."""
 import dataclasses
 import re
+import warnings
 import zlib
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -99,7 +100,8 @@ def adapt_to_faces(net_g,
                    settings=AdaptationSettings(),
                    create_graph=False,
                    valid_mask=None,
-                   net_input=None):
+                   net_input=None,
+                   **removed: Any):
     """``settings.steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
     Args:
@@ -111,10 +113,13 @@ def adapt_to_faces(net_g,
         valid_mask: ``(N, 1, s*h, s*w)``, 1 where ``hq`` is valid; the mean runs over valid pixels only.
         net_input: what ``net_g`` sees instead of ``lq`` (MaskNet still sees ``lq``): e.g. the cached body features
             when ``net_g`` is an :class:`~metaf2n_plugin.models.frozen_body.RRDBNetTail`.
+        removed: the keywords of 0.1 (``lr``, ``steps``, ``params``, ``legacy_bicubic``), still taken until 0.3
+            with a DeprecationWarning: they replace the fields of ``settings`` of the same names.
 
     Returns :class:`AdaptedParameters`. Raises ValueError when ``settings.params`` matches no parameter, and
     :class:`NonFiniteInnerLoss` when the loss or a gradient is not finite.
     """
+    settings = with_removed_keywords(settings, removed, 'adapt_to_faces')
     theta = dict(net_g.named_parameters())
     params = settings.params
     names = [name for name in theta if params is None or re.search(params, name)]
@@ -137,6 +142,23 @@ def adapt_to_faces(net_g,
     adapted = AdaptedParameters(theta)
     adapted.mask_weights, adapted.inner_losses = weights, losses
     return adapted
+
+
+def with_removed_keywords(settings, removed, function):
+    """``settings`` with the :class:`AdaptationSettings` fields that 0.1 took as keywords of ``function``, each
+    warned about (DeprecationWarning, naming the replacement); TypeError for any other keyword, as Python's own."""
+    for key in removed:
+        if key not in REMOVED_KEYWORDS:
+            raise TypeError(f'{function}() got an unexpected keyword argument {key!r}')
+        warnings.warn(
+            f'{function}({key}=...) is deprecated since 0.2 and will be removed in 0.3: pass '
+            f'settings=AdaptationSettings({key}=...) (metaf2n_plugin.AdaptationSettings)',
+            DeprecationWarning,
+            stacklevel=3)
+    return dataclasses.replace(settings, **removed) if removed else settings
+
+
+REMOVED_KEYWORDS = ('lr', 'steps', 'params', 'legacy_bicubic')
 
 
 def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, settings=AdaptationSettings()):
