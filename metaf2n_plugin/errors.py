@@ -17,7 +17,7 @@ class MetaF2NError(Exception):
     """Base class. ``argument``: the library's name of the argument at fault (``'model'``, ``'mask'``,
     ``'adaptation'``) or None; ``template``: the message, with ``{argument}`` where that name goes."""
 
-    def __init__(self, template: str, argument: Optional[str] = None, **data: Any) -> None:
+    def __init__(self, template: str, *, argument: Optional[str] = None, **data: Any) -> None:
         self.template, self.argument, self.data = template, argument, data
         for key, value in data.items():
             setattr(self, key, value)

@@ -12,22 +12,24 @@ import inspect
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from basicsr.utils import img2tensor
+from torch import nn
 
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
                                         rrdbnet_options, state_dict_of)
 from metaf2n_plugin.errors import (ARGUMENT_NAMES, OptionError, PhotoError, PhotoSizeError, WeightsNotFoundError,
                                    blamed_on)
-from metaf2n_plugin.faces import FacePairExtractor
+from metaf2n_plugin.faces import FacePair, FacePairExtractor
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.registry import AUTO, FACE_SOURCES
 from metaf2n_plugin.image_io import tensor_to_image
-from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo, stored_adaptation, upsample
+from metaf2n_plugin.models.adaptation import (AdaptationSettings, AdaptedParameters, adapt_to_photo, stored_adaptation,
+                                              upsample)
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.precision import cpu_description, resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
@@ -56,18 +58,22 @@ class PhotoReport:
     ``precision``: the super-resolution pass's; ``seconds``: the time of ``faces`` and ``adaptation`` (when
     adapting), ``super_resolution`` and ``plain`` (when asked).
     """
-    pairs: list
-    mask_weights: Optional[list]
+    pairs: list[FacePair]
+    mask_weights: Optional[list[np.ndarray]]
     adapted: bool
     reason: Optional[str]
     inner_loss: Optional[float]
     plain: Optional[np.ndarray]
     settings: Optional[AdaptationSettings]
     precision: str
-    seconds: dict
+    seconds: dict[str, float]
 
 
-def log_to_stderr(line):
+PathOrNetwork = Union[str, 'os.PathLike[str]', nn.Module]
+Options = Union[str, Mapping[str, Any]]  # a face source's or restorer's {type: ..., <arguments>}, or just the type
+
+
+def log_to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
@@ -101,19 +107,19 @@ class PhotoSuperResolver:
     """
 
     def __init__(self,
-                 model=DEFAULT_MODEL,
-                 mask=DEFAULT_MASK,
+                 model: PathOrNetwork = DEFAULT_MODEL,
+                 mask: Optional[PathOrNetwork] = DEFAULT_MASK,
                  *,
-                 adapt=True,
-                 faces='auto',
-                 restorer=DEFAULT_RESTORER,
-                 adaptation=None,
-                 seed=0,
-                 device=None,
-                 precision='auto',
-                 tile=TILE,
-                 tile_pad=TILE_PAD,
-                 compile=False,
+                 adapt: bool = True,
+                 faces: Options = AUTO,
+                 restorer: Options = DEFAULT_RESTORER,
+                 adaptation: Optional[Mapping[str, Any]] = None,
+                 seed: int = 0,
+                 device: Union[str, torch.device, None] = None,
+                 precision: str = 'auto',
+                 tile: int = TILE,
+                 tile_pad: int = TILE_PAD,
+                 compile: bool = False,
                  log: Callable[[str], None] = log_to_stderr) -> None:
         if tile < 0 or tile_pad < 0:
             raise ValueError(f'tile and tile_pad must be >= 0, got {tile} and {tile_pad}')
@@ -127,9 +133,11 @@ class PhotoSuperResolver:
                                    compile)
         self.num_feat = getattr(getattr(self.net_g, 'conv_first', None), 'out_channels', 64)  # RRDBNet's, else x4plus'
         self.free = available_memory()
-        self.adapt, self.seed, self.settings, self.extractor = adapt, seed, None, None
+        self.adapt, self.seed = adapt, seed
+        self.settings: Optional[AdaptationSettings] = None
+        self.extractor: Optional[FacePairExtractor] = None
         if adapt:
-            stored_in = repr(os.fspath(mask)) if stored is not None else None
+            stored_in = repr(os.fspath(mask)) if stored is not None and isinstance(mask, (str, os.PathLike)) else None
             self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
             source = face_source(faces, log)
             self.extractor = FacePairExtractor.from_options({
@@ -141,15 +149,14 @@ class PhotoSuperResolver:
         machine = f' ({cpu_description()})' if self.device.type == 'cpu' else ''
         log(f'super-resolution in {self.precision} on {self.device}{machine}; the adaptation step in fp32')
 
-    def check_size(self, height, width, bits=8):
+    def check_size(self, height: int, width: int, bits: int = 8) -> None:
         """:class:`PhotoSizeError` for a photo of ``height`` x ``width`` pixels that is smaller than a face patch or
         whose output (``bits`` per channel) would not fit in the memory available."""
-        size = dict(width=width, height=height)
         if min(height, width) < MIN_SIDE:
             raise PhotoSizeError(
-                f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face '
-                'patch)',
-                **size,
+                f'{width}x{height} pixels; MetaF2N needs at least {MIN_SIDE}x{MIN_SIDE} (one face patch)',
+                width=width,
+                height=height,
                 needed=None,
                 available=None,
                 largest_side=None)
@@ -161,12 +168,17 @@ class PhotoSuperResolver:
                 f'{needed / 2**30:.1f} GiB, {self.free / 2**30:.1f} GiB are available (enough for about {side}x{side} '
                 f'pixels, {side * side / 1e6:.1f} megapixels); crop it into parts or downscale it' +
                 ('' if self.tile else f', or tile it (tile {TILE})'),
-                **size,
+                width=width,
+                height=height,
                 needed=needed,
                 available=self.free,
                 largest_side=side)
 
-    def enhance(self, image, name='photo', gt=None, plain=False):
+    def enhance(self,
+                image: np.ndarray,
+                name: str = 'photo',
+                gt: Optional[np.ndarray] = None,
+                plain: bool = False) -> tuple[np.ndarray, PhotoReport]:
         """Algorithm 2 on one photo; the networks are not changed.
 
         Args:
@@ -182,12 +194,15 @@ class PhotoSuperResolver:
         """
         bits = 16 if getattr(image, 'dtype', None) == np.uint16 else 8
         image = rgb_float(image, 'image')
-        self.check_size(*image.shape[:2], bits)
+        self.check_size(image.shape[0], image.shape[1], bits)
         gt = None if gt is None else rgb_float(gt, 'gt')
         seconds, start = {}, time.perf_counter()
         lq = img2tensor(image, bgr2rgb=False)[None].to(self.device)
-        pairs, adapted, reason, mask_weights = [], None, 'not asked (adapt=False)', None
-        if self.adapt:
+        pairs: list[FacePair] = []
+        adapted: Optional[AdaptedParameters] = None
+        reason: Optional[str] = 'not asked (adapt=False)'
+        mask_weights = None
+        if self.extractor is not None and self.settings is not None:  # adapt=True
             pairs = self.extractor(image, gt, image_path=name)
             seconds['faces'], start = time.perf_counter() - start, time.perf_counter()
             adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed, self.settings)
@@ -205,14 +220,16 @@ class PhotoSuperResolver:
                                    self.settings, self.precision, seconds)
 
     @torch.no_grad()
-    def face_weights(self, pair):
+    def face_weights(self, pair: FacePair) -> np.ndarray:
         """MaskNet's ``(4h, 4w)`` float32 weights of one whole face pair, 0 outside its valid pixels."""
+        assert self.net_mask is not None and self.settings is not None, 'a resolver with MaskNet'
         lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
         weights = self.net_mask(torch.cat([upsample(lq, hq.shape[-2:], self.settings.legacy_bicubic), hq], dim=1))
         return weights[0, 0].cpu().numpy() * pair.mask
 
 
-def load_networks(model, mask):
+def load_networks(model: PathOrNetwork,
+                  mask: Optional[PathOrNetwork]) -> tuple[nn.Module, Optional[nn.Module], Optional[AdaptationSettings]]:
     """``(net_g, net_mask, stored)``: ``model`` and ``mask`` (a weights file, an ``nn.Module`` passed through, or for
     ``mask`` None) as networks, and the :class:`AdaptationSettings` stored in the MaskNet file (None without one).
 
@@ -232,11 +249,13 @@ def load_networks(model, mask):
             f'download it, then `metaf2n-convert <checkpoint prefix> --out {folder}` writes {NET_G_FILE} and '
             f'{NET_MASK_FILE} there. Or point {{model}}/{{mask}} at a training run\'s '
             'experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
-    net_g, net_mask, stored = model, mask, None
-    if 'model' in files:
+    if isinstance(model, nn.Module):
+        net_g = model
+    else:
         with blamed_on('model'):
             state, where = load_state_dict(files['model'], '{argument}'), f'{{argument}} {files["model"]!r}'
             net_g = network_from(state, rrdbnet_options(state, where), where)
+    net_mask, stored = mask if isinstance(mask, nn.Module) else None, None
     if 'mask' in files:
         with blamed_on('mask'):
             checkpoint, where = read_checkpoint(files['mask'], '{argument}'), f'{{argument}} {files["mask"]!r}'
@@ -246,7 +265,8 @@ def load_networks(model, mask):
     return net_g, net_mask, stored
 
 
-def adaptation_settings(stored, stored_in, changes, log):
+def adaptation_settings(stored: Optional[AdaptationSettings], stored_in: Optional[str], changes: Mapping[str, Any],
+                        log: Callable[[str], None]) -> AdaptationSettings:
     """The settings ``stored`` in the MaskNet file (``stored_in``; None: the defaults) with ``changes`` (a dict of
     :class:`AdaptationSettings` fields, the ``adaptation`` argument), each change to stored settings logged, then
     the settings used. :class:`OptionError` (its argument ``'adaptation'``) for an unknown field or a value of the
@@ -255,13 +275,13 @@ def adaptation_settings(stored, stored_in, changes, log):
     try:
         settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
     except OptionError as error:
-        raise OptionError(error.template.replace(source, '{argument}'), 'adaptation', **error.data) from None
+        raise OptionError(error.template.replace(source, '{argument}'), argument='adaptation', **error.data) from None
     origin = f'stored in {stored_in}' if stored is not None else 'the defaults'
     log(f'adaptation: {settings.to_dict()} ({origin}{f", changed by {source}" if changes else ""})')
     return settings
 
 
-def face_source(source, log):
+def face_source(source: Options, log: Callable[[str], None]) -> dict[str, Any]:
     """``FacePairExtractor``'s ``source`` option with type ``auto`` decided (:func:`chosen_detector`), and a
     detector's ``weights`` dropped when they are another detector's file (its ``weights_suffixes``: a wheel is
     MTCNN's, a .pth RetinaFace's); ``weights`` and ``download`` left unset are dropped for a detector that takes
@@ -281,7 +301,9 @@ def face_source(source, log):
     return source
 
 
-def chosen_detector(weights=None, download=False, log=log_to_stderr):
+def chosen_detector(weights: Optional[str] = None,
+                    download: bool = False,
+                    log: Callable[[str], None] = log_to_stderr) -> str:
     """``'retinaface'`` when its weights are found at ``weights`` (a file or folder; None: the usual places) or may
     be downloaded, else ``'mtcnn'`` (also for a wheel as ``weights``); the choice is logged."""
     if str(weights).endswith('.whl'):
@@ -298,7 +320,7 @@ def chosen_detector(weights=None, download=False, log=log_to_stderr):
     return 'retinaface'
 
 
-def rgb_float(image, what):
+def rgb_float(image: Any, what: str) -> np.ndarray:
     """``(H, W, 3)`` float32 RGB in [0, 1] of an ``(H, W, 3)`` float array in [0, 1], uint8 or uint16 array;
     PhotoError naming ``what`` for anything else."""
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
@@ -314,7 +336,7 @@ def rgb_float(image, what):
     return image.astype(np.float32, copy=False)
 
 
-def memory_needed(height, width, bits, tile, tile_pad, num_feat):
+def memory_needed(height: int, width: int, bits: int, tile: int, tile_pad: int, num_feat: int) -> int:
     """Bytes a photo needs: the float32 output, its conversion to ``bits``, and one window's activations."""
     output = 4 * 3 * SCALE**2 * height * width
     window = tile + 2 * tile_pad
@@ -323,7 +345,7 @@ def memory_needed(height, width, bits, tile, tile_pad, num_feat):
     return 2 * output + 3 * (bits // 8) * SCALE**2 * height * width + activations
 
 
-def largest_square(free, bits, tile, tile_pad, num_feat):
+def largest_square(free: int, bits: int, tile: int, tile_pad: int, num_feat: int) -> int:
     """The side of the largest square photo whose :func:`memory_needed` fits in ``free`` bytes (0 if none)."""
     low, high = 0, 1
     while memory_needed(high, high, bits, tile, tile_pad, num_feat) <= free:
@@ -337,7 +359,7 @@ def largest_square(free, bits, tile, tile_pad, num_feat):
     return low
 
 
-def available_memory():
+def available_memory() -> Optional[int]:
     """Bytes the OS can still give (MemAvailable), or None where /proc/meminfo does not exist."""
     try:
         with open('/proc/meminfo') as f:

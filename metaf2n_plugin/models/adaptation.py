@@ -3,14 +3,17 @@ import dataclasses
 import re
 import warnings
 import zlib
-from typing import Any, Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from metaf2n_plugin.faces.patches import sample_patches
+from metaf2n_plugin.faces.pairs import FacePair
+from metaf2n_plugin.faces.patches import PatchBatch, sample_patches
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 from metaf2n_plugin.option_checks import checked_value, option_group
 
@@ -31,7 +34,7 @@ class AdaptationSettings:
     num_patches: int = 16
     patch_size: int = 64
 
-    KINDS = dict(
+    KINDS: ClassVar[dict[str, tuple[tuple[type, ...], Optional[Callable[[Any], bool]], str]]] = dict(
         lr=((float, int), lambda v: v >= 0, 'a number >= 0'),
         steps=((int, ), lambda v: v >= 1, 'an integer >= 1'),
         params=((str, type(None)), None, 'a regex of parameter names, or ~ for all'),
@@ -39,24 +42,25 @@ class AdaptationSettings:
         num_patches=((int, ), lambda v: v >= 1, 'an integer >= 1'),
         patch_size=((int, ), lambda v: v >= 1, 'an integer >= 1'))
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, (kinds, condition, meaning) in self.KINDS.items():
             checked_value(f'adaptation.{name}', getattr(self, name), kinds, condition, meaning)
 
     @classmethod
-    def from_options(cls, options, where='the options'):
+    def from_options(cls, options: Mapping[str, Any], where: str = 'the options') -> 'AdaptationSettings':
         """The settings of ``options['adaptation']`` (defaults for the keys it lacks); ValueError naming a key it
         does not know or a value of the wrong kind."""
         return cls(**option_group(options, 'adaptation', cls.names(), where))
 
     @classmethod
-    def names(cls):
+    def names(cls) -> list[str]:
         return [field.name for field in dataclasses.fields(cls)]
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def overridden(self, values, source, stored_in, log):
+    def overridden(self, values: Optional[Mapping[str, Any]], source: str, stored_in: Optional[str],
+                   log: Callable[[str], None]) -> 'AdaptationSettings':
         """These settings with ``values`` (a dict, e.g. from options or flags) taking precedence; ``log(line)`` is
         called for each value that differs from the one stored in ``stored_in`` (skipped when that is None).
         ValueError naming ``source`` for a key that is no setting, or a value of the wrong kind."""
@@ -69,7 +73,7 @@ class AdaptationSettings:
         return dataclasses.replace(self, **changed)
 
 
-def stored_adaptation(checkpoint):
+def stored_adaptation(checkpoint: Any) -> Optional[AdaptationSettings]:
     """The :class:`AdaptationSettings` saved in a MaskNet checkpoint (``'adaptation'``; files converted before it
     existed store only ``'legacy_bicubic'``), or None when it holds none."""
     if not isinstance(checkpoint, dict):
@@ -89,19 +93,19 @@ class AdaptedParameters(dict):
     """``name -> tensor`` of every parameter of ``net_g`` (the adapted ones as theta'), for ``functional_call``.
 
     ``mask_weights``: MaskNet's ``(N, 1, H, W)`` W >= 0, with its graph; ``inner_losses``: the loss before each step."""
-    mask_weights = None
-    inner_losses = ()
+    mask_weights: Optional[Tensor] = None
+    inner_losses: Sequence[Tensor] = ()
 
 
-def adapt_to_faces(net_g,
-                   net_mask,
-                   lq,
-                   hq,
-                   settings=AdaptationSettings(),
-                   create_graph=False,
-                   valid_mask=None,
-                   net_input=None,
-                   **removed: Any):
+def adapt_to_faces(net_g: nn.Module,
+                   net_mask: Optional[nn.Module],
+                   lq: Tensor,
+                   hq: Tensor,
+                   settings: AdaptationSettings = AdaptationSettings(),
+                   create_graph: bool = False,
+                   valid_mask: Optional[Tensor] = None,
+                   net_input: Optional[Tensor] = None,
+                   **removed: Any) -> AdaptedParameters:
     """``settings.steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
     Args:
@@ -120,21 +124,22 @@ def adapt_to_faces(net_g,
     :class:`NonFiniteInnerLoss` when the loss or a gradient is not finite.
     """
     settings = with_removed_keywords(settings, removed, 'adapt_to_faces')
-    theta = dict(net_g.named_parameters())
+    theta: dict[str, Tensor] = dict(net_g.named_parameters())
     params = settings.params
     names = [name for name in theta if params is None or re.search(params, name)]
     if not names:
         raise ValueError(f'adaptation.params {params!r} matches no parameter of {type(net_g).__name__}')
-    weights = None
+    weights: Optional[Tensor] = None
     if net_mask is not None:
         weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], settings.legacy_bicubic), hq], dim=1))
-    losses, net_input = [], lq if net_input is None else net_input
+    losses: list[Tensor] = []
+    net_input = lq if net_input is None else net_input
     for _ in range(settings.steps):
         loss = inner_loss(functional_call(net_g, theta, (net_input, )), hq, weights, valid_mask)
-        grads = torch.autograd.grad(
+        gradients = torch.autograd.grad(
             loss, [theta[name] for name in names], create_graph=create_graph,
             allow_unused=True)  # a parameter the forward does not use keeps its value
-        grads = {name: grad for name, grad in zip(names, grads) if grad is not None}
+        grads = {name: grad for name, grad in zip(names, gradients) if grad is not None}
         if not torch.isfinite(loss + sum(grad.sum() for grad in grads.values())):
             raise NonFiniteInnerLoss(f'inner loss {loss.item()} or its gradient is not finite')
         theta = {**theta, **{name: theta[name] - settings.lr * grad for name, grad in grads.items()}}
@@ -144,7 +149,8 @@ def adapt_to_faces(net_g,
     return adapted
 
 
-def with_removed_keywords(settings, removed, function):
+def with_removed_keywords(settings: AdaptationSettings, removed: Mapping[str, Any],
+                          function: str) -> AdaptationSettings:
     """``settings`` with the :class:`AdaptationSettings` fields that 0.1 took as keywords of ``function``, each
     warned about (DeprecationWarning, naming the replacement); TypeError for any other keyword, as Python's own."""
     for key in removed:
@@ -161,7 +167,15 @@ def with_removed_keywords(settings, removed, function):
 REMOVED_KEYWORDS = ('lr', 'steps', 'params', 'legacy_bicubic')
 
 
-def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, settings=AdaptationSettings()):
+def adapt_to_photo(
+    net_g: nn.Module,
+    net_mask: Optional[nn.Module],
+    pairs: Sequence[FacePair],
+    scale: int,
+    name: str,
+    seed: int = 0,
+    settings: AdaptationSettings = AdaptationSettings()
+) -> tuple[Optional[AdaptedParameters], PatchBatch, Optional[str]]:
     """Algorithm 2's adaptation to one photo: ``settings.num_patches`` patch pairs of side ``settings.patch_size``
     per face, then :func:`adapt_to_faces` with ``settings``.
 
@@ -191,7 +205,7 @@ def adapt_to_photo(net_g, net_mask, pairs, scale, name, seed=0, settings=Adaptat
     return adapted, patches, None
 
 
-def inner_loss(sr, hq, weights=None, valid_mask=None):
+def inner_loss(sr: Tensor, hq: Tensor, weights: Optional[Tensor] = None, valid_mask: Optional[Tensor] = None) -> Tensor:
     """``mean(W * |hq - sr|)`` over the valid pixels and the channels; W and valid_mask ``(N, 1, H, W)`` or None."""
     error = (hq - sr).abs()
     if weights is not None:
@@ -201,7 +215,7 @@ def inner_loss(sr, hq, weights=None, valid_mask=None):
     return (error * valid_mask).sum() / (valid_mask.sum() * error.size(1)).clamp(min=1)
 
 
-def upsample(lq, size, legacy_bicubic=False):
+def upsample(lq: Tensor, size: Sequence[int], legacy_bicubic: bool = False) -> Tensor:
     """``(N, C, h, w)`` -> ``(N, C, *size)`` bicubic: PyTorch's (half-pixel centres) or TF1's legacy resize."""
     if legacy_bicubic:
         return tf1_resize_bicubic(lq, tuple(size))

@@ -2,24 +2,29 @@
 backgrounds, and that loss's gradient pushed back through the inner step into theta and MaskNet. The two-pass exact
 meta-gradient and the patch-by-patch outer backward: docs/metaf2n.md."""
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Optional
 
 import torch
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_faces, inner_loss
 from metaf2n_plugin.models.recompute import replayed_rng, rng_state
 
+OuterLoss = Callable[[Tensor, Tensor, Optional[Tensor]], Mapping[str, Tensor]]
 
-def task_meta_gradient(net_g,
-                       net_mask,
-                       faces,
-                       backgrounds,
-                       outer_loss,
-                       settings=AdaptationSettings(),
-                       first_order=False,
-                       outer_chunk=1,
-                       log_inner_after=False,
-                       face_input=None):
+
+def task_meta_gradient(net_g: nn.Module,
+                       net_mask: nn.Module,
+                       faces: tuple[Tensor, Tensor],
+                       backgrounds: tuple[Tensor, Tensor],
+                       outer_loss: OuterLoss,
+                       settings: AdaptationSettings = AdaptationSettings(),
+                       first_order: bool = False,
+                       outer_chunk: int = 1,
+                       log_inner_after: bool = False,
+                       face_input: Optional[Tensor] = None) -> tuple[Tensor, 'OrderedDict[str, Tensor]']:
     """Add one task's meta-gradient ``dL_out(theta') / d(theta, MaskNet)`` to the ``.grad`` of their parameters.
 
     Args:
@@ -43,7 +48,7 @@ def task_meta_gradient(net_g,
     adapted = adapt_to_faces(net_g, net_mask, lq, hq, settings, net_input=face_input)
     fast = adapted if first_order else {k: v.detach().requires_grad_(v.requires_grad) for k, v in adapted.items()}
 
-    def loss_of_output(sr, target):
+    def loss_of_output(sr: Tensor, target: Tensor) -> Mapping[str, Tensor]:
         return outer_loss(sr, target, adapted.mask_weights)
 
     sr, losses = outer_backward(net_g, fast, *backgrounds, loss_of_output, outer_chunk)
@@ -52,6 +57,7 @@ def task_meta_gradient(net_g,
             again = adapt_to_faces(net_g, net_mask, lq, hq, settings, create_graph=True, net_input=face_input)
         names = [name for name in fast if fast[name].grad is not None]
         torch.autograd.backward([again[name] for name in names], [fast[name].grad for name in names])
+    assert adapted.mask_weights is not None  # net_mask is a MaskNet here
     log = OrderedDict(l_inner_before=adapted.inner_losses[0], mask_mean=adapted.mask_weights.detach().mean(), **losses)
     if log_inner_after:
         with torch.no_grad(), replayed_rng(rng_state(device), device):  # the random state is restored after it
@@ -60,7 +66,12 @@ def task_meta_gradient(net_g,
     return sr, log
 
 
-def outer_backward(net_g, fast, background, target, outer_loss, outer_chunk=1):
+def outer_backward(net_g: nn.Module,
+                   fast: dict[str, Tensor],
+                   background: Tensor,
+                   target: Tensor,
+                   outer_loss: Callable[[Tensor, Tensor], Mapping[str, Tensor]],
+                   outer_chunk: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
     """The outer loss of ``SR = f_fast(background)`` and its backward into ``fast`` (and MaskNet, through W),
     ``outer_chunk`` patches at a time (each recomputed with its graph and random numbers; 0: all at once).
 
@@ -79,11 +90,13 @@ def outer_backward(net_g, fast, background, target, outer_loss, outer_chunk=1):
     else:
         sr = functional_call(net_g, fast, (background, ))
     losses = outer_loss(sr, target)
-    total = sum(losses.values())
+    terms = list(losses.values())
+    total = sum(terms[1:], terms[0])
     if not torch.isfinite(total):
         raise FloatingPointError(f'outer loss {total.item()} is not finite')
     total.backward()
     if outer_chunk:
+        assert sr.grad is not None  # sr requires grad and L_out depends on it
         for chunk, state in zip(chunks, states):
             with replayed_rng(state, device):
                 functional_call(net_g, fast, (background[chunk], )).backward(sr.grad[chunk])
