@@ -1,4 +1,5 @@
 """Shared helpers: run Python the way a user would, make tiny image folders, build the tiny data set once."""
+import glob
 import importlib.util
 import os
 import re
@@ -60,19 +61,25 @@ def run_python(*args, cwd, env=None, timeout=600, python=sys.executable, check=T
     return proc
 
 
-def readme_blocks():
-    """The README's shell examples: the contents of its ```bash blocks, in order."""
-    with open(os.path.join(REPO, 'README.md'), encoding='utf-8') as f:
-        return re.findall(r'```bash\n(.*?)```', f.read(), re.S)
+def doc_blocks():
+    """The shell examples of README.md, then of docs/*.md in name order: ``[(file relative to the repository, the
+    contents of one ```bash block)]``, each file's blocks in order."""
+    pages = sorted(glob.glob(os.path.join(REPO, 'docs', '*.md')))
+    blocks = []
+    for name in ['README.md', *(os.path.relpath(page, REPO) for page in pages)]:
+        with open(os.path.join(REPO, name), encoding='utf-8') as f:
+            blocks += [(name, block) for block in re.findall(r'```bash\n(.*?)```', f.read(), re.S)]
+    return blocks
 
 
-def run_readme_block(containing, cwd, timeout=600):
-    """Run the README's one bash block that contains ``containing``, as written, with bash in ``cwd``.
+def run_doc_block(containing, cwd, timeout=600):
+    """Run the one bash block of README.md and docs/*.md that contains ``containing``, as written, with bash in
+    ``cwd``.
 
     ``cwd`` stands for a fresh clone's root: it gets links to ``options/`` and ``scripts/``; this environment's
     ``bin`` comes first on PATH, as after ``source .venv/bin/activate``. Fails the test if the block fails.
     """
-    (block, ) = [block for block in readme_blocks() if containing in block]
+    ((name, block), ) = [(name, block) for name, block in doc_blocks() if containing in block]
     for folder in ('options', 'scripts'):
         if not os.path.exists(os.path.join(cwd, folder)):
             os.symlink(os.path.join(REPO, folder), os.path.join(cwd, folder))
@@ -85,7 +92,7 @@ def run_readme_block(containing, cwd, timeout=600):
                           text=True,
                           timeout=timeout)
     if proc.returncode != 0:
-        pytest.fail(f'README block exited {proc.returncode}:\n{block}\n--- stdout\n{proc.stdout[-4000:]}'
+        pytest.fail(f'{name} block exited {proc.returncode}:\n{block}\n--- stdout\n{proc.stdout[-4000:]}'
                     f'\n--- stderr\n{proc.stderr[-4000:]}')
     return proc
 

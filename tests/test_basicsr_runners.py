@@ -11,7 +11,7 @@ import re
 import basicsr
 import pytest
 
-from conftest import newest_log, resume_training, run_readme_block
+from conftest import newest_log, resume_training, run_doc_block
 
 pytestmark = pytest.mark.e2e
 NAME = 'tiny_gpen_sr'
@@ -21,12 +21,12 @@ BASICSR_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)
 
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
-    """The README's block (tiny data set, train 2 iterations, test), then auto-resume to 4; in a fresh working
+    """docs/basicsr.md's block (tiny data set, train 2 iterations, test), then auto-resume to 4; in a fresh working
     directory."""
     leftovers = [d for d in OUTPUT_DIRS if os.path.exists(os.path.join(BASICSR_ROOT, d))]
     assert not leftovers, f'remove {leftovers} from {BASICSR_ROOT} first (left by an unpatched BasicSR run)'
     cwd = tmp_path_factory.mktemp('runner')
-    run_readme_block('options/train_gpen_srmodel_tiny.yml', cwd)
+    run_doc_block('options/train_gpen_srmodel_tiny.yml', cwd)
     resume_training(cwd, 'train_gpen_srmodel_tiny.yml', total_iter=4)
     return cwd
 
@@ -63,7 +63,7 @@ def test_nothing_is_written_inside_site_packages(workdir):
 
 
 def test_srmodel_trains_srvgg_with_the_ssg_loss(workdir):
-    """Mixing proof: BasicSR's SRModel + SRVGGNetCompact + the plugin's SSGLoss, the README block's last line."""
+    """Mixing proof: BasicSR's SRModel + SRVGGNetCompact + the plugin's SSGLoss, docs/basicsr.md's block's last line."""
     (log, ) = (workdir / 'experiments' / 'tiny_srvgg_ssg').glob('train_*.log')
     losses = [float(v) for v in re.findall(r'l_pix: ([0-9.e+-]+)', log.read_text())]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses) and max(losses) > 0

@@ -10,7 +10,7 @@ import yaml
 
 from metaf2n_plugin.data.people import FOLDS
 from metaf2n_plugin.models.adaptation import AdaptationSettings
-from conftest import REPO, load_script, run_python, run_readme_block
+from conftest import REPO, load_script, run_doc_block, run_python
 
 SETS = [f'Real_{preset}_{side}' for preset in ('iid', 'ood') for side in (128, 96, 64)]
 
@@ -65,7 +65,7 @@ def test_demo_converts_trains_tests_and_prints_the_held_out_table_and_where_ever
 @pytest.mark.e2e
 def test_the_readmes_offline_metaf2n_infer_example_finds_faces_with_mtcnn(first_and_second_run):
     cwd = first_and_second_run[0]
-    proc = run_readme_block('metaf2n-infer datasets/real/', cwd)
+    proc = run_doc_block('metaf2n-infer datasets/real/', cwd)
     assert 'faces are found by MTCNN' in proc.stderr
     assert re.search(r'2 of 2 photos super-resolved into results/infer_x4plus: [12] faces? used', proc.stdout)
     for stem in ('astronaut', 'grace_hopper'):

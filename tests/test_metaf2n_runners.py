@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from conftest import load_script, newest_log, resume_training, run_readme_block
+from conftest import load_script, newest_log, resume_training, run_doc_block
 
 NAME = 'tiny_metaf2n'
 TERMS = ('l_inner_before', 'l_inner_after', 'mask_mean', 'l_g_pix', 'l_g_percep', 'l_g_ssg', 'l_g_gan', 'l_g_mask',
@@ -14,7 +14,7 @@ TERMS = ('l_inner_before', 'l_inner_after', 'mask_mean', 'l_g_pix', 'l_g_percep'
 @pytest.fixture(scope='module')
 def workdir(tiny_workdir):
     """The README's block: tiny data set, train 2 iterations, test, table."""
-    run_readme_block('options/train_metaf2n_tiny.yml', tiny_workdir)
+    run_doc_block('options/train_metaf2n_tiny.yml', tiny_workdir)
     return tiny_workdir
 
 
