@@ -1,6 +1,7 @@
 # `make demo` sets up .venv and runs MetaF2N + SSG end to end on built-in data; `make test` sets up and runs the tests,
-# `make test-e2e` the long end-to-end ones (pytest marker e2e); `make lint` checks the code style (setup.cfg),
-# `make format` applies it; `make app` serves the web page on 127.0.0.1; `make install` only sets up.
+# `make test-e2e` the long end-to-end ones (pytest marker e2e); `make lint` checks the code style and the types
+# (setup.cfg), `make format` applies the style; `make app` serves the web page on 127.0.0.1; `make install` only sets
+# up.
 PYTHON ?= python3
 VENV ?= .venv
 # The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
@@ -46,6 +47,7 @@ lint: install
 	$(BIN)/flake8 $(SOURCES)
 	$(BIN)/isort --check-only --diff $(SOURCES)
 	$(BIN)/yapf --diff --recursive $(SOURCES)
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/isort --quiet $(SOURCES)

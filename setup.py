@@ -47,7 +47,10 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['metaf2n_plugin', 'metaf2n_plugin.*']),
     py_modules=['metaf2n_autoload'],
-    package_data={'metaf2n_plugin.faces': ['builtin_faces.json']},
+    package_data={
+        'metaf2n_plugin': ['py.typed'],  # PEP 561: the package's type hints are for its users' type checkers too
+        'metaf2n_plugin.faces': ['builtin_faces.json']
+    },
     install_requires=[
         # basicsr is an sdist whose setup.py imports torch: install torch first and build it with
         # `pip install --no-build-isolation basicsr` (the Makefile does).
@@ -64,12 +67,12 @@ setup(
         'opencv-python>=4.12',  # imdecodeWithMetadata: photos' EXIF orientation with their alpha and 16 bits
     ],
     # The test photos ship inside scikit-image and matplotlib (both also arrive with basicsr / facexlib).
-    # `lint`: `make lint`'s tools, pinned because formatters change between releases.
+    # `lint`: `make lint`'s tools (style and types), pinned because they change between releases.
     # `convert`: metaf2n-convert reads the official TensorFlow checkpoint (an .npz of its variables needs nothing).
     # `app`: metaf2n-app's web page; the tests drive it in Chromium (Debian's package) with Playwright.
     extras_require={
         'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3', GRADIO, 'playwright==1.65.2'],
-        'lint': ['flake8==7.5.0', 'isort==9.0.2', 'yapf==0.43.0'],
+        'lint': ['flake8==7.5.0', 'isort==9.0.2', 'yapf==0.43.0', 'mypy==2.4.1'],
         'convert': ['tensorflow>=2.4'],
         'app': [GRADIO]
     },

@@ -3,9 +3,7 @@ the frozen body")."""
 import hashlib
 import json
 import os
-import random
 
-import numpy as np
 import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
@@ -16,6 +14,7 @@ from tqdm import tqdm
 from metaf2n_plugin.atomic_write import atomic_file
 from metaf2n_plugin.checkpoints import read_checkpoint
 from metaf2n_plugin.data.degradation import degradation_options
+from metaf2n_plugin.data.global_seed import seeded_globally
 from metaf2n_plugin.data.metaf2n_task_dataset import MetaF2NTaskDataset
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader
 
@@ -109,19 +108,10 @@ def check_settings(found, expected, path):
 def build_pool(tasks, settings):
     """Draw and degrade ``settings['pool_size']`` tasks on the CPU from a local seed (the global random state is
     left as it was): ``{field: (N, ...) tensor, 'settings': settings}``."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    seed = settings['pool_seed']
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
     degrader, parts = TaskDegrader(settings['task']['scale']), {name: [] for name in POOL_FIELDS}
-    try:
+    with seeded_globally(settings['pool_seed']):
         for i in tqdm(range(settings['pool_size']), desc='task pool', unit='task'):
             degraded = degrader(default_collate([tasks[i % len(tasks)]]), 'cpu')
             for name in POOL_FIELDS:
                 parts[name].append(getattr(degraded, name)[0])
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
     return {**{name: torch.stack(values) for name, values in parts.items()}, 'settings': settings}
