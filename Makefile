@@ -4,7 +4,7 @@
 # up.
 PYTHON ?= python3
 VENV ?= .venv
-# The torch/torchvision pair the project is tested with; on this machine pip takes them from local disk.
+# The torch/torchvision pair the project is tested with; where pip finds them on local disk, it takes them from there.
 # Override for other hardware, e.g. `make install TORCH="torch torchvision"`.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin

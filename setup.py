@@ -1,8 +1,7 @@
 """metaf2n-plugin: MetaF2N blind super-resolution as a BasicSR plugin.
 
-Besides the package, this installs the start-up hook ``metaf2n_autoload.pth`` into site-packages (README, "How
-BasicSR's runners find the plugin"); setuptools has no option for a top-level ``.pth`` file, hence the two commands
-below.
+Besides the package, this installs the start-up hook ``metaf2n_autoload.pth`` into site-packages (docs/basicsr.md);
+setuptools has no option for a top-level ``.pth`` file, hence the two commands below.
 """
 import re
 from pathlib import Path

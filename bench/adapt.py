@@ -1,12 +1,12 @@
 """Test-time cost of MetaF2N's adaptation: the inner step on a photo's face patches, then the adapted forward,
-against the plain forward of the same photo, on this machine's CPU.
+against the plain forward of the same photo, on the CPU it runs on.
 
 RRDBNet x4 (64 features, 23 blocks, growth 32; random weights: the cost does not depend on them), MaskNet, a
 256 x 256 LQ photo and 16 patch pairs of 16 x 16 LQ / 64 x 64 HQ (one face), eager fp32, torch's default
 threads. ``adapted`` = ``adapt_to_faces`` (MaskNet frozen, one SGD step) + the forward with the adapted
 parameters. The variants alternate in fresh processes (bench/harness.py).
 
-Anchor, the original TensorFlow code on this machine: inner step 1.45 s, forward 5.49 s, ratio 1.26.
+The original TensorFlow code's figures, the anchor: docs/benchmarks.md.
 Target: (inner step + adapted forward) / plain forward <= 1.15.
 
     python bench/adapt.py [--rounds 2] [--repeats 2] [--size 256] [--blocks 23] [--check]

@@ -1,4 +1,4 @@
-"""Seconds per LQ megapixel of metaf2n-infer's super-resolution pass on this machine's CPU, by path.
+"""Seconds per LQ megapixel of metaf2n-infer's super-resolution pass on the CPU it runs on, by path.
 
 RRDBNet x4 (64 features, 23 blocks, growth 32), a 256 x 256 LQ photo in 128 x 128 tiles with 10 pixels of context
 (windows of 138 x 138, clipped at the photo's border; the compiled path's fixed-size ones 148 x 148), torch's

@@ -1,4 +1,4 @@
-"""metaf2n-app: MetaF2N in a web page on this machine. Drop a photo or pick a built-in one, and see the faces found,
+"""metaf2n-app: MetaF2N in a web page on your computer. Drop a photo or pick a built-in one, and see the faces found,
 their restoration, MaskNet's weights on them, and the photo super-resolved x4 by the network adapted to them, against
 the plain network.
 
@@ -431,7 +431,7 @@ SYSTEM_FONTS = ('ui-sans-serif', 'system-ui', 'sans-serif')  # Gradio's themes o
 SYSTEM_MONO = ('ui-monospace', 'Consolas', 'monospace')
 INTRO = """# MetaF2N on your photo
 Drop a photo (or pick a built-in one): its faces are found and restored, the network takes one gradient step on
-them, weighted per pixel by MaskNet, then super-resolves the whole photo x4. Nothing leaves this machine."""
+them, weighted per pixel by MaskNet, then super-resolves the whole photo x4. Nothing leaves your computer."""
 
 
 def build_blocks(page):
@@ -563,7 +563,7 @@ def main(argv=None):
         parser.error('--mask needs --model')
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl-C: the temporary files go
     page = page_of(args)
-    print(f'metaf2n-app: the page is at http://{HOST}:{args.port} (this machine only); Ctrl-C stops it', flush=True)
+    print(f'metaf2n-app: the page is at http://{HOST}:{args.port} (this computer only); Ctrl-C stops it', flush=True)
     serve(page, args.port)
     return 0
 
