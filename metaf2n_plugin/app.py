@@ -33,8 +33,9 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -223,9 +224,11 @@ class Page:
         atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
         self.choices = {choice.label: choice for choice in weights_choices(model, mask)}
         self.builtins = builtin_photos(os.path.join(self.folder, 'builtin'))
-        self.resolvers = OrderedDict()  # key -> (PhotoSuperResolver, the lines it logged)
+        # key -> (PhotoSuperResolver, the lines it logged)
+        self.resolvers: OrderedDict[tuple, tuple[PhotoSuperResolver, list[str]]] = OrderedDict()
         self.requests = 0
-        self.jobs = queue.SimpleQueue()  # (Future, function, arguments) for the thread in :meth:`work`
+        # (Future, function, arguments) for the thread in :meth:`work`
+        self.jobs: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple]] = queue.SimpleQueue()
 
     def submit(self, function, *args):
         """A Future of ``function(*args)``, run by the thread in :meth:`work`."""

@@ -1,12 +1,13 @@
 """What every command line of the project shares: its ``--help`` is its module docstring; metaf2n-infer and
 metaf2n-app share the flags of the face pipeline's weights."""
 import argparse
+from typing import Optional
 
 from metaf2n_plugin.faces.restoration import GPEN_RELEASES
 from metaf2n_plugin.weights import DOWNLOAD_HELP, WEIGHTS_HELP
 
 
-def parser_from_doc(doc: str, prog: str = None) -> argparse.ArgumentParser:
+def parser_from_doc(doc: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` whose description is the first paragraph of ``doc`` and whose epilog is the rest,
     kept as written (examples stay on their lines)."""
     description, _, epilog = doc.strip().partition('\n\n')

@@ -7,22 +7,27 @@ to 8, JPEG EXIF orientation applied), so coordinates match BasicSR's datasets; :
 import glob
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Optional, Union
 
 import cv2
 import numpy as np
+import torch
+from numpy.typing import NDArray
 
 from metaf2n_plugin.atomic_write import write_atomically
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+PathLike = Union[str, os.PathLike[str]]  # a file or folder, as the package's functions take it
 
 
-def is_image_file(path):
+def is_image_file(path: PathLike) -> bool:
     """True when ``path`` ends with one of :data:`IMAGE_EXTENSIONS` (any case)."""
     return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
-def images_in(folder):
+def images_in(folder: PathLike) -> list[str]:
     """Sorted paths of the image files in ``folder`` (by extension; hidden files left out)."""
     folder = os.fspath(folder)
     return sorted(
@@ -30,7 +35,7 @@ def images_in(folder):
         if is_image_file(name) and not name.startswith('.') and os.path.isfile(os.path.join(folder, name)))
 
 
-def image_with_stem(folder, stem):
+def image_with_stem(folder: PathLike, stem: str) -> Optional[str]:
     """The image ``<folder>/<stem>.<ext>`` (the first in sorted order), or None."""
     found = sorted(
         path for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)),
@@ -38,19 +43,19 @@ def image_with_stem(folder, stem):
     return found[0] if found else None
 
 
-def tensor_to_image(tensor):
+def tensor_to_image(tensor: torch.Tensor) -> NDArray[np.float32]:
     """``(1, C, H, W)`` or ``(C, H, W)`` tensor -> ``(H, W, C)`` float32 array on the CPU, values unchanged (BasicSR's
     ``tensor2img`` clamps and makes 8-bit BGR; its ``img2tensor`` is the way back)."""
     return tensor.detach().reshape(tensor.shape[-3:]).permute(1, 2, 0).float().cpu().numpy()
 
 
-def read_image(path):
+def read_image(path: PathLike) -> NDArray[np.float32]:
     """``(H, W, 3)`` float32 RGB in [0, 1] of an image file; FileNotFoundError if missing, ValueError (naming
     the file) if empty or undecodable."""
     return decode_image(_file_bytes(path), os.fspath(path))
 
 
-def decode_image(data, where):
+def decode_image(data: Union[bytes, NDArray[np.uint8]], where: str) -> NDArray[np.float32]:
     """Bytes of an image file -> ``(H, W, 3)`` float32 RGB in [0, 1]; ``where`` names the file in errors."""
     if len(data) == 0:
         raise ValueError(_EMPTY.format(where))
@@ -65,7 +70,7 @@ _UNDECODABLE = ('cannot read image {!r}: OpenCV cannot decode it (truncated, or 
                 'convert it to PNG')
 
 
-def _file_bytes(path):
+def _file_bytes(path: PathLike) -> NDArray[np.uint8]:
     """The bytes of an image file as a uint8 array; FileNotFoundError or ValueError (empty) naming ``path``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image {os.fspath(path)!r} does not exist')
@@ -75,17 +80,17 @@ def _file_bytes(path):
     return data
 
 
-def bgr_to_rgb_float(bgr):
+def bgr_to_rgb_float(bgr: np.ndarray) -> NDArray[np.float32]:
     """``(H, W, 3)`` uint8 BGR (OpenCV's order) -> ``(H, W, 3)`` float32 RGB in [0, 1]."""
     return np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32) / 255.0
 
 
-def rgb_float_to_bgr_uint8(rgb):
+def rgb_float_to_bgr_uint8(rgb: np.ndarray) -> NDArray[np.uint8]:
     """``(H, W, 3)`` float RGB in [0, 1] -> ``(H, W, 3)`` uint8 BGR, clipped and rounded."""
     return np.ascontiguousarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1])
 
 
-def write_image(path, image):
+def write_image(path: PathLike, image: np.ndarray) -> None:
     """Write ``(H, W, 3)`` float RGB, ``(H, W)`` float gray or bool (True -> 255) atomically as 8 bits, in the
     format of ``path``'s extension (its folder must exist); ValueError if OpenCV cannot encode it."""
     path = os.fspath(path)
@@ -109,11 +114,11 @@ class Photo:
     """A photo as stored: ``rgb`` ``(H, W, 3)`` upright (EXIF applied), gray replicated; ``alpha`` ``(H, W)``
     float32 in [0, 1] or None; ``gray`` when every pixel has R = G = B; ``bits`` 8 or 16 per channel."""
     rgb: np.ndarray
-    alpha: np.ndarray = None
+    alpha: Optional[np.ndarray] = None
     gray: bool = False
     bits: int = 8
 
-    def upscaled(self, rgb):
+    def upscaled(self, rgb: np.ndarray) -> 'Photo':
         """The photo with ``rgb`` ``(sH, sW, 3)`` (its super-resolution) as pixels, the alpha resized to match
         (bicubic, clipped to [0, 1]); grayness and bits kept, for :func:`write_photo`."""
         alpha = self.alpha
@@ -122,19 +127,19 @@ class Photo:
         return Photo(rgb, alpha, self.gray, self.bits)
 
 
-def read_photo(path, check_size=None):
+def read_photo(path: PathLike, check_size: Optional[Callable[[int, int, int], object]] = None) -> Photo:
     """A :class:`Photo` of the file at ``path``. ``check_size(height, width, bits)``, if given, is called
     before the float conversion and raises to refuse the photo. FileNotFoundError if missing; ValueError (naming
     the file) if empty, undecodable or not 8/16 bits."""
     path = os.fspath(path)
     data = _file_bytes(path)
-    pixels, kinds, metadata = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.size == 0:
+    decoded, kinds, metadata = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.size == 0:
         raise ValueError(_UNDECODABLE.format(path))
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f'cannot read image {path!r}: {pixels.dtype} pixels; convert it to an 8- or 16-bit PNG')
+    if decoded.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'cannot read image {path!r}: {decoded.dtype} pixels; convert it to an 8- or 16-bit PNG')
     exif = [bytes(np.asarray(block).ravel()) for kind, block in zip(kinds, metadata) if kind == cv2.IMAGE_METADATA_EXIF]
-    pixels = _upright(pixels, _exif_orientation(exif[0]) if exif else 1)
+    pixels = _upright(decoded, _exif_orientation(exif[0]) if exif else 1)
     peak = np.iinfo(pixels.dtype).max
     if check_size is not None:
         check_size(pixels.shape[0], pixels.shape[1], 16 if peak > 255 else 8)
@@ -146,7 +151,7 @@ def read_photo(path, check_size=None):
     return Photo(rgb, alpha, gray, 16 if peak > 255 else 8)
 
 
-def write_photo(path, photo):
+def write_photo(path: PathLike, photo: Photo) -> None:
     """Write a :class:`Photo` atomically as PNG: one channel if gray, alpha re-attached, at its depth."""
     peak = 65535 if photo.bits == 16 else 255
     colour = photo.rgb.mean(axis=2, keepdims=True) if photo.gray else photo.rgb[:, :, ::-1]
@@ -159,7 +164,7 @@ def write_photo(path, photo):
     write_atomically(os.fspath(path), encoded.tobytes())
 
 
-def _exif_orientation(exif):
+def _exif_orientation(exif: bytes) -> int:
     """The orientation tag (1..8) of an EXIF block (TIFF layout, optionally after ``Exif\\0\\0``); 1 if absent."""
     exif = exif.removeprefix(b'Exif\x00\x00')
     if exif[:2] not in (b'II', b'MM'):
@@ -176,7 +181,7 @@ def _exif_orientation(exif):
     return 1
 
 
-def _upright(pixels, orientation):
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to ``(H, W, ...)`` pixels, as a viewer shows them."""
     if orientation in (5, 6, 7, 8):
         pixels = pixels.swapaxes(0, 1)  # transpose, then flip to make the rotations

@@ -4,6 +4,7 @@ A crop is ``(y, x, size)`` in LQ pixels: LQ patch ``lq[y:y+size, x:x+size]``, th
 larger. Usage, in the model: ``tasks = TaskDegrader(scale=4)(data, device=device, restorer=restore)``.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ class DegradedTasks:
     background_lq: torch.Tensor
     background_gt: torch.Tensor
     background_gt_usm: torch.Tensor
-    face_hq_patches: torch.Tensor = None
+    face_hq_patches: Optional[torch.Tensor] = None
 
 
 class TaskDegrader(torch.nn.Module):

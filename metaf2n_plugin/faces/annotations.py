@@ -10,11 +10,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import NDArray
 
 from metaf2n_plugin.faces.registry import FACE_SOURCES
-from metaf2n_plugin.image_io import read_image
+from metaf2n_plugin.image_io import PathLike, read_image
 
 BUILTIN_JSON = Path(__file__).with_name('builtin_faces.json')
 
@@ -24,11 +26,11 @@ class Face:
     """One face: ``(5, 2)`` float64 ``landmarks``; ``(4,)`` float64 ``box`` ``(x0, y0, x1, y1)`` or None;
     detector ``score`` in [0, 1] or None."""
     landmarks: np.ndarray
-    box: np.ndarray = None
-    score: float = None
+    box: Optional[np.ndarray] = None
+    score: Optional[float] = None
 
-    def to_json(self):
-        obj = {'landmarks': np.round(self.landmarks, 3).tolist()}
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {'landmarks': np.round(self.landmarks, 3).tolist()}
         if self.box is not None:
             obj['box'] = np.round(self.box, 3).tolist()
         if self.score is not None:
@@ -36,7 +38,7 @@ class Face:
         return obj
 
     @classmethod
-    def from_json(cls, obj, where):
+    def from_json(cls, obj: Any, where: str) -> 'Face':
         """Parse one face; ``where`` (e.g. ``"faces.json, 'a.png', face 2"``) prefixes every error."""
         try:
             landmarks = np.asarray(obj['landmarks'], dtype=np.float64)
@@ -52,14 +54,14 @@ class Face:
         return cls(landmarks, box, score)
 
 
-def faces_from_json(entry, where):
+def faces_from_json(entry: Any, where: str) -> list[Face]:
     """``{"faces": [face, ...]}`` -> list of :class:`Face`."""
     if not isinstance(entry, dict) or not isinstance(entry.get('faces'), list):
         raise ValueError(f'{where}: expected {{"faces": [...]}}, got {entry!r}')
     return [Face.from_json(obj, f'{where}, face {i}') for i, obj in enumerate(entry['faces'])]
 
 
-def _load_json(path):
+def _load_json(path: PathLike) -> Any:
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
@@ -73,11 +75,11 @@ def _load_json(path):
 class LandmarkSource:
     """Face source ``landmarks``: faces from ``json_path`` (keyed by file name), or from sidecars when None."""
 
-    def __init__(self, json_path=None):
+    def __init__(self, json_path: Optional[PathLike] = None) -> None:
         self.json_path = None if json_path is None else os.fspath(json_path)
         self._table = None if json_path is None else _load_json(json_path)
 
-    def __call__(self, image, image_path):
+    def __call__(self, image: np.ndarray, image_path: Optional[PathLike]) -> list[Face]:
         """Faces of the image at ``image_path`` (``image`` itself is not looked at)."""
         if image_path is None:
             raise ValueError('the landmarks face source needs the image path: faces are looked up by file name')
@@ -91,7 +93,7 @@ class LandmarkSource:
         return faces_from_json(self._table[name], f'{self.json_path!r}, {name!r}')
 
 
-def builtin_photo(name):
+def builtin_photo(name: str) -> tuple[NDArray[np.float32], list[Face]]:
     """``(image, faces)`` of a photo shipped by a dependency, with hand-measured landmarks (no boxes).
 
     ``name``: ``'astronaut'`` (scikit-image, 512 x 512) or ``'grace_hopper'`` (matplotlib, 512 x 600 high).

@@ -1,5 +1,6 @@
 """Face source ``retinaface``: facexlib's RetinaFace detector, weights loaded from a path you choose."""
 import warnings
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -9,6 +10,7 @@ from facexlib.detection.retinaface import RetinaFace
 from metaf2n_plugin.checkpoints import load_named, load_state_dict
 from metaf2n_plugin.faces.annotations import Face
 from metaf2n_plugin.faces.registry import FACE_SOURCES
+from metaf2n_plugin.image_io import PathLike
 from metaf2n_plugin.weights import locate_weights
 
 FACEXLIB_RELEASE = 'https://github.com/xinntao/facexlib/releases/download/v0.1.0/'
@@ -19,7 +21,7 @@ RETINAFACE_MODELS = {
 }
 
 
-def build_retinaface(model, device):
+def build_retinaface(model: str, device: Union[str, torch.device]) -> RetinaFace:
     """facexlib's ``RetinaFace`` network for ``model`` on ``device``, randomly initialised and in eval mode."""
     if model not in RETINAFACE_MODELS:
         raise ValueError(f'unknown RetinaFace model {model!r}; choose one of {sorted(RETINAFACE_MODELS)}')
@@ -39,14 +41,14 @@ class RetinaFaceDetector:
     """
 
     def __init__(self,
-                 model='retinaface_resnet50',
-                 weights=None,
-                 download=False,
-                 score_threshold=0.9,
-                 nms_threshold=0.4,
-                 resize_above=1500,
-                 resize_to=1000,
-                 device='cpu'):
+                 model: str = 'retinaface_resnet50',
+                 weights: Optional[PathLike] = None,
+                 download: bool = False,
+                 score_threshold: float = 0.9,
+                 nms_threshold: float = 0.4,
+                 resize_above: int = 1500,
+                 resize_to: int = 1000,
+                 device: Union[str, torch.device] = 'cpu') -> None:
         self.net = build_retinaface(model, device)
         file_name = RETINAFACE_MODELS[model][1]
         path = locate_weights(file_name, FACEXLIB_RELEASE + file_name, f'RetinaFace ({model})', weights, download,
@@ -59,11 +61,11 @@ class RetinaFaceDetector:
         self.resize_to = resize_to
 
     @torch.no_grad()
-    def __call__(self, image, image_path=None):
+    def __call__(self, image: np.ndarray, image_path: Optional[PathLike] = None) -> list[Face]:
         """:class:`Face` list of an ``(H, W, 3)`` float **RGB** image in [0, 1] (not BGR, not uint8), best first;
         landmarks and box in the image's pixels, score set. Boxes covering no pixel are dropped; ``image_path`` is
         unused."""
-        bgr = np.ascontiguousarray(image[:, :, ::-1] * 255, dtype=np.float32)  # RetinaFace takes BGR 0..255
+        bgr: np.ndarray = np.ascontiguousarray(image[:, :, ::-1] * 255, dtype=np.float32)  # RetinaFace takes BGR 0..255
         height, width = bgr.shape[:2]
         if max(height, width) > self.resize_above:
             factor = self.resize_to / max(height, width)
@@ -76,10 +78,10 @@ class RetinaFaceDetector:
                 box=row[:4].astype(np.float64) * np.tile(back, 2),
                 score=float(row[4])) for row in rows
         ]
-        return [face for face in faces if inside_image(face.box, width, height)]
+        return [face for face in faces if face.box is not None and inside_image(face.box, width, height)]
 
 
-def inside_image(box, width, height):
+def inside_image(box: np.ndarray, width: int, height: int) -> bool:
     """Whether a box ``(x0, y0, x1, y1)`` covers at least one pixel centre of a ``width`` x ``height`` image."""
     x0, y0, x1, y1 = box
     return max(x0, 0) <= min(x1, width - 1) and max(y0, 0) <= min(y1, height - 1) and x0 < x1 and y0 < y1

@@ -11,10 +11,13 @@ Keys besides ``type`` are the registered class's arguments (:mod:`~metaf2n_plugi
 means ``{type: <string>}``. Source and restorer are built (weights looked up) when first needed.
 """
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from basicsr.utils import img2tensor
+from numpy.typing import NDArray
 
 from metaf2n_plugin.faces.alignment import align_face, compose_affine, invert_affine, landmark_box, upscale_map
 from metaf2n_plugin.faces.annotations import Face
@@ -22,8 +25,12 @@ from metaf2n_plugin.faces.pair_folders import PairFolderSource
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.paste_back import paste_back
 from metaf2n_plugin.faces.registry import FACE_SOURCES, RESTORERS
-from metaf2n_plugin.image_io import tensor_to_image
+from metaf2n_plugin.faces.restoration import Restorer
+from metaf2n_plugin.image_io import PathLike, tensor_to_image
 from metaf2n_plugin.option_checks import option_group
+
+# what finds or looks up an image's faces: ``(image, image_path) -> list[Face]``, or the pairs on disk
+FaceSource = Union[Callable[[np.ndarray, Optional[PathLike]], list[Face]], PairFolderSource]
 
 
 class FacePairExtractor:
@@ -33,14 +40,17 @@ class FacePairExtractor:
     ``restorer`` may be None). Raises ValueError unless ``scale`` is a positive integer.
     """
 
-    def __init__(self, source, restorer, scale=4):
+    def __init__(self, source: Optional[FaceSource], restorer: Optional[Restorer], scale: int = 4) -> None:
         if int(scale) != scale or scale < 1:
             raise ValueError(f'scale must be a positive integer, got {scale}')
         self._source, self._restorer, self.scale = source, restorer, int(scale)
-        self._build_source = self._build_restorer = None
+        self._build_source: Optional[Callable[[], FaceSource]] = None
+        self._build_restorer: Optional[Callable[[], Restorer]] = None
 
     @classmethod
-    def from_options(cls, opt, device='cpu'):
+    def from_options(cls,
+                     opt: Optional[Mapping[str, Any]],
+                     device: Union[str, torch.device] = 'cpu') -> 'FacePairExtractor':
         """Build from an options dict (module docstring); ValueError naming an unknown key."""
         opt = option_group({'face_pairs': opt}, 'face_pairs', ('scale', 'source', 'restorer'))
         extractor = cls(None, None, opt.get('scale', 4))
@@ -51,38 +61,42 @@ class FacePairExtractor:
         return extractor
 
     @property
-    def source(self):
+    def source(self) -> Optional[FaceSource]:
         if self._source is None and self._build_source is not None:
             self._source = self._build_source()
         return self._source
 
     @property
-    def restorer(self):
+    def restorer(self) -> Optional[Restorer]:
         if self._restorer is None and self._build_restorer is not None:
             self._restorer = self._build_restorer()
         return self._restorer
 
-    def load(self):
+    def load(self) -> tuple[Optional[FaceSource], Optional[Restorer]]:
         """Build the source and the restorer now, so that missing weights are reported before any work."""
         return self.source, self.restorer
 
-    def pairs_of_item(self, data):
+    def pairs_of_item(self, data: Mapping[str, Any]) -> list[FacePair]:
         """Face pairs of one collated (batch 1) ``MetaF2NPairedFaceDataset`` item, by its ``face_source``: the item's
         own pairs, its landmarks (aligned and restored here), or this extractor's source (``retinaface``)."""
         kind = data.get('face_source', ['retinaface'])[0]
         if kind == 'pairs':
             pairs = zip(data['face_lq'], data['face_hq'], data['face_mask'])
             return [
-                FacePair(*map(tensor_to_image, (lq, hq)),
+                FacePair(tensor_to_image(lq), tensor_to_image(hq),
                          tensor_to_image(mask)[:, :, 0] > 0.5) for lq, hq, mask in pairs
             ]
-        faces = None
+        faces: Optional[list[Face]] = None
         if kind == 'landmarks':
             faces = [Face(landmarks.double().numpy()) for landmarks in data['landmarks'][0]]
         gt = tensor_to_image(data['gt']) if 'gt' in data else None
         return self(tensor_to_image(data['lq']), gt, data['lq_path'][0], faces=faces)
 
-    def __call__(self, lq, gt=None, image_path=None, faces=None):
+    def __call__(self,
+                 lq: np.ndarray,
+                 gt: Optional[np.ndarray] = None,
+                 image_path: Optional[PathLike] = None,
+                 faces: Optional[Sequence[Face]] = None) -> list[FacePair]:
         """One :class:`FacePair` per face of the ``(H, W, 3)`` float32 RGB LQ photo in [0, 1] ([] without faces).
 
         ``gt`` (``(s*H, s*W, 3)``) is for the ``oracle`` restorer; the ``landmarks`` and ``pairs`` sources look
@@ -91,10 +105,11 @@ class FacePairExtractor:
         """
         name = repr(image_path) if image_path is not None else 'the LQ image'
         lq = _checked_image(lq, name)
-        if faces is None and isinstance(self.source, PairFolderSource):
+        source = self.source if faces is None else None  # built only when the faces are to be found
+        if isinstance(source, PairFolderSource):
             if image_path is None:
                 raise ValueError('the pairs face source needs image_path: pairs are named after the image')
-            return self.source.pairs(image_path, self.scale)
+            return source.pairs(image_path, self.scale)
         height, width = lq.shape[:2]
         if gt is not None:
             gt = _checked_image(gt, f'the GT of {name}')
@@ -103,7 +118,10 @@ class FacePairExtractor:
                                  f'the {width}x{height} LQ image needs a {self.scale * width}x'
                                  f'{self.scale * height} GT')
         if faces is None:
-            faces = self.source(lq, image_path)
+            if source is None:
+                raise ValueError(f'{name}: no faces given, and this extractor has no face source to find them; '
+                                 'pass faces=[...] or give it a source')
+            faces = source(lq, image_path)
         if not faces:
             return []
         boxes = [_crop_box(face, width, height, f'{name}, face {i}') for i, face in enumerate(faces)]
@@ -112,28 +130,28 @@ class FacePairExtractor:
                              'brings restored faces); give face_pairs a restorer and another source')
         size = self.restorer.size
         aligned, matrices = zip(*(align_face(lq, face.landmarks, size) for face in faces))
-        gt_aligned = None
+        gt_aligned: Optional[torch.Tensor] = None
         if self.restorer.needs_gt and gt is not None:
             hq_to_lq = invert_affine(upscale_map(self.scale))
             gt_aligned = torch.stack(
                 img2tensor([align_face(gt, None, size, compose_affine(m, hq_to_lq))[0] for m in matrices],
                            bgr2rgb=False))
         restored = self.restorer(torch.stack(img2tensor(list(aligned), bgr2rgb=False)), gt_aligned)
-        restored = restored.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3)
+        restored_array = restored.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3)
         pairs = []
-        for face, box, matrix, face_hq in zip(faces, boxes, matrices, restored):
+        for face, box, matrix, face_hq in zip(faces, boxes, matrices, restored_array):
             hq, mask = paste_back(face_hq, matrix, box, self.scale)
             x0, y0, x1, y1 = box
             pairs.append(FacePair(lq[y0:y1, x0:x1].copy(), hq, mask, face, box))
         return pairs
 
 
-def build_restorer(opt, device='cpu'):
+def build_restorer(opt: Union[str, Mapping[str, Any], None], device: Union[str, torch.device] = 'cpu') -> Restorer:
     """A restorer from its options: ``{type: gpen | oracle | identity, ...}`` or just the type."""
     return RESTORERS.builder(opt, device)()
 
 
-def _checked_image(image, name):
+def _checked_image(image: object, name: str) -> NDArray[np.float32]:
     """``image`` as float32 after checking that it is an ``(H, W, 3)`` float array."""
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
             and np.issubdtype(image.dtype, np.floating)):
@@ -143,7 +161,7 @@ def _checked_image(image, name):
     return image.astype(np.float32, copy=False)
 
 
-def _crop_box(face, width, height, where):
+def _crop_box(face: Face, width: int, height: int, where: str) -> tuple[int, int, int, int]:
     """The integer crop ``(x0, y0, x1, y1)`` (half-open) of a face's box, clipped to the image."""
     box = face.box if face.box is not None else landmark_box(face.landmarks)
     x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))

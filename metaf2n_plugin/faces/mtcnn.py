@@ -18,6 +18,8 @@ ratio, and crops are cut with ``roi_align`` (averaging bilinear samples, black b
 MTCNN) instead of clipping a box at the image edge and stretching what is left.
 """
 import math
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -29,10 +31,11 @@ from metaf2n_plugin.checkpoints import load_named
 from metaf2n_plugin.faces.annotations import Face
 from metaf2n_plugin.faces.detection import inside_image
 from metaf2n_plugin.faces.registry import FACE_SOURCES
+from metaf2n_plugin.image_io import PathLike
 from metaf2n_plugin.package_weights import load_member_state, locate_wheel
 
 
-def _flatten_transposed(x):
+def _flatten_transposed(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` -> ``(N, W * H * C)``, the order of the dense weights trained on transposed images."""
     return x.permute(0, 3, 2, 1).flatten(1)
 
@@ -41,7 +44,7 @@ class PNet(nn.Module):
     """Proposal network: ``(N, 3, H, W)`` normalised image -> face probability ``(N, H', W')`` in [0, 1] and box
     offsets ``(N, 4, H', W')`` of the 12 x 12 windows at stride 2, ``H' = ceil((H - 2) / 2) - 4``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 10, 3)
         self.prelu1 = nn.PReLU(10)
@@ -52,7 +55,7 @@ class PNet(nn.Module):
         self.conv4_1 = nn.Conv2d(32, 2, 1)
         self.conv4_2 = nn.Conv2d(32, 4, 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
         return self.conv4_1(x).softmax(1)[:, 1], self.conv4_2(x)
@@ -61,7 +64,7 @@ class PNet(nn.Module):
 class RNet(nn.Module):
     """Refinement network: ``(N, 3, 24, 24)`` normalised crops -> face probability ``(N,)``, box offsets ``(N, 4)``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 28, 3)
         self.prelu1 = nn.PReLU(28)
@@ -74,7 +77,7 @@ class RNet(nn.Module):
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
         x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
         x = self.prelu4(self.dense4(_flatten_transposed(self.prelu3(self.conv3(x)))))
@@ -85,7 +88,7 @@ class ONet(nn.Module):
     """Output network: ``(N, 3, 48, 48)`` normalised crops -> face probability ``(N,)``, box offsets ``(N, 4)`` and
     landmarks ``(N, 10)`` as fractions of the crop (x of the five points, then y)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, 3)
         self.prelu1 = nn.PReLU(32)
@@ -101,7 +104,7 @@ class ONet(nn.Module):
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
         x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
         x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
@@ -109,7 +112,7 @@ class ONet(nn.Module):
         return self.dense6_1(x).softmax(1)[:, 1], self.dense6_2(x), self.dense6_3(x)
 
 
-def pyramid_scales(height, width, min_face, factor):
+def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
     """P-Net's scales: ``12 / min_face`` times powers of ``factor`` while the short side stays >= 12 px."""
     scales = []
     scale = 12 / min_face
@@ -119,20 +122,20 @@ def pyramid_scales(height, width, min_face, factor):
     return scales
 
 
-def regress(boxes, offsets):
+def regress(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """``(K, 4)`` boxes ``(x0, y0, x1, y1)`` with each coordinate moved by its offset times the box's width (x) or
     height (y)."""
     return boxes + offsets * (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
 
 
-def square(boxes):
+def square(boxes: torch.Tensor) -> torch.Tensor:
     """``(K, 4)`` squares of side ``max(width, height)`` centred on the ``(K, 4)`` boxes."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]).amax(1, keepdim=True) / 2
     return torch.cat([centre - half, centre + half], 1)
 
 
-def nms_min(boxes, scores, threshold):
+def nms_min(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
     """Greedy NMS of ``(K, 4)`` boxes in 'Min' mode: a box goes when its intersection with a better-scoring kept box
     exceeds ``threshold`` times the smaller of the two areas. Returns the kept indices, best score first."""
     order = scores.argsort(descending=True, stable=True)
@@ -149,11 +152,11 @@ def nms_min(boxes, scores, threshold):
     return order[keep]
 
 
-def _normalise(pixels):
+def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels - 127.5) / 128
 
 
-def _crops(pixels, boxes, size):
+def _crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """``(K, 3, size, size)`` normalised crops of the ``(K, 4)`` boxes (edges) of ``(1, 3, H, W)`` 0..255 pixels."""
     return _normalise(roi_align(pixels, [boxes], size, sampling_ratio=-1, aligned=True))
 
@@ -169,12 +172,12 @@ class MTCNNDetector:
     """
 
     def __init__(self,
-                 weights=None,
-                 download=False,
-                 min_face=20,
-                 thresholds=(0.6, 0.7, 0.7),
-                 factor=0.709,
-                 device='cpu'):
+                 weights: Optional[PathLike] = None,
+                 download: bool = False,
+                 min_face: float = 20,
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+                 factor: float = 0.709,
+                 device: Union[str, torch.device] = 'cpu') -> None:
         wheel = locate_wheel('facenet-pytorch', weights, download)
         self.device = torch.device(device)
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
@@ -187,7 +190,7 @@ class MTCNNDetector:
         self.factor = factor
 
     @torch.no_grad()
-    def __call__(self, image, image_path=None):
+    def __call__(self, image: np.ndarray, image_path: Optional[PathLike] = None) -> list[Face]:
         """:class:`Face` list of an ``(H, W, 3)`` float32 **RGB** image in [0, 1], best score first ([] without
         faces): ``(5, 2)`` float64 landmarks (:mod:`.alignment`'s order) and box ``(x0, y0, x1, y1)`` (its edges) in
         the image's pixels, score in [0, 1]. Boxes covering no pixel are dropped; ``image_path`` is unused."""
@@ -200,33 +203,33 @@ class MTCNNDetector:
         if not len(boxes):
             return []
         boxes, scores, landmarks = self._output(pixels, boxes)
-        boxes = boxes.cpu().double().numpy() - 0.5  # edges -> OpenCV's coordinates (pixel centres at integers)
-        landmarks = landmarks.cpu().double().numpy() - 0.5
-        faces = [Face(points, box, score) for points, box, score in zip(landmarks, boxes, scores.tolist())]
-        return [face for face in faces if inside_image(face.box, width, height)]
+        box_array = boxes.cpu().double().numpy() - 0.5  # edges -> OpenCV's coordinates (pixel centres at integers)
+        landmark_array = landmarks.cpu().double().numpy() - 0.5
+        faces = [Face(points, box, score) for points, box, score in zip(landmark_array, box_array, scores.tolist())]
+        return [face for face in faces if face.box is not None and inside_image(face.box, width, height)]
 
-    def _propose(self, pixels):
+    def _propose(self, pixels: torch.Tensor) -> torch.Tensor:
         """Stage 1, P-Net over the pyramid: ``(K, 4)`` square candidate boxes."""
         height, width = pixels.shape[-2:]
-        boxes, scores, offsets, levels = [], [], [], []
+        box_parts, score_parts, offset_parts, level_parts = [], [], [], []
         for level, scale in enumerate(pyramid_scales(height, width, self.min_face, self.factor)):
             size = (math.ceil(height * scale), math.ceil(width * scale))
             prob, offset = self.pnet(_normalise(F.interpolate(pixels, size, mode='area')))
             rows, cols = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
             corner = torch.stack([cols, rows], 1) * 2
             step = torch.tensor([width / size[1], height / size[0]], device=pixels.device)  # resized px -> image px
-            boxes.append(torch.cat([corner, corner + 12], 1) * step.repeat(2))
-            scores.append(prob[0, rows, cols])
-            offsets.append(offset[0, :, rows, cols].T)
-            levels.append(torch.full_like(rows, level))
-        if not boxes:
+            box_parts.append(torch.cat([corner, corner + 12], 1) * step.repeat(2))
+            score_parts.append(prob[0, rows, cols])
+            offset_parts.append(offset[0, :, rows, cols].T)
+            level_parts.append(torch.full_like(rows, level))
+        if not box_parts:
             return pixels.new_zeros(0, 4)
-        boxes, scores, offsets, levels = map(torch.cat, (boxes, scores, offsets, levels))
+        boxes, scores, offsets, levels = map(torch.cat, (box_parts, score_parts, offset_parts, level_parts))
         keep = batched_nms(boxes, scores, levels, 0.5)
         keep = keep[nms(boxes[keep], scores[keep], 0.7)]
         return square(regress(boxes[keep], offsets[keep]))
 
-    def _refine(self, pixels, boxes):
+    def _refine(self, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Stage 2, R-Net on 24 px crops: the ``(K, 4)`` boxes that pass, moved and squared."""
         scores, offsets = self.rnet(_crops(pixels, boxes, 24))
         passed = scores > self.thresholds[1]
@@ -234,7 +237,7 @@ class MTCNNDetector:
         keep = nms(boxes, scores, 0.7)
         return square(regress(boxes[keep], offsets[keep]))
 
-    def _output(self, pixels, boxes):
+    def _output(self, pixels: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stage 3, O-Net on 48 px crops: boxes ``(K, 4)``, scores ``(K,)`` and landmarks ``(K, 5, 2)`` of the
         faces that pass, best score first."""
         scores, offsets, points = self.onet(_crops(pixels, boxes, 48))

@@ -6,17 +6,18 @@
 """
 import os
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.registry import FACE_SOURCES
-from metaf2n_plugin.image_io import read_image, write_image
+from metaf2n_plugin.image_io import PathLike, read_image, write_image
 
 LQ_DIR, HQ_DIR, MASK_DIR = 'Face_LQ', 'Face_HQ', 'Face_Mask'
 
 
-def pair_indices(root, stem):
+def pair_indices(root: PathLike, stem: str) -> list[int]:
     """Sorted face indices ``i`` of the files ``<root>/Face_LQ/<stem>_<i>.png``."""
     folder = os.path.join(root, LQ_DIR)
     pattern = re.compile(rf'{re.escape(stem)}_(\d+)\.png')
@@ -28,13 +29,13 @@ def pair_indices(root, stem):
 class PairFolderSource:
     """Face source ``pairs``: the precomputed pairs under ``root``; FileNotFoundError without its LQ/HQ folders."""
 
-    def __init__(self, root):
+    def __init__(self, root: PathLike) -> None:
         if not os.path.isdir(os.path.join(root, LQ_DIR)) or not os.path.isdir(os.path.join(root, HQ_DIR)):
             raise FileNotFoundError(f'{root!r} must hold the folders {LQ_DIR}/ and {HQ_DIR}/ '
                                     '(scripts/extract_face_pairs.py writes them)')
         self.root = root
 
-    def pairs(self, image_path, scale):
+    def pairs(self, image_path: PathLike, scale: int) -> list[FacePair]:
         """The pairs of the image at ``image_path`` (by file-name stem); [] when it has none.
 
         Raises ValueError, naming the files, for a missing HQ file or an HQ file or mask not ``scale`` x the LQ.
@@ -61,7 +62,7 @@ class PairFolderSource:
         return pairs
 
 
-def write_pairs(root, stem, pairs):
+def write_pairs(root: PathLike, stem: str, pairs: Iterable[FacePair]) -> None:
     """Write an image's pairs (atomically, file by file), removing any left from an earlier run."""
     for folder in (LQ_DIR, HQ_DIR, MASK_DIR):
         os.makedirs(os.path.join(root, folder), exist_ok=True)

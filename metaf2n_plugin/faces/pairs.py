@@ -1,5 +1,6 @@
 """The face pair: what MetaF2N's inner step trains on."""
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -20,5 +21,5 @@ class FacePair:
     lq: np.ndarray
     hq: np.ndarray
     mask: np.ndarray
-    face: Face = None
-    box: tuple = None
+    face: Optional[Face] = None
+    box: Optional[tuple[int, int, int, int]] = None

@@ -5,7 +5,8 @@ import numpy as np
 from metaf2n_plugin.faces.alignment import compose_affine, invert_affine, upscale_map
 
 
-def paste_back(restored, matrix, box, scale):
+def paste_back(restored: np.ndarray, matrix: np.ndarray, box: tuple[int, int, int, int],
+               scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Warp the ``(S, S, 3)`` float32 restored face back by the inverse of ``matrix`` (LQ -> crop) at ``scale`` s,
     straight into the HQ crop of ``box`` (integer, half-open, in the LQ image) rather than a whole black canvas.
 

@@ -1,10 +1,14 @@
 """Random LR/HR patch pairs from an image's face pairs: the batch of MetaF2N's inner step (step 4)."""
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 from basicsr.utils import get_root_logger, img2tensor
+
+from metaf2n_plugin.faces.pairs import FacePair
 
 
 @dataclass
@@ -18,11 +22,16 @@ class PatchBatch:
     mask: torch.Tensor
     face_index: torch.Tensor
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.lq)
 
 
-def sample_patches(pairs, scale, num_patches=None, patch_size=None, rng=None, image_name='image'):
+def sample_patches(pairs: Iterable[FacePair],
+                   scale: int,
+                   num_patches: Optional[int] = None,
+                   patch_size: Optional[int] = None,
+                   rng: Optional[np.random.Generator] = None,
+                   image_name: str = 'image') -> PatchBatch:
     """A :class:`PatchBatch` of up to ``num_patches`` distinct random patch pairs per face pair (P = 0 for none).
 
     An LR ``p x p`` window at an integer position pairs with the HR window ``scale`` times further. Positions are
@@ -67,22 +76,25 @@ def sample_patches(pairs, scale, num_patches=None, patch_size=None, rng=None, im
         face_index=torch.tensor(owners, dtype=torch.int64))
 
 
-def _given_or_default(**given):
+def _given_or_default(**given: Optional[int]) -> tuple[int, ...]:
     """The given values, those left out (None) replaced by AdaptationSettings' defaults with a warning."""
     from metaf2n_plugin.models.adaptation import AdaptationSettings  # it imports this module
 
     defaults = AdaptationSettings()
-    for key in [key for key, value in given.items() if value is None]:
-        warnings.warn(
-            f'sample_patches without {key} is deprecated since 0.2 and will be removed in 0.3: pass '
-            f'{key}=settings.{key} (metaf2n_plugin.AdaptationSettings; default {getattr(defaults, key)})',
-            DeprecationWarning,
-            stacklevel=3)
-        given[key] = getattr(defaults, key)
-    return tuple(given.values())
+    values = []
+    for key, value in given.items():
+        if value is None:
+            warnings.warn(
+                f'sample_patches without {key} is deprecated since 0.2 and will be removed in 0.3: pass '
+                f'{key}=settings.{key} (metaf2n_plugin.AdaptationSettings; default {getattr(defaults, key)})',
+                DeprecationWarning,
+                stacklevel=3)
+            value = getattr(defaults, key)
+        values.append(value)
+    return tuple(values)
 
 
-def _pad_to_patch(pair, lr_size, scale):
+def _pad_to_patch(pair: FacePair, lr_size: int, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zero-pad LQ, HQ and mask at the bottom/right to at least one LR patch; the padding is invalid."""
     h, w = pair.lq.shape[:2]
     pad_h, pad_w = max(lr_size - h, 0), max(lr_size - w, 0)
@@ -92,7 +104,7 @@ def _pad_to_patch(pair, lr_size, scale):
     return lq, hq, mask
 
 
-def _valid_counts(mask, lr_size, scale):
+def _valid_counts(mask: np.ndarray, lr_size: int, scale: int) -> np.ndarray:
     """Valid HR pixels of the patch at every LR top-left position: ``(H - p + 1, W - p + 1)``."""
     table = np.pad((mask > 0).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     rows = scale * np.arange(mask.shape[0] // scale - lr_size + 1)
@@ -102,7 +114,7 @@ def _valid_counts(mask, lr_size, scale):
     return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
 
 
-def _to_tensor(patches, side, channels):
+def _to_tensor(patches: Sequence[np.ndarray], side: int, channels: int) -> torch.Tensor:
     if not patches:
         return torch.zeros(0, channels, side, side)
     return torch.stack(img2tensor(patches, bgr2rgb=False))

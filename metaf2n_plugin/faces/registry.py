@@ -15,11 +15,12 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from metaf2n_plugin.errors import OptionError, UnknownComponentError
 
 AUTO = 'auto'  # the detector choice that picks RetinaFace when its weights are found, else MTCNN
+ClassT = TypeVar('ClassT', bound=type)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +45,10 @@ class ComponentRegistry:
                  name: str,
                  *,
                  detector: bool = False,
-                 weights_suffixes: tuple[str, ...] = ()) -> Callable[[type], type]:
+                 weights_suffixes: tuple[str, ...] = ()) -> Callable[[ClassT], ClassT]:
         """A class decorator registering the class under ``name``; ValueError when ``name`` is taken."""
 
-        def add(cls: type) -> type:
+        def add(cls: ClassT) -> ClassT:
             if name in self._entries or name == AUTO:
                 raise ValueError(f'{self.kind} {name!r} is registered already ({self._entries[name].cls.__name__})'
                                  if name in self._entries else f'{AUTO!r} is reserved: it picks a detector')

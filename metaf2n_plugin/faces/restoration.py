@@ -4,17 +4,32 @@
 S being ``restorer.size``, and returns the restored faces, the same shape and range, on ``faces``' device;
 ``gt_faces``, the same crops of the GT image, is used only by restorers with ``needs_gt``.
 """
+from typing import Optional, Protocol, Union
+
 import torch
 from torch.nn import functional as F
 
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.checkpoints import load_named, load_state_dict
 from metaf2n_plugin.faces.registry import RESTORERS
+from metaf2n_plugin.image_io import PathLike
 from metaf2n_plugin.weights import locate_weights
 
 GPEN_URL = 'https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/'
 # Architecture of the released checkpoints GPEN-BFR-<size>.pth: 512 restores at test time, 256 in training.
-GPEN_RELEASES = {512: {'channel_multiplier': 2, 'narrow': 1}, 256: {'channel_multiplier': 1, 'narrow': 0.5}}
+GPEN_RELEASES: dict[int, dict[str, float]] = {
+    512: dict(channel_multiplier=2, narrow=1),
+    256: dict(channel_multiplier=1, narrow=0.5),
+}
+
+
+class Restorer(Protocol):
+    """What a restorer offers (module docstring): its face ``size`` S, ``needs_gt``, and the call."""
+    size: int
+    needs_gt: bool
+
+    def __call__(self, faces: torch.Tensor, gt_faces: Optional[torch.Tensor] = None) -> torch.Tensor:
+        ...
 
 
 @RESTORERS.register('identity')
@@ -22,10 +37,10 @@ class IdentityRestorer:
     """Restorer ``identity``: the aligned LQ faces unchanged (pasted back, a bicubic upscaling), for tests."""
     needs_gt = False
 
-    def __init__(self, size=512):
+    def __init__(self, size: int = 512) -> None:
         self.size = size
 
-    def __call__(self, faces, gt_faces=None):
+    def __call__(self, faces: torch.Tensor, gt_faces: Optional[torch.Tensor] = None) -> torch.Tensor:
         return faces
 
 
@@ -34,10 +49,10 @@ class OracleRestorer:
     """Restorer ``oracle``: the same aligned crop of the GT image (the upper bound; needs no weights)."""
     needs_gt = True
 
-    def __init__(self, size=512):
+    def __init__(self, size: int = 512) -> None:
         self.size = size
 
-    def __call__(self, faces, gt_faces=None):
+    def __call__(self, faces: torch.Tensor, gt_faces: Optional[torch.Tensor] = None) -> torch.Tensor:
         if gt_faces is None:
             raise ValueError('the oracle restorer needs the GT image of every LQ image '
                              '(pass gt=..., or --gt in scripts/extract_face_pairs.py)')
@@ -54,15 +69,15 @@ class GPENRestorer:
     needs_gt = False
 
     def __init__(self,
-                 size=512,
-                 channel_multiplier=None,
-                 narrow=None,
-                 weights=None,
-                 download=False,
-                 batch_size=4,
-                 style_dim=512,
-                 n_mlp=8,
-                 device='cpu'):
+                 size: int = 512,
+                 channel_multiplier: Optional[float] = None,
+                 narrow: Optional[float] = None,
+                 weights: Optional[PathLike] = None,
+                 download: bool = False,
+                 batch_size: int = 4,
+                 style_dim: int = 512,
+                 n_mlp: int = 8,
+                 device: Union[str, torch.device] = 'cpu') -> None:
         release = GPEN_RELEASES.get(size, {'channel_multiplier': 2, 'narrow': 1})
         channel_multiplier = release['channel_multiplier'] if channel_multiplier is None else channel_multiplier
         narrow = release['narrow'] if narrow is None else narrow
@@ -78,7 +93,7 @@ class GPENRestorer:
         self.net.eval().requires_grad_(False).to(self.device)
 
     @torch.no_grad()
-    def __call__(self, faces, gt_faces=None):
+    def __call__(self, faces: torch.Tensor, gt_faces: Optional[torch.Tensor] = None) -> torch.Tensor:
         restored = [
             self.net(chunk.to(self.device) * 2 - 1).clamp_(-1, 1).add_(1).div_(2).float().to(faces.device)
             for chunk in faces.split(self.batch_size)
@@ -87,7 +102,7 @@ class GPENRestorer:
 
 
 @torch.no_grad()
-def restore_lq_faces(restorer, faces, scale):
+def restore_lq_faces(restorer: Restorer, faces: torch.Tensor, scale: int) -> torch.Tensor:
     """``(N, 3, s*h, s*w)`` pseudo ground truth, on ``faces``' device, of ``(N, 3, h, w)`` aligned LQ faces (RGB in
     [0, 1]), as MetaF2N's training
     makes it: bicubic up to ``restorer.size`` (64 -> 256 for GPEN-BFR-256), restored (a restorer without
