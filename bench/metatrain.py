@@ -9,7 +9,8 @@ and 4 background patches of 64 x 64 LQ (random pixels). Variants, each in a fres
 - ``meta``: ``MetaF2NModel.optimize_parameters`` on one task (exact second-order meta-gradient);
 - ``meta4``: the paper's iteration, 4 tasks (memory only: one run, no warm-up).
 
-The original TensorFlow code's figures, the anchors: docs/benchmarks.md. Targets: meta <= 2.5 x plain in time and <= 5 GB peak RSS; meta4 <= 12 GB peak RSS.
+The original TensorFlow code's figures, the anchors: docs/benchmarks.md. Targets: meta <= 2.5 x plain in time and
+<= 5 GB peak RSS; meta4 <= 12 GB peak RSS.
 
     python bench/metatrain.py [--rounds 2] [--repeats 2] [--blocks 23] [--check]
 """

@@ -395,7 +395,8 @@ def test_metaf2n_infer_writes_what_basicsr_test_saves_with_the_settings_training
     assert f"adaptation: {AdaptationSettings(**TRAINED).to_dict()} (stored in '{net_mask}')" in \
         capsys.readouterr().err
     assert infer.main([*common, '-o', str(tmp_path / 'one_step'), '--adaptation', 'steps=1']) == 0
-    assert f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in '{net_mask}'" in capsys.readouterr().err
+    changed = f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in '{net_mask}'"
+    assert changed in capsys.readouterr().err
     saved = tmp_path / 'results' / 'tested' / 'visualization' / 'Tiny_iid'
     for stem in ('astronaut', 'grace_hopper'):
         tested, unadapted = (cv2.imread(str(saved / f'{stem}_x{end}.png')).astype(int) for end in ('', '_unadapted'))
