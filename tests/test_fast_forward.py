@@ -91,8 +91,8 @@ def test_channels_last_tiles_equal_eager_and_bf16_stays_close():
     # bound, checking that autocast ran and stayed finite rather than how close bfloat16 stays.
     bf16_bound = chain_bound(torch.bfloat16, [4] * len(terms), magnitude) + bound
     assert bf16.dtype == torch.float32 and 0 < (bf16 - eager).abs().max() <= bf16_bound
-    # What the fast path promises (README: bf16 outputs near fp32's): not rounding luck, since autocast rounds inputs
-    # and weights to bfloat16 alike on every CPU; only the float32 sums' order differs, far below this.
+    # What the fast path promises (docs/photos.md: bf16 outputs near fp32's): not rounding luck, since autocast rounds
+    # inputs and weights to bfloat16 alike on every CPU; only the float32 sums' order differs, far below this.
     assert (bf16 - eager).abs().max() < 0.05
 
 

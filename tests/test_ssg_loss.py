@@ -1,6 +1,6 @@
 """SSG loss: equal to an explicit patch loop, exact gradients, natural masks, named bad arguments.
 
-BasicSR's SRModel training with it: tests/test_basicsr_runners.py (the README's block).
+BasicSR's SRModel training with it: tests/test_basicsr_runners.py (docs/basicsr.md's block).
 """
 import math
 
