@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from metaf2n_plugin.errors import WeightsNotFoundError
 from metaf2n_plugin.names import WEIGHTS_DIR
 
 SEARCH_FOLDERS = (WEIGHTS_DIR, os.path.join('experiments', 'pretrained_models'))
@@ -26,8 +27,9 @@ def locate_weights(file_name, url, what, where=None, download=False, option='`we
     """Path of the weights file ``file_name`` by the module's rule, fetched from ``url`` first when ``download``.
 
     ``where`` is a file (``.pth``/``.pt``), a folder or None; ``what`` (e.g. ``'GPEN (face restorer)'``) and
-    ``option`` (what sets ``where``) are named in the FileNotFoundError raised when the file is missing and not
-    downloaded, with the URL and the places looked in.
+    ``option`` (what sets ``where``) are named in the :class:`~metaf2n_plugin.errors.WeightsNotFoundError` raised
+    when the file is missing and not downloaded (or the download failed), with the URL and the places looked in; it
+    carries them as ``file_name``, ``url`` and ``places``.
     """
     if where is not None:
         where = os.fspath(where)
@@ -44,11 +46,13 @@ def locate_weights(file_name, url, what, where=None, download=False, option='`we
     if found is not None:
         return found
     target = os.path.abspath(candidates[-1])
+    data = dict(missing={what: candidates[0]}, advice='', file_name=file_name, url=url, places=candidates)
     if not download:
-        raise FileNotFoundError(f'{advice}, or allow downloading it into {os.path.dirname(target)} '
-                                '(`download: true` / --download) when online.')
+        raise WeightsNotFoundError(
+            f'{advice}, or allow downloading it into {os.path.dirname(target)} (`download: true` / --download) when '
+            'online.', **data)
     from basicsr.utils.download_util import load_file_from_url
     try:
         return load_file_from_url(url, model_dir=os.path.dirname(target), file_name=os.path.basename(target))
     except OSError as err:  # urllib's URLError is an OSError: offline, proxy, HTTP error
-        raise FileNotFoundError(f'{advice}. Downloading it failed: {err}') from err
+        raise WeightsNotFoundError(f'{advice}. Downloading it failed: {err}', **data) from err

@@ -17,6 +17,7 @@ from metaf2n_plugin.data.metaf2n_paired_face_dataset import MetaF2NPairedFaceDat
 from metaf2n_plugin.faces import builtin_photo, sample_patches
 from metaf2n_plugin.faces.extractor import FacePairExtractor
 from metaf2n_plugin.image_io import write_image
+from metaf2n_plugin.weights import locate_weights
 from conftest import REPO
 
 SIDE = 96  # the astronaut shrunk from 512; its face keeps 16-pixel patches
@@ -128,6 +129,10 @@ def test_the_library_raises_typed_errors_with_their_data_and_the_front_ends_word
     assert error.value.path == str(text) and error.value.argument == 'mask'
     assert str(error.value).startswith(f'mask: {str(text)!r} is not a PyTorch weights file')
     assert error.value.describe(app.NAMES).startswith(f'MaskNet: {str(text)!r}')  # the page's word
+
+    with pytest.raises(WeightsNotFoundError) as error:  # a face pipeline's weights, looked up by the same rule
+        locate_weights('GPEN-BFR-512.pth', 'https://example.invalid/g.pth', 'GPEN-512', tmp_path)
+    assert error.value.places == [str(tmp_path / 'GPEN-BFR-512.pth')] and error.value.file_name == 'GPEN-BFR-512.pth'
 
     with pytest.raises(OptionError) as error:
         AdaptationSettings(lr=-1.0)
