@@ -15,7 +15,9 @@ ARGUMENT_NAMES = {'adaptation': 'the adaptation argument'}  # the library's word
 
 class MetaF2NError(Exception):
     """Base class. ``argument``: the library's name of the argument at fault (``'model'``, ``'mask'``,
-    ``'adaptation'``) or None; ``template``: the message, with ``{argument}`` where that name goes."""
+    ``'adaptation'``) or None; ``template``: the message, with ``{argument}`` where that name goes; ``names``: what
+    ``str()`` calls the arguments (the library's names unless :func:`worded_with` set others)."""
+    names: Mapping[str, str] = NO_NAMES
 
     def __init__(self, template: str, *, argument: Optional[str] = None, **data: Any) -> None:
         self.template, self.argument, self.data = template, argument, data
@@ -31,7 +33,7 @@ class MetaF2NError(Exception):
                                      names.get(self.argument, ARGUMENT_NAMES.get(self.argument, self.argument)))
 
     def __str__(self) -> str:
-        return self.describe()
+        return self.describe(self.names)
 
 
 class OptionError(MetaF2NError, ValueError):
@@ -69,6 +71,16 @@ class PhotoSizeError(PhotoError):
     """A photo too small for one face patch or too large for the memory. ``width``, ``height``: its pixels;
     ``needed``, ``available``: bytes (None for a photo too small); ``largest_side``: of the largest square photo that
     would fit (None for a photo too small)."""
+
+
+@contextlib.contextmanager
+def worded_with(names: Mapping[str, str]) -> Iterator[None]:
+    """Inside, a :class:`MetaF2NError` raised calls the arguments by ``names`` in its ``str()``."""
+    try:
+        yield
+    except MetaF2NError as error:
+        error.names = names
+        raise
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import inspect
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Optional, Union
 
@@ -23,7 +24,7 @@ from torch import nn
 from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
                                         rrdbnet_options, state_dict_of)
 from metaf2n_plugin.errors import (ARGUMENT_NAMES, OptionError, PhotoError, PhotoSizeError, WeightsNotFoundError,
-                                   blamed_on)
+                                   blamed_on, worded_with)
 from metaf2n_plugin.faces import FacePair, FacePairExtractor
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.registry import AUTO, FACE_SOURCES
@@ -99,6 +100,8 @@ class PhotoSuperResolver:
             takes it (``'auto'``, ``'fp32'``, ``'bf16'``, ``'fp16'``); the inner step always runs in fp32.
         tile, tile_pad, compile: as :class:`~metaf2n_plugin.models.fast_forward.FastForward` (tile 0: whole photo).
         log: called with each line worth telling (detector, settings, precision).
+        names: deprecated (0.1's way for a front end to name the arguments in the errors; removed in 0.3): the
+            errors' ``str()`` then calls ``model``, ``mask`` and ``adaptation`` by these names.
 
     Raises (:mod:`metaf2n_plugin.errors`, whose ``describe(names)`` a front end uses to call the arguments by its
     own names) :class:`WeightsNotFoundError` for a missing weights file (saying where the official weights are),
@@ -120,34 +123,45 @@ class PhotoSuperResolver:
                  tile: int = TILE,
                  tile_pad: int = TILE_PAD,
                  compile: bool = False,
-                 log: Callable[[str], None] = log_to_stderr) -> None:
-        if tile < 0 or tile_pad < 0:
-            raise ValueError(f'tile and tile_pad must be >= 0, got {tile} and {tile_pad}')
-        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        self.precision = resolve_precision(precision, self.device)
-        net_g, net_mask, stored = load_networks(model, mask if adapt else None)
-        self.net_g = net_g.eval().to(self.device)
-        self.net_mask = None if net_mask is None else net_mask.eval().requires_grad_(False).to(self.device)
-        self.tile, self.tile_pad = tile, tile_pad
-        self.forward = FastForward(self.net_g, SCALE, tile, tile_pad, self.device.type == 'cpu', self.precision,
-                                   compile)
-        self.num_feat = getattr(getattr(self.net_g, 'conv_first', None), 'out_channels', 64)  # RRDBNet's, else x4plus'
-        self.free = available_memory()
-        self.adapt, self.seed = adapt, seed
-        self.settings: Optional[AdaptationSettings] = None
-        self.extractor: Optional[FacePairExtractor] = None
-        if adapt:
-            stored_in = repr(os.fspath(mask)) if stored is not None and isinstance(mask, (str, os.PathLike)) else None
-            self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
-            source = face_source(faces, log)
-            self.extractor = FacePairExtractor.from_options({
-                'scale': SCALE,
-                'source': source,
-                'restorer': restorer
-            }, self.device)
-            self.extractor.load()  # missing weights stop here, before any photo
-        machine = f' ({cpu_description()})' if self.device.type == 'cpu' else ''
-        log(f'super-resolution in {self.precision} on {self.device}{machine}; the adaptation step in fp32')
+                 log: Callable[[str], None] = log_to_stderr,
+                 names: Optional[Mapping[str, str]] = None) -> None:
+        if names is not None:
+            warnings.warn(
+                'PhotoSuperResolver(names=...) is deprecated since 0.2 and will be removed in 0.3: its errors carry '
+                'the argument at fault; word them with error.describe(names) (metaf2n_plugin.MetaF2NError)',
+                DeprecationWarning,
+                stacklevel=2)
+        with worded_with(names or {}):
+            if tile < 0 or tile_pad < 0:
+                raise ValueError(f'tile and tile_pad must be >= 0, got {tile} and {tile_pad}')
+            self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+            self.precision = resolve_precision(precision, self.device)
+            net_g, net_mask, stored = load_networks(model, mask if adapt else None)
+            self.net_g = net_g.eval().to(self.device)
+            self.net_mask = None if net_mask is None else net_mask.eval().requires_grad_(False).to(self.device)
+            self.tile, self.tile_pad = tile, tile_pad
+            self.forward = FastForward(self.net_g, SCALE, tile, tile_pad, self.device.type == 'cpu', self.precision,
+                                       compile)
+            first = getattr(self.net_g, 'conv_first', None)
+            self.num_feat = getattr(first, 'out_channels', 64)  # RRDBNet's, else x4plus'
+            self.free = available_memory()
+            self.adapt, self.seed = adapt, seed
+            self.settings: Optional[AdaptationSettings] = None
+            self.extractor: Optional[FacePairExtractor] = None
+            if adapt:
+                stored_in = None
+                if stored is not None and isinstance(mask, (str, os.PathLike)):
+                    stored_in = repr(os.fspath(mask))
+                self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
+                source = face_source(faces, log)
+                self.extractor = FacePairExtractor.from_options({
+                    'scale': SCALE,
+                    'source': source,
+                    'restorer': restorer
+                }, self.device)
+                self.extractor.load()  # missing weights stop here, before any photo
+            machine = f' ({cpu_description()})' if self.device.type == 'cpu' else ''
+            log(f'super-resolution in {self.precision} on {self.device}{machine}; the adaptation step in fp32')
 
     def check_size(self, height: int, width: int, bits: int = 8) -> None:
         """:class:`PhotoSizeError` for a photo of ``height`` x ``width`` pixels that is smaller than a face patch or

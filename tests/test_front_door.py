@@ -170,6 +170,13 @@ def test_the_keywords_of_0_1_still_adapt_with_a_warning_that_names_the_replaceme
         adapt_to_faces(net_g, net_mask, lq, hq, rate=0.5)
 
 
+def test_names_of_0_1_still_word_the_errors_with_a_warning(files, tmp_path):
+    missing = str(tmp_path / 'none.pth')
+    with pytest.warns(DeprecationWarning, match=r'names=\.\.\.\) is deprecated .* error\.describe\(names\)'), \
+            pytest.raises(WeightsNotFoundError, match=f'not found: --model {re.escape(repr(missing))}'):
+        metaf2n_plugin.PhotoSuperResolver(missing, adapt=False, names={'model': '--model'})
+
+
 def test_sample_patches_without_a_count_or_size_takes_the_old_defaults_with_a_warning():
     image = np.random.default_rng(0).random((40, 40, 3), dtype=np.float32)
     hq = cv2.resize(image, (160, 160), interpolation=cv2.INTER_CUBIC)
