@@ -102,6 +102,8 @@ def test_a_detector_registered_in_one_place_appears_in_every_front_end(toy, file
 
 
 def test_a_name_is_registered_once():
+    assert metaf2n_plugin.FACE_SOURCES['mtcnn'] is metaf2n_plugin.MTCNNDetector  # read as 0.1's dicts were
+    assert metaf2n_plugin.RESTORERS['gpen'] is metaf2n_plugin.GPENRestorer and len(metaf2n_plugin.RESTORERS) == 3
     with pytest.raises(ValueError, match="face source 'mtcnn' is registered already"):
         FACE_SOURCES.register('mtcnn', detector=True)(ToyDetector)
     with pytest.raises(ValueError, match="'auto' is reserved"):

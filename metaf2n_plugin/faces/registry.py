@@ -34,8 +34,9 @@ class Entry:
     weights_suffixes: tuple[str, ...] = ()
 
 
-class ComponentRegistry:
-    """Classes by name for one ``kind`` (``'face source'``, ``'restorer'``), in registration order."""
+class ComponentRegistry(Mapping[str, type]):
+    """Classes by name for one ``kind`` (``'face source'``, ``'restorer'``), in registration order; read-only as a
+    mapping (``registry['mtcnn']`` is the class, as in 0.1's dicts), changed by :meth:`register`."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -63,6 +64,12 @@ class ComponentRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __getitem__(self, name: str) -> type:
+        return self._entries[name].cls
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
