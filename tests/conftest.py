@@ -1,6 +1,7 @@
 """Shared helpers: run Python the way a user would, make tiny image folders, build the tiny data set once."""
 import glob
 import importlib.util
+import logging
 import os
 import re
 import subprocess
@@ -14,6 +15,21 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def basicsr_log():
+    """Records of BasicSR's logger (which the plugin logs to, and which may not propagate)."""
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger('basicsr')
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def load_script(name):

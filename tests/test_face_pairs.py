@@ -1,5 +1,4 @@
 """Face pairs end to end (align, restore, paste back) and the patch batch cut from them, on real photos."""
-import logging
 
 import cv2
 import numpy as np
@@ -29,21 +28,6 @@ def lq_photo(name, scale):
 
 def fixed_faces(faces):
     return lambda image, image_path: faces
-
-
-@pytest.fixture
-def basicsr_log():
-    """Records of BasicSR's logger (which the plugin logs to, and which may not propagate)."""
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger('basicsr')
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @pytest.mark.parametrize('name', ['astronaut', 'grace_hopper'])

@@ -1,6 +1,5 @@
 """MetaF2NModel, Algorithm 1: the meta-gradient against finite differences, first order, tasks, architectures;
 its adaptation settings, saved with MaskNet; its options checked."""
-import logging
 
 import pytest
 import torch
@@ -475,7 +474,7 @@ def test_logging_never_changes_training_of_a_drop_path_network(tmp_path):
     assert all(torch.equal(logged, quiet) for logged, quiet in zip(*weights))
 
 
-def test_training_saves_the_adaptation_settings_with_masknet_and_testing_follows_them(tmp_path, caplog):
+def test_training_saves_the_adaptation_settings_with_masknet_and_testing_follows_them(tmp_path, basicsr_log):
     trained = AdaptationSettings(lr=0.3, steps=2, params=r'^body\.', num_patches=4, patch_size=32)
     (tmp_path / 'models').mkdir()
     torch.manual_seed(0)
@@ -487,10 +486,9 @@ def test_training_saves_the_adaptation_settings_with_masknet_and_testing_follows
     test = model_options(tmp_path, is_train=False, path=path)
     del test['adaptation']
     assert build_model(test).adaptation == trained
-    caplog.set_level(logging.INFO, logger='basicsr')
     overridden = build_model({**test, 'adaptation': {'lr': 0.1, 'steps': 2}}).adaptation
     assert overridden == AdaptationSettings(lr=0.1, steps=2, params=r'^body\.', num_patches=4, patch_size=32)
-    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith('adaptation.')]
+    lines = [record.getMessage() for record in basicsr_log if record.getMessage().startswith('adaptation.')]
     assert lines == [
         f'adaptation.lr: 0.1 from the adaptation options, not the 0.3 stored in {path["pretrain_network_mask"]!r}'
     ]
