@@ -1,11 +1,14 @@
 """The README and docs/ stay true: their links and anchors resolve, each shell example is run by a test or skipped for
-a reason a reader can check, every docs/ page the code names exists, and the README stays a short guide."""
+a reason a reader can check, every docs/ page the code names exists, the options reference names every key, and the
+README stays a short guide."""
 import glob
 import os
 import re
 
 import pytest
 
+from metaf2n_plugin import AdaptationSettings
+from metaf2n_plugin.models.metaf2n_model import TRAIN_KEYS, VAL_KEYS
 from conftest import REPO, doc_blocks
 
 PAGES = ['README.md', *sorted(os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, 'docs', '*.md')))]
@@ -145,3 +148,10 @@ def test_no_page_reads_as_a_lab_notebook(name):
 
 def test_the_readme_is_a_short_guide():
     assert read('README.md').count('\n') <= README_LINES
+
+
+def test_the_options_reference_names_every_key_the_model_takes():
+    with open(os.path.join(REPO, 'docs', 'options.md'), encoding='utf-8') as f:
+        reference = f.read()
+    keys = (*TRAIN_KEYS, *VAL_KEYS, *AdaptationSettings.names())
+    assert [key for key in keys if f'`{key}`' not in reference] == [], 'document these keys in docs/options.md'
