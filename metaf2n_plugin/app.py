@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from metaf2n_plugin.cli import add_face_weights_arguments, parser_from_doc
-from metaf2n_plugin.errors import MetaF2NError
+from metaf2n_plugin.errors import message_of
 from metaf2n_plugin.faces import builtin_photo
 from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.faces.restoration import GPEN_URL
@@ -68,11 +68,8 @@ BUILTIN_SIDE = 512  # the package photos' top square, their GT; their LQ is 4x s
 SHOWN_SIDE = 512  # the boxed photo is enlarged (nearest, at most 4x) until its longer side reaches this
 KEPT_REQUESTS = 4  # request folders kept; older ones are deleted (Gradio has copied their files by then)
 KEPT_RESOLVERS = 2  # PhotoSuperResolvers kept loaded, the most recently used
-NAMES = {
-    'model': 'model',
-    'mask': 'MaskNet',
-    'adaptation': 'the page'
-}  # PhotoSuperResolver's arguments, as the page calls them
+# PhotoSuperResolver's arguments, as the page calls them
+NAMES = {'model': 'model', 'mask': 'MaskNet', 'adaptation': 'the page'}
 STAGES = {  # the summary's names of PhotoReport.seconds' stages
     'faces': 'faces',
     'adaptation': 'adaptation step',
@@ -343,7 +340,7 @@ class Page:
             progress(0.9, 'writing the images')
             result = self.show(name, photo, output, report, restorer)
         except HIDDEN_ERRORS as error:
-            message = error.describe(NAMES) if isinstance(error, MetaF2NError) else str(error)
+            message = message_of(error, NAMES)
             message = message.replace(photo_path, name) if photo_path else message
             return PageResult(f'**{name or "The request"} could not be processed.** {message}')
         seconds = time.perf_counter() - start

@@ -18,7 +18,7 @@ def read_checkpoint(path, what='weights', map_location='cpu'):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise WeightsNotFoundError('{listing} does not exist', missing={what: path}, advice='')
+        raise WeightsNotFoundError(f'{what}: {path!r} does not exist', missing={what: path})
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:

@@ -47,16 +47,15 @@ class UnknownComponentError(OptionError):
 
 
 class WeightsNotFoundError(MetaF2NError, FileNotFoundError):
-    """Weights files that do not exist. ``missing``: argument -> path; ``advice``: where to get them."""
+    """Weights files that do not exist. ``missing``: argument -> path, listed where the template says
+    ``{listing}``; ``advice`` (optional): where to get them, naming the arguments as ``{model}`` and ``{mask}``."""
 
     def describe(self, names: Mapping[str, str] = NO_NAMES) -> str:
-        missing: Mapping[str, str] = self.data['missing']
-        listing = ', '.join(f'{names.get(key, key)} {path!r}' for key, path in missing.items())
-        listing = listing.replace('{argument}', names.get(self.argument or '', self.argument or 'weights'))
-        advice = self.data['advice']
+        listing = ', '.join(f'{names.get(key, key)} {path!r}' for key, path in self.data['missing'].items())
+        advice = self.data.get('advice', '')
         for key in ('model', 'mask'):
             advice = advice.replace('{' + key + '}', names.get(key, key))
-        return self.template.replace('{listing}', listing) + advice
+        return super().describe(names).replace('{listing}', listing) + advice
 
 
 class WeightsFileError(MetaF2NError, ValueError):
@@ -71,6 +70,12 @@ class PhotoSizeError(PhotoError):
     """A photo too small for one face patch or too large for the memory. ``width``, ``height``: its pixels;
     ``needed``, ``available``: bytes (None for a photo too small); ``largest_side``: of the largest square photo that
     would fit (None for a photo too small)."""
+
+
+def message_of(error: BaseException, names: Mapping[str, str]) -> str:
+    """What a front end says of ``error``: a :class:`MetaF2NError` with the arguments called by ``names``, any other
+    error as it is."""
+    return error.describe(names) if isinstance(error, MetaF2NError) else str(error)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ import yaml
 from tqdm import tqdm
 
 from metaf2n_plugin.cli import add_face_weights_arguments, parser_from_doc
-from metaf2n_plugin.errors import MetaF2NError
+from metaf2n_plugin.errors import message_of
 from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, image_with_stem, is_image_file, read_image, read_photo,
                                      write_image, write_photo)
@@ -50,11 +50,8 @@ from metaf2n_plugin.names import OUTPUT_SUFFIX
 from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, TILE, PhotoError, PhotoSuperResolver
 from metaf2n_plugin.side_by_side import compose, face_panels
 
-FLAG_NAMES = {
-    'model': '--model',
-    'mask': '--mask',
-    'adaptation': 'the flags'
-}  # PhotoSuperResolver's arguments, as the flags that give them
+# PhotoSuperResolver's arguments, as the flags that give them
+FLAG_NAMES = {'model': '--model', 'mask': '--mask', 'adaptation': 'the flags'}
 
 
 def build_parser():
@@ -264,7 +261,7 @@ def main(argv=None):
         check_output_folder(args.out)
         resolver = build_resolver(args)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f'metaf2n-infer: {worded(error)}', file=sys.stderr)
+        print(f'metaf2n-infer: {message_of(error, FLAG_NAMES)}', file=sys.stderr)
         return 2
     for path in skipped:
         print(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})', file=sys.stderr)
@@ -275,7 +272,7 @@ def main(argv=None):
         try:
             report, size = super_resolve(resolver, path, args.out, taken, args)
         except (OSError, ValueError, RuntimeError, cv2.error) as error:
-            failed.append((path, worded(error).splitlines()[0]))
+            failed.append((path, message_of(error, FLAG_NAMES).splitlines()[0]))
             tqdm.write(f'failed {path}: {failed[-1][1]}', file=sys.stderr)
             continue
         if resolver.adapt and not report.adapted:
@@ -293,11 +290,6 @@ def main(argv=None):
     print(f'{done} of {len(photos)} photos super-resolved into {args.out}: {adapted}; {rate}' +
           (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
     return 1 if failed else 0
-
-
-def worded(error):
-    """The error's message, with the library's arguments called by their flags (:data:`FLAG_NAMES`)."""
-    return error.describe(FLAG_NAMES) if isinstance(error, MetaF2NError) else str(error)
 
 
 def _count(number, noun):

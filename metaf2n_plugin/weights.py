@@ -46,7 +46,7 @@ def locate_weights(file_name, url, what, where=None, download=False, option='`we
     if found is not None:
         return found
     target = os.path.abspath(candidates[-1])
-    data = dict(missing={what: candidates[0]}, advice='', file_name=file_name, url=url, places=candidates)
+    data = dict(missing={what: candidates[0]}, file_name=file_name, url=url, places=candidates)
     if not download:
         raise WeightsNotFoundError(
             f'{advice}, or allow downloading it into {os.path.dirname(target)} (`download: true` / --download) when '

@@ -62,14 +62,15 @@ class MetaF2NPairedFaceDataset(data.Dataset):
             self.faces = PairFolderSource(source['root'])
         elif self.face_source not in FACE_SOURCES.detectors():
             detectors = FACE_SOURCES.detectors()
+            choices = ['landmarks', 'pairs', *detectors]
             raise UnknownComponentError(
-                f'unknown face_source type {self.face_source!r}; choose one of {["landmarks", "pairs", *detectors]} '
-                f'({" or ".join(detectors)}, the default retinaface: the model detects the faces)',
+                f'unknown face_source type {self.face_source!r}; choose one of {choices} ({" or ".join(detectors)}, '
+                'the default retinaface: the model detects the faces)',
                 option='face_source',
                 value=self.face_source,
                 kind='face source',
                 name=self.face_source,
-                choices=['landmarks', 'pairs', *detectors])
+                choices=choices)
         elif source:
             raise OptionError(
                 f'face_source {self.face_source} takes no options, got {sorted(source)}: the model detects the faces, '

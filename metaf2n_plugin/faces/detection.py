@@ -72,13 +72,11 @@ class RetinaFaceDetector:
             bgr = cv2.resize(bgr, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
         back = np.array([width / bgr.shape[1], height / bgr.shape[0]])
         rows = self.net.detect_faces(bgr, conf_threshold=self.score_threshold, nms_threshold=self.nms_threshold)
-        faces = [
-            Face(
-                landmarks=row[5:15].reshape(5, 2).astype(np.float64) * back,
-                box=row[:4].astype(np.float64) * np.tile(back, 2),
-                score=float(row[4])) for row in rows
+        boxes = [row[:4].astype(np.float64) * np.tile(back, 2) for row in rows]
+        return [
+            Face(landmarks=row[5:15].reshape(5, 2).astype(np.float64) * back, box=box, score=float(row[4]))
+            for row, box in zip(rows, boxes) if inside_image(box, width, height)
         ]
-        return [face for face in faces if face.box is not None and inside_image(face.box, width, height)]
 
 
 def inside_image(box: np.ndarray, width: int, height: int) -> bool:

@@ -205,8 +205,8 @@ class MTCNNDetector:
         boxes, scores, landmarks = self._output(pixels, boxes)
         box_array = boxes.cpu().double().numpy() - 0.5  # edges -> OpenCV's coordinates (pixel centres at integers)
         landmark_array = landmarks.cpu().double().numpy() - 0.5
-        faces = [Face(points, box, score) for points, box, score in zip(landmark_array, box_array, scores.tolist())]
-        return [face for face in faces if face.box is not None and inside_image(face.box, width, height)]
+        found = zip(landmark_array, box_array, scores.tolist())
+        return [Face(points, box, score) for points, box, score in found if inside_image(box, width, height)]
 
     def _propose(self, pixels: torch.Tensor) -> torch.Tensor:
         """Stage 1, P-Net over the pyramid: ``(K, 4)`` square candidate boxes."""

@@ -50,9 +50,10 @@ class ComponentRegistry(Mapping[str, type]):
         """A class decorator registering the class under ``name``; ValueError when ``name`` is taken."""
 
         def add(cls: ClassT) -> ClassT:
-            if name in self._entries or name == AUTO:
-                raise ValueError(f'{self.kind} {name!r} is registered already ({self._entries[name].cls.__name__})'
-                                 if name in self._entries else f'{AUTO!r} is reserved: it picks a detector')
+            if name == AUTO:
+                raise ValueError(f'{AUTO!r} is reserved: it picks a detector')
+            if name in self._entries:
+                raise ValueError(f'{self.kind} {name!r} is registered already ({self[name].__name__})')
             self._entries[name] = Entry(name, cls, detector, weights_suffixes)
             return cls
 
@@ -74,9 +75,6 @@ class ComponentRegistry(Mapping[str, type]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
-    def names(self) -> list[str]:
-        return list(self._entries)
-
     def detectors(self) -> list[str]:
         """The names of the face sources that find faces themselves, in registration order."""
         return [entry.name for entry in self._entries.values() if entry.detector]
@@ -85,12 +83,12 @@ class ComponentRegistry(Mapping[str, type]):
         """The entry of ``name``; :class:`UnknownComponentError` listing the registered names otherwise."""
         if name not in self._entries:
             raise UnknownComponentError(
-                f'unknown {self.kind} type {name!r}; choose one of {self.names()}',
+                f'unknown {self.kind} type {name!r}; choose one of {list(self)}',
                 option='type',
                 value=name,
                 kind=self.kind,
                 name=name,
-                choices=self.names())
+                choices=list(self))
         return self._entries[name]
 
     def builder(self, options: Union[str, Mapping[str, Any], None], device: Any = 'cpu') -> functools.partial:
@@ -98,14 +96,15 @@ class ComponentRegistry(Mapping[str, type]):
         argument names) and made when called; an argument named ``device`` gets ``device`` unless given."""
         options = {'type': options} if isinstance(options, str) or options is None else dict(options)
         entry = self.entry(options.pop('type', None))
-        known = set(inspect.signature(entry.cls).parameters) - {'device'}
+        parameters = inspect.signature(entry.cls).parameters
+        known = set(parameters) - {'device'}
         unknown = sorted(set(options) - known - {'device'})
         if unknown:
             raise OptionError(
                 f'unknown {self.kind} options {unknown} for type {entry.name}; known: {sorted(known)}',
                 option=unknown[0],
                 value=None)
-        if 'device' in inspect.signature(entry.cls).parameters:
+        if 'device' in parameters:
             options.setdefault('device', device)
         return functools.partial(entry.cls, **options)
 
