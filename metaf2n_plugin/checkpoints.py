@@ -17,21 +17,43 @@ def read_checkpoint(path, what='weights', map_location='cpu'):
     :class:`~metaf2n_plugin.errors.WeightsFileError` if it is not a checkpoint that loads safely.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        found = sorted(name for name in os.listdir(path) if name.endswith('.pth'))[:5]
+        raise WeightsFileError(
+            f'{what}: {path!r} is a folder; give the weights file in it' +
+            (f' (it holds {", ".join(found)})' if found else ' (it holds no .pth file)'),
+            path=path,
+            reason='a folder')
     if not os.path.isfile(path):
         raise WeightsNotFoundError(f'{what}: {path!r} does not exist', missing={what: path})
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = unpickling_reason(error)
         raise WeightsFileError(
-            f'{what}: {path!r} is not a PyTorch weights file that can be loaded safely ({reason})',
+            f'{what}: {path!r} is not a PyTorch weights file that can be loaded safely ({reason}); it was not '
+            'loaded. Do not load a file of unknown origin with weights_only=False: that can run code in it',
             path=path,
             reason=reason) from None
 
 
+def unpickling_reason(error):
+    """What ``torch.load`` found wrong, without its advice to retry with ``weights_only=False`` (the one thing not to
+    do with a file handed in): the line after ``WeightsUnpickler error:``, else the first line."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    marker = next((i for i, line in enumerate(lines) if 'WeightsUnpickler error' in line), None)
+    if marker is not None:
+        after = lines[marker].partition('WeightsUnpickler error:')[2].strip()
+        detail = after or next((line for line in lines[marker + 1:] if line), '')
+        if detail:
+            return detail.partition('. Please use')[0][:200]
+    return lines[0][:200] if lines and lines[0] else type(error).__name__
+
+
 def state_dict_of(checkpoint, path, what='weights'):
     """A checkpoint's state dict: ``params_ema``, else ``params``, else the checkpoint itself;
-    :class:`~metaf2n_plugin.errors.WeightsFileError` (naming ``path``) when that is no dict of tensors."""
+    :class:`~metaf2n_plugin.errors.WeightsFileError` (naming ``path``) when that is no dict of tensors, or when a
+    floating tensor holds NaN or an infinity."""
     state = checkpoint
     if isinstance(state, dict):
         state = next((state[key] for key in PARAM_KEYS if isinstance(state.get(key), dict)), state)
@@ -42,7 +64,39 @@ def state_dict_of(checkpoint, path, what='weights'):
             f'{" / ".join(PARAM_KEYS)} or at its top level (found {keys})',
             path=os.fspath(path),
             reason='no state dict')
+    broken = non_finite_tensors(state)
+    if broken:
+        raise WeightsFileError(
+            f'{what}: {os.fspath(path)!r} has {broken}; a network with them writes a broken image. Take an earlier '
+            'checkpoint or the original file',
+            path=os.fspath(path),
+            reason='non-finite values')
     return state
+
+
+def non_finite_tensors(state):
+    """``'NaN or infinite values in <k> tensor(s) (<names>)'`` for the floating tensors of ``state`` that hold any,
+    or ``''``."""
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if not broken:
+        return ''
+    return (f'NaN or infinite values in {len(broken)} tensor(s) ({", ".join(broken[:3])}'
+            f'{", ..." if len(broken) > 3 else ""})')
+
+
+def what_it_holds(checkpoint):
+    """A few words on what a loaded ``.pth`` holds, for an error that refuses it: whose weights, a training state,
+    or its first keys."""
+    if not isinstance(checkpoint, dict):
+        return f'a {type(checkpoint).__name__}'
+    if {'iter', 'optimizers'} <= set(checkpoint):
+        return 'a BasicSR training state (experiments/<name>/training_states/<iter>.state)'
+    state = next((checkpoint[key] for key in PARAM_KEYS if isinstance(checkpoint.get(key), dict)), checkpoint)
+    if 'conv_first.weight' in state:
+        return 'an SR network\'s weights (a net_g file)'
+    if 'convs.0.weight' in state:
+        return 'MaskNet\'s weights (a net_mask file)'
+    return f'the keys {sorted(map(str, checkpoint))[:6]}'
 
 
 def load_state_dict(path, what='weights'):

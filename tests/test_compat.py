@@ -184,7 +184,11 @@ def test_weights_files_that_are_not_checkpoints_of_the_network_are_named(tmp_pat
     torch.save({'state': net.state_dict()}, tmp_path / 'other_key.pth')
     torch.save({'params': MaskNet(6, 8, 2).state_dict()}, tmp_path / 'other_net.pth')
     torch.save({'params': Payload(tmp_path / 'ran')}, tmp_path / 'payload.pth')
+    nan = net.state_dict()
+    nan['convs.1.bias'][0] = float('nan')
+    torch.save({'params': nan}, tmp_path / 'nan.pth')
     cases = {
+        'nan.pth': r'has NaN or infinite values in 1 tensor\(s\) \(convs.1.bias\); a network with them writes a broken',
         'text.pth': 'is not a PyTorch weights file that can be loaded safely',
         'empty.pth': 'is not a PyTorch weights file that can be loaded safely',
         'other_key.pth': r"has no 'params' \(nor 'params'\) entry; it holds \['state'\]",
@@ -217,6 +221,21 @@ def test_a_code_payload_is_refused_everywhere_a_user_hands_in_weights(tmp_path):
         with pytest.raises(ValueError, match=f"{what}: '.*' is not a PyTorch weights file that can be loaded safely"):
             load()
     assert not (tmp_path / 'ran').exists()
+
+
+def test_weights_with_a_non_finite_tensor_are_refused_by_every_loader(tmp_path):
+    from metaf2n_plugin.checkpoints import load_state_dict
+    from metaf2n_plugin.faces import GPENRestorer, RetinaFaceDetector
+
+    torch.save({'a': torch.zeros(2), 'b': torch.tensor([0.0, float('-inf')])}, tmp_path / 'inf.pth')
+    loaders = {
+        'GPEN weights': lambda: GPENRestorer(32, 1, 1 / 16, weights=tmp_path / 'inf.pth', style_dim=32, n_mlp=1),
+        'RetinaFace weights': lambda: RetinaFaceDetector('retinaface_mobile0.25', weights=tmp_path / 'inf.pth'),
+        'metric weights': lambda: load_state_dict(tmp_path / 'inf.pth', 'metric weights'),  # LPIPS, FID
+    }
+    for what, load in loaders.items():
+        with pytest.raises(ValueError, match=rf"{what}: '.*inf.pth' has NaN or infinite values in 1 tensor\(s\) \(b\)"):
+            load()
 
 
 def test_fid_works_without_scipys_disp(monkeypatch):

@@ -136,7 +136,8 @@ def test_weights_are_loaded_from_basicsr_folder_without_unpickling_code(tmp_path
     assert torch.equal(network.blocks[0][0].conv.weight, state_dict['Conv2d_1a_3x3.conv.weight'])
 
     torch.save({'not_a_tensor': argparse.Namespace(x=1)}, tmp_path / 'pickled_object.pth')
-    with pytest.raises(Exception, match='Weights only load failed'):
+    refused = r'is not a PyTorch weights file that can be loaded safely \(Unsupported global: GLOBAL argparse'
+    with pytest.raises(ValueError, match=refused):
         fid_inception(dims=64, weights=str(tmp_path / 'pickled_object.pth'), device='cpu')
 
 
