@@ -1,4 +1,5 @@
 """Checks of the model's option groups: an unknown key or a value of the wrong kind is named, with what is known."""
+import re
 from collections.abc import Mapping
 
 from metaf2n_plugin.errors import OptionError
@@ -10,15 +11,9 @@ def option_group(options, group, known, where='the options file'):
     :class:`~metaf2n_plugin.errors.OptionError` naming ``group`` when it is not a mapping (e.g. ``--force_yml
     adaptation=~`` unquoted, which the shell turns into a path) or holds keys outside ``known`` (the known
     ones listed)."""
-    value = options.get(group)
+    value = group_or_none(options, group, f'a group of options ({", ".join(sorted(known))})', where)
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise OptionError(
-            f'{where}: {group} must be a group of options ({", ".join(sorted(known))}) or ~, got '
-            f'{type(value).__name__} {value!r} (with --force_yml, quote a ~ from the shell: \'{group}=~\')',
-            option=group,
-            value=value)
     unknown = sorted(set(value) - set(known))
     if unknown:
         raise OptionError(
@@ -28,6 +23,19 @@ def option_group(options, group, known, where='the options file'):
     return dict(value)
 
 
+def group_or_none(options, group, expected, where='the options file'):
+    """``options[group]`` when it is a mapping or ~ (None); else an OptionError naming ``group``, what is
+    ``expected`` there, and the shell's ``~``, which is what a path found there most often comes from."""
+    value = options.get(group)
+    if value is not None and not isinstance(value, Mapping):
+        raise OptionError(
+            f'{where}: {group} must be {expected} or ~, got {type(value).__name__} {value!r} (with --force_yml, '
+            f'quote a ~ from the shell: \'{group}=~\', or the shell gives a home folder)',
+            option=group,
+            value=value)
+    return value
+
+
 def checked_value(name, value, kinds, condition=None, meaning=''):
     """``value`` when it is one of ``kinds`` (bool never counts as a number) and meets ``condition``; else an
     OptionError naming ``name``, the kind found and, in ``meaning``, what is expected."""
@@ -35,4 +43,17 @@ def checked_value(name, value, kinds, condition=None, meaning=''):
     if number or not isinstance(value, kinds) or (condition is not None and not condition(value)):
         expected = meaning or ' or '.join('~' if kind is type(None) else kind.__name__ for kind in kinds)
         raise OptionError(f'{name} must be {expected}, got {type(value).__name__} {value!r}', option=name, value=value)
+    return value
+
+
+def checked_regex(name, value, hint):
+    """``value`` (a regex or None) when Python can compile it; else an OptionError naming ``name``, the regex
+    error and, in ``hint``, what to give."""
+    if value is None:
+        return value
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise OptionError(
+            f'{name} {value!r} is not a regular expression ({error}); give {hint}', option=name, value=value) from None
     return value

@@ -7,13 +7,14 @@ is its command line, which adds the files: what a photo keeps, the extra images,
     resolver = PhotoSuperResolver('weights/MetaF2N_net_g.pth', 'weights/MetaF2N_net_mask.pth')
     output, report = resolver.enhance(image, 'photo.jpg')  # (H, W, 3) RGB in [0, 1] -> (4H, 4W, 3)
 """
+import contextlib
 import dataclasses
 import inspect
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -29,8 +30,9 @@ from metaf2n_plugin.faces import FacePair, FacePairExtractor
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.registry import AUTO, FACE_SOURCES
 from metaf2n_plugin.image_io import tensor_to_image
-from metaf2n_plugin.models.adaptation import (AdaptationSettings, AdaptedParameters, adapt_to_photo, stored_adaptation,
-                                              upsample)
+from metaf2n_plugin.memory import available_memory
+from metaf2n_plugin.models.adaptation import (AdaptationSettings, AdaptedParameters, adapt_to_photo, non_finite_output,
+                                              stored_adaptation, upsample)
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.precision import cpu_description, resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
@@ -40,6 +42,7 @@ from metaf2n_plugin.weights import locate_weights
 SCALE = 4
 TILE = 256  # LQ tile side: memory stays bounded whatever the photo's size
 MIN_SIDE = 16  # one LR face patch (64 / 4)
+MIN_TILE = 32  # smaller tiles spend most of their work on their context (tile_pad)
 OFFICIAL_WEIGHTS = 'https://drive.google.com/drive/folders/1R0ekBOXWufM5vu0PZNYeCpAPS2R1w3gf'
 DEFAULT_MODEL, DEFAULT_MASK = os.path.join(WEIGHTS_DIR, NET_G_FILE), os.path.join(WEIGHTS_DIR, NET_MASK_FILE)
 DEFAULT_RESTORER = {'type': 'gpen', 'size': 512}  # GPEN-BFR-512, MetaF2N's at test time
@@ -132,9 +135,14 @@ class PhotoSuperResolver:
                 DeprecationWarning,
                 stacklevel=2)
         with worded_with(names or {}):
-            if tile < 0 or tile_pad < 0:
-                raise ValueError(f'tile and tile_pad must be >= 0, got {tile} and {tile_pad}')
-            self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+            check_tiling(tile, tile_pad)
+            if not (isinstance(seed, int) and 0 <= seed < 2**63):
+                raise OptionError(
+                    f'{{argument}} must be an integer from 0 to 2**63 - 1, got {seed!r}',
+                    argument='seed',
+                    option='seed',
+                    value=seed)
+            self.device = torch_device(device)
             self.precision = resolve_precision(precision, self.device)
             net_g, net_mask, stored = load_networks(model, mask if adapt else None)
             self.net_g = net_g.eval().to(self.device)
@@ -144,7 +152,7 @@ class PhotoSuperResolver:
                                        compile)
             first = getattr(self.net_g, 'conv_first', None)
             self.num_feat = getattr(first, 'out_channels', 64)  # RRDBNet's, else x4plus'
-            self.free = available_memory()
+            self.free = available_memory(self.device)
             self.adapt, self.seed = adapt, seed
             self.settings: Optional[AdaptationSettings] = None
             self.extractor: Optional[FacePairExtractor] = None
@@ -153,6 +161,8 @@ class PhotoSuperResolver:
                 if stored is not None and isinstance(mask, (str, os.PathLike)):
                     stored_in = repr(os.fspath(mask))
                 self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
+                with adaptation_argument():
+                    self.settings.check_network(self.net_g, SCALE)
                 source = face_source(faces, log)
                 self.extractor = FacePairExtractor.from_options({
                     'scale': SCALE,
@@ -223,7 +233,11 @@ class PhotoSuperResolver:
             if self.net_mask is not None:
                 mask_weights = [self.face_weights(pair) for pair in pairs]
             seconds['adaptation'], start = time.perf_counter() - start, time.perf_counter()
-        output = tensor_to_image(self.forward(adapted, lq).clamp_(0, 1))
+        output = self.forward(adapted, lq)
+        if adapted is not None and self.settings is not None and not output.isfinite().all():
+            adapted, reason = None, non_finite_output(self.settings)
+            output = self.forward(None, lq)
+        output = tensor_to_image(output.clamp_(0, 1))
         seconds['super_resolution'], start = time.perf_counter() - start, time.perf_counter()
         unadapted = None
         if plain:
@@ -242,6 +256,49 @@ class PhotoSuperResolver:
         return weights[0, 0].cpu().numpy() * pair.mask
 
 
+def check_tiling(tile: int, tile_pad: int) -> None:
+    """OptionError for a negative tile or pad, or a tile so small that its context multiplies the work (more than
+    ``MIN_TILE``'s)."""
+    for name, value in (('tile', tile), ('tile_pad', tile_pad)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise OptionError(
+                f'{{argument}} must be an integer >= 0, got {value!r}', argument=name, option=name, value=value)
+    if 0 < tile < MIN_TILE:
+        work = ((tile + 2 * tile_pad) / tile)**2
+        raise OptionError(
+            f'{{argument}} {tile}: each {tile}x{tile} tile runs with {tile_pad} pixels of context on each side, '
+            f'about {work:.0f}x the work of the whole photo; give 0 (the whole photo) or at least {MIN_TILE}',
+            argument='tile',
+            option='tile',
+            value=tile)
+
+
+def torch_device(device: Union[str, torch.device, None]) -> torch.device:
+    """``device`` as a torch device (None: cuda when available, else cpu); OptionError naming the argument for a
+    name torch does not know or a GPU that is not there."""
+    try:
+        chosen = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    except (RuntimeError, TypeError) as error:
+        raise OptionError(
+            f'{{argument}} {device!r} is not a torch device ({str(error).splitlines()[0]}); give cpu, '
+            'cuda or cuda:<index>',
+            argument='device',
+            option='device',
+            value=device) from None
+    if chosen.type == 'cuda' and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise OptionError(
+            f'{{argument}} {device!r}: this PyTorch sees {count} CUDA device(s); give cpu' +
+            (f' or cuda:0 to cuda:{count - 1}' if count else ''),
+            argument='device',
+            option='device',
+            value=device)
+    if chosen.type not in ('cpu', 'cuda', 'mps', 'xpu'):
+        raise OptionError(
+            f'{{argument}} {device!r}: MetaF2N runs on cpu or cuda', argument='device', option='device', value=device)
+    return chosen
+
+
 def load_networks(model: PathOrNetwork,
                   mask: Optional[PathOrNetwork]) -> tuple[nn.Module, Optional[nn.Module], Optional[AdaptationSettings]]:
     """``(net_g, net_mask, stored)``: ``model`` and ``mask`` (a weights file, an ``nn.Module`` passed through, or for
@@ -253,7 +310,7 @@ def load_networks(model: PathOrNetwork,
     """
     given = (('model', model), ('mask', mask))
     files = {key: os.fspath(path) for key, path in given if isinstance(path, (str, os.PathLike))}
-    missing = {key: path for key, path in files.items() if not os.path.isfile(path)}
+    missing = {key: path for key, path in files.items() if not os.path.exists(path)}
     if missing:
         folder = os.path.dirname(next(iter(missing.values()))) or '.'
         raise WeightsNotFoundError(
@@ -286,13 +343,27 @@ def adaptation_settings(stored: Optional[AdaptationSettings], stored_in: Optiona
     the settings used. :class:`OptionError` (its argument ``'adaptation'``) for an unknown field or a value of the
     wrong kind."""
     source = ARGUMENT_NAMES['adaptation']
-    try:
+    with adaptation_argument():
         settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
-    except OptionError as error:
-        raise OptionError(error.template.replace(source, '{argument}'), argument='adaptation', **error.data) from None
     origin = f'stored in {stored_in}' if stored is not None else 'the defaults'
     log(f'adaptation: {settings.to_dict()} ({origin}{f", changed by {source}" if changes else ""})')
     return settings
+
+
+@contextlib.contextmanager
+def adaptation_argument() -> Iterator[None]:
+    """Inside, an OptionError about the adaptation settings is blamed on the ``adaptation`` argument, so that a
+    front end names it its own way (``{argument}: ...``)."""
+    source = ARGUMENT_NAMES['adaptation']
+    try:
+        yield
+    except OptionError as error:
+        if error.argument is not None:
+            raise
+        template = error.template.replace(source, '{argument}')
+        if '{argument}' not in template:
+            template = '{argument}: ' + template
+        raise OptionError(template, argument='adaptation', **error.data) from None
 
 
 def face_source(source: Options, log: Callable[[str], None]) -> dict[str, Any]:
@@ -371,12 +442,3 @@ def largest_square(free: int, bits: int, tile: int, tile_pad: int, num_feat: int
         else:
             high = middle
     return low
-
-
-def available_memory() -> Optional[int]:
-    """Bytes the OS can still give (MemAvailable), or None where /proc/meminfo does not exist."""
-    try:
-        with open('/proc/meminfo') as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
-    except (OSError, StopIteration):
-        return None

@@ -1,5 +1,7 @@
 """adapt_to_faces: MetaF2N's inner step, checked against SGD written out by hand."""
 import copy
+import dataclasses
+import re
 
 import pytest
 import torch
@@ -10,9 +12,10 @@ from basicsr.archs.swinir_arch import SwinIR
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from metaf2n_plugin import adapt_to_faces
+from metaf2n_plugin import OptionError, adapt_to_faces, memory
 from metaf2n_plugin.archs.masknet_arch import MaskNet
-from metaf2n_plugin.models.adaptation import AdaptationSettings, NonFiniteInnerLoss
+from metaf2n_plugin.models.adaptation import (AdaptationSettings, NonFiniteInnerLoss, step_memory_problem,
+                                              stored_adaptation)
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 
 
@@ -138,6 +141,79 @@ def test_non_finite_inner_loss_raises_before_any_weight_is_written():
     with pytest.raises(NonFiniteInnerLoss, match='not finite'):
         adapt_to_faces(net, mask, lq, hq)
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_an_adapted_parameter_that_is_not_finite_raises_with_the_rate():
+    net = tiny_sr()
+    lq, hq = faces()
+    gradients = torch.autograd.grad(F.l1_loss(net(lq), hq), list(net.parameters()))
+    largest = max(grad.abs().max().item() for grad in gradients)
+    lr = 2 * torch.finfo(torch.float32).max / largest  # finite, but lr * g overflows float32 for the largest g
+    with pytest.raises(
+            NonFiniteInnerLoss, match=re.escape(f'an adapted parameter is not finite (adaptation.lr {lr:g} too')):
+        adapt_to_faces(net, None, lq, hq, AdaptationSettings(lr=lr))
+
+
+@pytest.mark.parametrize('changes, message', [
+    ({
+        'lr': float('inf')
+    }, 'adaptation.lr must be a finite number >= 0, got float inf'),
+    ({
+        'lr': float('nan')
+    }, 'adaptation.lr must be a finite number >= 0, got float nan'),
+    ({
+        'params': '(['
+    }, "adaptation.params '([' is not a regular expression (unterminated character set at position 1)"),
+    ({
+        'params': '*'
+    }, "adaptation.params '*' is not a regular expression (nothing to repeat at position 0); give ~ "),
+])
+def test_settings_refuse_a_rate_that_is_not_finite_and_a_params_that_is_no_regex(changes, message):
+    with pytest.raises(OptionError) as error:
+        AdaptationSettings(**changes)
+    assert str(error.value).startswith(message) and error.value.option == f'adaptation.{next(iter(changes))}'
+
+
+@pytest.mark.parametrize('stored, message', [
+    ({
+        'legacy_bicubic': 'no'
+    }, "the MaskNet file: adaptation.legacy_bicubic must be true or false, got str 'no'"),
+    ({
+        'adaptation': {
+            'params': '(['
+        }
+    }, "the MaskNet file: adaptation.params '([' is not a regular expression"),
+    ({
+        'adaptation': {
+            'lr': 1e400
+        }
+    }, 'the MaskNet file: adaptation.lr must be a finite number >= 0, got float inf'),
+])
+def test_settings_stored_in_a_masknet_file_are_checked_as_options_are(stored, message):
+    with pytest.raises(OptionError, match=re.escape(message)):
+        stored_adaptation({'params': {}, **stored})
+
+
+def test_the_memory_check_offers_the_largest_patch_count_that_fits(monkeypatch):
+    net = RRDBNet(3, 3, scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    settings = AdaptationSettings(num_patches=200000)
+    available = 2**30
+    monkeypatch.setattr(memory, 'available_memory', lambda device=None: available)
+    problem = step_memory_problem(net, 3, settings, 4)
+    fits = int(re.search(r'adaptation.num_patches (\d+) would fit', problem)[1])
+    assert memory.step_memory(net, 3 * fits, 64, 4) <= available < memory.step_memory(net, 3 * (fits + 1), 64, 4)
+    assert problem.startswith('the adaptation step on 3 face(s) x 200000 patches of 64x64 pixels needs about ')
+    assert step_memory_problem(net, 3, dataclasses.replace(settings, num_patches=fits), 4) is None
+    huge = step_memory_problem(net, 1, AdaptationSettings(patch_size=100000), 4)
+    assert huge.endswith('even one patch per face does not fit; lower adaptation.patch_size (64 by default)')
+
+
+def test_the_memory_estimate_grows_with_an_rrdbnets_width_and_depth():
+    small, wide = (RRDBNet(3, 3, scale=4, num_feat=f, num_block=b, num_grow_ch=4) for f, b in ((8, 1), (16, 2)))
+    data = 4 * 7 * 64**2  # the patch data: HQ, MaskNet's upsampled LQ, the valid mask
+    assert memory.step_memory(small, 1, 64, 4) == data + int(16**2 * memory.STEP_BYTES_PER_LR_PIXEL * 8 / (64 * 23))
+    graph = memory.step_memory(small, 1, 64, 4) - data
+    assert abs(memory.step_memory(wide, 1, 64, 4) - data - 4 * graph) <= 4  # twice the features, twice the blocks
 
 
 @pytest.mark.parametrize('name, net', [

@@ -163,7 +163,7 @@ def test_what_cannot_be_processed_is_said_in_the_page(page, setup, tmp_path, mon
     assert "0 faces found, not adapted: no usable face. The output is the plain network's" in run['flat'].summary
     assert cv2.imread(run['flat'].download).shape == (256, 256, 3)
 
-    monkeypatch.setattr(photo_super_resolver, 'available_memory', lambda: 2**30)
+    monkeypatch.setattr(photo_super_resolver, 'available_memory', lambda device=None: 2**30)
     cv2.imwrite(str(tmp_path / 'huge.png'), np.zeros((4000, 4000), np.uint8))
     huge = make_page(setup, tmp_path).run(str(tmp_path / 'huge.png'), None, tiny(page))
     said = re.fullmatch(

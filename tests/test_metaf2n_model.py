@@ -497,8 +497,19 @@ def test_training_saves_the_adaptation_settings_with_masknet_and_testing_follows
 WRONG_OPTIONS = {  # a YAML line of options: the start of the error it must give
     'adaptation: {lr: 0.1, stpes: 2}': "unknown adaptation options ['stpes']; known: ['legacy_bicubic', 'lr', ",
     'adaptation: /root': "adaptation must be a group of options (legacy_bicubic, lr, num_patches, params, patch_size, "
-    "steps) or ~, got str '/root' (with --force_yml, quote a ~ from the shell: 'adaptation=~')",
-    "adaptation: {lr: '0.1'}": "adaptation.lr must be a number >= 0, got str '0.1'",
+    "steps) or ~, got str '/root' (with --force_yml, quote a ~ from the shell: 'adaptation=~', or the shell gives a "
+    "home folder)",
+    'network_mask: /root': "network_mask must be a network's options ({type: ...}) or ~, got str '/root' (with "
+    "--force_yml, quote a ~ from the shell: 'network_mask=~'",
+    'network_g: /root': "network_g must be a network's options ({type: ...}) or ~, got str '/root'",
+    "adaptation: {lr: '0.1'}": "adaptation.lr must be a finite number >= 0, got str '0.1'",
+    'adaptation: {lr: .inf}': 'adaptation.lr must be a finite number >= 0, got float inf',
+    "adaptation: {params: '(a'}": "adaptation.params '(a' is not a regular expression (missing ), unterminated "
+    'subpattern at position 0); give ~ for every parameter',
+    "adaptation: {params: 'nothing'}": "adaptation.params 'nothing' matches no parameter of SRVGGNetCompact",
+    "train: {optim_g: {type: SGD, lr: 0.0}, meta_params: '(a'}": "train.meta_params '(a' is not a regular expression",
+    'train: {optim_g: {type: SGD, lr: 0.0}, meta_params: true}': 'train.meta_params must be a regex of parameter '
+    'names (e.g. ^conv_last\\.), ~ for all or false for none, got bool True',
     'adaptation: {steps: 1.5}': 'adaptation.steps must be an integer >= 1, got float 1.5',
     'adaptation: {legacy_bicubic: 1}': 'adaptation.legacy_bicubic must be true or false, got int 1',
     'val: {tile: 0, tiles: 64}': "unknown val options ['tiles']; known: ",

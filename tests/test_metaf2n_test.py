@@ -10,6 +10,7 @@ from basicsr.models import build_model
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
+from metaf2n_plugin import memory
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.models import precision
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo
@@ -153,6 +154,25 @@ def test_a_non_finite_inner_loss_falls_back_to_the_plain_output(tmp_path, mask_f
     assert torch.equal(visuals['result'], visuals['result_unadapted'])
     assert m.not_adapted[0][0] == 'astronaut.png' and 'not finite' in m.not_adapted[0][1]
     assert all(torch.isfinite(p).all() for p in m.net_g.parameters())
+
+
+def test_a_rate_whose_output_is_not_finite_falls_back_to_the_plain_output(tmp_path, mask_file, test_set):
+    m = model(tmp_path, mask_file, adaptation={'lr': 1e30, 'num_patches': 4})
+    visuals = run(m, next(iter(photos(test_set))))
+    assert torch.equal(visuals['result'], visuals['result_unadapted'])
+    assert torch.isfinite(visuals['result']).all()
+    name, reason = m.not_adapted[0]
+    assert name == 'astronaut.png'
+    assert reason == "the adapted network's output is not finite (adaptation.lr 1e+30 too large?)"
+
+
+def test_a_photo_whose_faces_need_more_memory_than_there_is_falls_back_by_name(tmp_path, mask_file, test_set,
+                                                                               monkeypatch):
+    m = model(tmp_path, mask_file)
+    monkeypatch.setattr(memory, 'available_memory', lambda device=None: 2**20)
+    visuals = run(m, next(iter(photos(test_set))))
+    assert torch.equal(visuals['result'], visuals['result_unadapted'])
+    assert 'needs about' in m.not_adapted[0][1] and '0.0 GiB are available' in m.not_adapted[0][1]
 
 
 def test_a_face_smaller_than_a_patch_is_used_whole(tmp_path, mask_file, test_set):

@@ -8,6 +8,7 @@ import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from torch.func import functional_call
 
+from metaf2n_plugin import OptionError, memory
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import FacePairExtractor, LandmarkSource, builtin_photo
 from metaf2n_plugin.faces.restoration import OracleRestorer
@@ -131,3 +132,51 @@ def test_files_bring_the_settings_stored_with_masknet_and_arguments_change_them_
         resolver(photo, *files, adaptation={'step': 1})
     with pytest.raises(FileNotFoundError, match=r"MetaF2N weights not found: model '.*none.pth'\. .*drive\.google"):
         resolver(photo, str(tmp_path / 'none.pth'), files[1])
+
+
+def test_a_rate_whose_output_is_not_finite_gives_the_plain_output_with_the_reason(photo, networks):
+    net_g, net_mask = networks
+    output, report = resolver(
+        photo, net_g, net_mask, adaptation={
+            'lr': 1e30
+        }).enhance(
+            photo[0], 'astronaut.png', photo[1], plain=True)
+    with torch.no_grad():
+        plain = image_of(net_g(tensor_of(photo[0].astype(np.float32) / 255)))
+    assert not report.adapted and report.reason == ("the adapted network's output is not finite (adaptation.lr 1e+30 "
+                                                    'too large?)')
+    assert np.abs(output - plain).max() < 1e-5 and np.array_equal(report.plain, output)
+
+
+@pytest.mark.parametrize('options, argument, message', [
+    (dict(adaptation=dict(lr=float('inf'))), 'adaptation', 'adaptation.lr must be a finite number >= 0, got float inf'),
+    (dict(adaptation=dict(params='[')), 'adaptation', "adaptation.params '[' is not a regular expression"),
+    (dict(adaptation=dict(params='nomatch')), 'adaptation',
+     "adaptation.params 'nomatch' matches no parameter of RRDBNet (its first: conv_first.weight"),
+    (dict(adaptation=dict(patch_size=100000)), 'adaptation', 'even one patch per face does not fit'),
+    (dict(adaptation=dict(num_patches=200000)), 'adaptation', 'GiB are available; adaptation.num_patches '),
+    (dict(device='banana'), 'device', "device 'banana' is not a torch device (Expected one of cpu"),
+    (dict(device='cuda:7'), 'device', "device 'cuda:7': this PyTorch sees "),
+    (dict(tile=1), 'tile', 'tile 1: each 1x1 tile runs with 10 pixels of context on each side, about 441x the work'),
+    (dict(tile=-1), 'tile', 'tile must be an integer >= 0, got -1'),
+    (dict(seed=-5000000000), 'seed', 'seed must be an integer from 0 to 2**63 - 1, got -5000000000'),
+])
+def test_settings_that_cannot_work_stop_before_the_first_photo_by_name(photo, networks, monkeypatch, options, argument,
+                                                                       message):
+    monkeypatch.setattr(memory, 'available_memory', lambda device=None: 8 * 2**30)  # the same answer everywhere
+    faces = {'type': 'landmarks', 'json_path': photo[2]}
+    arguments = {'device': 'cpu', 'precision': 'fp32', 'tile': 0, **options}
+    with pytest.raises(OptionError) as error:
+        PhotoSuperResolver(*networks, faces=faces, restorer=ORACLE, log=lambda line: None, **arguments)
+    assert error.value.argument == argument and message in str(error.value)
+    assert error.value.describe({argument: '--flag'}).startswith('--flag')
+
+
+def test_a_photo_whose_faces_need_more_memory_than_there_is_gets_the_plain_network_by_name(
+        photo, networks, monkeypatch):
+    net_g, net_mask = networks
+    photos = resolver(photo, net_g, net_mask)
+    monkeypatch.setattr(memory, 'available_memory', lambda device=None: 2**20)
+    output, report = photos.enhance(photo[0], 'astronaut.png', photo[1], plain=True)
+    assert not report.adapted and np.array_equal(output, report.plain)
+    assert report.reason.startswith('the adaptation step on 1 face(s) x 16 patches of 64x64 pixels needs about')

@@ -1,5 +1,6 @@
 """MetaF2N's inner step, shared by meta-training and testing (docs/metaf2n.md)."""
 import dataclasses
+import math
 import re
 import warnings
 import zlib
@@ -12,10 +13,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from metaf2n_plugin import memory
+from metaf2n_plugin.errors import OptionError
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.patches import PatchBatch, sample_patches
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
-from metaf2n_plugin.option_checks import checked_value, option_group
+from metaf2n_plugin.option_checks import checked_regex, checked_value, option_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +38,7 @@ class AdaptationSettings:
     patch_size: int = 64
 
     KINDS: ClassVar[dict[str, tuple[tuple[type, ...], Optional[Callable[[Any], bool]], str]]] = dict(
-        lr=((float, int), lambda v: v >= 0, 'a number >= 0'),
+        lr=((float, int), lambda v: math.isfinite(v) and v >= 0, 'a finite number >= 0'),
         steps=((int, ), lambda v: v >= 1, 'an integer >= 1'),
         params=((str, type(None)), None, 'a regex of parameter names, or ~ for all'),
         legacy_bicubic=((bool, ), None, 'true or false'),
@@ -45,12 +48,13 @@ class AdaptationSettings:
     def __post_init__(self) -> None:
         for name, (kinds, condition, meaning) in self.KINDS.items():
             checked_value(f'adaptation.{name}', getattr(self, name), kinds, condition, meaning)
+        checked_regex('adaptation.params', self.params, PARAMS_HINT)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], where: str = 'the options') -> 'AdaptationSettings':
-        """The settings of ``options['adaptation']`` (defaults for the keys it lacks); ValueError naming a key it
-        does not know or a value of the wrong kind."""
-        return cls(**option_group(options, 'adaptation', cls.names(), where))
+        """The settings of ``options['adaptation']`` (defaults for the keys it lacks); OptionError naming ``where``
+        and a key it does not know, a value of the wrong kind or a ``params`` that is no regex."""
+        return in_place(where, lambda: cls(**option_group(options, 'adaptation', cls.names(), where)))
 
     @classmethod
     def names(cls) -> list[str]:
@@ -66,11 +70,33 @@ class AdaptationSettings:
         ValueError naming ``source`` for a key that is no setting, or a value of the wrong kind."""
         values = option_group({'adaptation': values}, 'adaptation', self.names(), source)
         changed = {name: value for name, value in values.items() if value != getattr(self, name)}
+        settings = in_place(source, lambda: dataclasses.replace(self, **changed))
         if stored_in is not None:
             for name, value in changed.items():
                 log(f'adaptation.{name}: {value!r} from {source}, not the {getattr(self, name)!r} stored in {stored_in}'
                     )
-        return dataclasses.replace(self, **changed)
+        return settings
+
+    def check_network(self, net_g: nn.Module, scale: int, faces: int = 1) -> None:
+        """OptionError when ``params`` matches no parameter of ``net_g``, or when the step on ``faces`` faces'
+        patches needs more memory than its device has (:func:`step_memory_problem`)."""
+        adapted_names(net_g, self.params)
+        problem = step_memory_problem(net_g, faces, self, scale)
+        if problem is not None:
+            raise OptionError(problem, option='adaptation.num_patches', value=self.num_patches)
+
+
+PARAMS_HINT = '~ for every parameter, or e.g. conv_up1|conv_up2|conv_hr|conv_last for the tail'
+
+
+def in_place(where: str, make: Callable[[], AdaptationSettings]) -> AdaptationSettings:
+    """``make()``, an OptionError it raises starting with ``where``: (e.g. the MaskNet file that stored the value)."""
+    try:
+        return make()
+    except OptionError as error:
+        if error.template.startswith(where):
+            raise
+        raise OptionError(f'{where}: {error.template}', argument=error.argument, **error.data) from None
 
 
 def stored_adaptation(checkpoint: Any) -> Optional[AdaptationSettings]:
@@ -81,12 +107,50 @@ def stored_adaptation(checkpoint: Any) -> Optional[AdaptationSettings]:
     if checkpoint.get('adaptation') is not None:
         return AdaptationSettings.from_options(checkpoint, 'the MaskNet file')
     if checkpoint.get('legacy_bicubic') is not None:
-        return AdaptationSettings(legacy_bicubic=bool(checkpoint['legacy_bicubic']))
+        return AdaptationSettings.from_options({'adaptation': {
+            'legacy_bicubic': checkpoint['legacy_bicubic']
+        }}, 'the MaskNet file')
     return None
 
 
+def adapted_names(net_g: nn.Module, params: Optional[str]) -> list[str]:
+    """The names of ``net_g``'s parameters that ``params`` (a regex, None: all) adapts; OptionError naming
+    ``adaptation.params`` when there are none."""
+    names = [name for name, _ in net_g.named_parameters() if params is None or re.search(params, name)]
+    if not names:
+        raise OptionError(
+            f'adaptation.params {params!r} matches no parameter of {type(net_g).__name__} (its first: '
+            f'{", ".join(name for name, _ in list(net_g.named_parameters())[:3])}); give {PARAMS_HINT}',
+            option='adaptation.params',
+            value=params)
+    return names
+
+
+def step_memory_problem(net_g: nn.Module, faces: int, settings: AdaptationSettings, scale: int) -> Optional[str]:
+    """Why the step on ``faces`` faces' patches (``settings.num_patches`` each, of side ``settings.patch_size``)
+    cannot run on ``net_g``'s device (it needs more memory than is available, :mod:`metaf2n_plugin.memory`), with
+    the ``num_patches`` that would fit; None when it fits or the memory cannot be read."""
+    available = memory.available_memory(next(net_g.parameters()).device)
+    patches = faces * settings.num_patches
+    needed = memory.step_memory(net_g, patches, settings.patch_size, scale)
+    if available is None or needed <= available:
+        return None
+    per_face = available // max(memory.step_memory(net_g, faces, settings.patch_size, scale), 1)
+    fix = (f'adaptation.num_patches {per_face} would fit' if per_face else 'even one patch per face does not fit; '
+           'lower adaptation.patch_size (64 by default)')
+    return (f'the adaptation step on {faces} face(s) x {settings.num_patches} patches of {settings.patch_size}x'
+            f'{settings.patch_size} pixels needs about {needed / 2**30:.1f} GiB, {available / 2**30:.1f} GiB are '
+            f'available; {fix}')
+
+
+def non_finite_output(settings: AdaptationSettings) -> str:
+    """Why a photo whose θ' is finite but whose adapted output is not gets the plain network's output."""
+    return f'the adapted network\'s output is not finite (adaptation.lr {settings.lr:g} too large?)'
+
+
 class NonFiniteInnerLoss(FloatingPointError):
-    """The inner loss or its gradient is NaN or infinite: adapting would write non-finite weights."""
+    """The inner loss, a gradient or an adapted parameter is NaN or infinite: the adapted network would write a
+    broken image."""
 
 
 class AdaptedParameters(dict):
@@ -120,15 +184,12 @@ def adapt_to_faces(net_g: nn.Module,
         removed: the keywords of 0.1 (``lr``, ``steps``, ``params``, ``legacy_bicubic``), still taken until 0.3
             with a DeprecationWarning: they replace the fields of ``settings`` of the same names.
 
-    Returns :class:`AdaptedParameters`. Raises ValueError when ``settings.params`` matches no parameter, and
-    :class:`NonFiniteInnerLoss` when the loss or a gradient is not finite.
+    Returns :class:`AdaptedParameters`. Raises OptionError (a ValueError) when ``settings.params`` matches no
+    parameter, and :class:`NonFiniteInnerLoss` when the loss, a gradient or an adapted parameter is not finite.
     """
     settings = with_removed_keywords(settings, removed, 'adapt_to_faces')
     theta: dict[str, Tensor] = dict(net_g.named_parameters())
-    params = settings.params
-    names = [name for name in theta if params is None or re.search(params, name)]
-    if not names:
-        raise ValueError(f'adaptation.params {params!r} matches no parameter of {type(net_g).__name__}')
+    names = adapted_names(net_g, settings.params)
     weights: Optional[Tensor] = None
     if net_mask is not None:
         weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], settings.legacy_bicubic), hq], dim=1))
@@ -143,6 +204,8 @@ def adapt_to_faces(net_g: nn.Module,
         if not torch.isfinite(loss + sum(grad.sum() for grad in grads.values())):
             raise NonFiniteInnerLoss(f'inner loss {loss.item()} or its gradient is not finite')
         theta = {**theta, **{name: theta[name] - settings.lr * grad for name, grad in grads.items()}}
+        if not all(bool(theta[name].isfinite().all()) for name in grads):
+            raise NonFiniteInnerLoss(f'an adapted parameter is not finite (adaptation.lr {settings.lr:g} too large?)')
         losses.append(loss.detach())
     adapted = AdaptedParameters(theta)
     adapted.mask_weights, adapted.inner_losses = weights, losses
@@ -183,9 +246,13 @@ def adapt_to_photo(
     patch draw (a photo gets the same patches whatever else is processed). ``net_g`` and ``net_mask`` as in
     :func:`adapt_to_faces`; the patches go to ``net_g``'s device.
 
-    Returns ``(adapted, patches, reason)``: :class:`AdaptedParameters`, or None when the photo has no usable face or
-    the loss is not finite (``reason`` says which); and the ``PatchBatch`` used.
+    Returns ``(adapted, patches, reason)``: :class:`AdaptedParameters`, or None when the photo has no usable face,
+    when its faces' patches would need more memory than is available, or when the loss or θ' is not finite
+    (``reason`` says which); and the ``PatchBatch`` used.
     """
+    problem = step_memory_problem(net_g, len(pairs), settings, scale)
+    if problem is not None:
+        return None, sample_patches([], scale, settings.num_patches, settings.patch_size), problem
     rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
     patches = sample_patches(pairs, scale, settings.num_patches, settings.patch_size, rng, name)
     if len(patches) == 0:

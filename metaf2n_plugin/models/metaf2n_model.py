@@ -18,11 +18,13 @@ from torch.func import functional_call
 from metaf2n_plugin.checkpoints import read_checkpoint, save_checkpoint
 from metaf2n_plugin.data.people import check_options_disjoint
 from metaf2n_plugin.data.task_degradation import DegradedTasks, TaskDegrader, cut_patches
+from metaf2n_plugin.errors import OptionError
 from metaf2n_plugin.faces import FacePairExtractor
 from metaf2n_plugin.faces.extractor import build_restorer
 from metaf2n_plugin.faces.restoration import restore_lq_faces
 from metaf2n_plugin.metrics.fid_metric import FIDValidationMixin
-from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_faces, adapt_to_photo, stored_adaptation
+from metaf2n_plugin.models.adaptation import (AdaptationSettings, adapt_to_faces, adapt_to_photo, adapted_names,
+                                              non_finite_output, stored_adaptation)
 from metaf2n_plugin.models.distributed import average_gradients, broadcast_from_rank0, mean_log
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.frozen_body import FrozenBodyCache, frozen_tail
@@ -30,12 +32,13 @@ from metaf2n_plugin.models.meta_gradient import task_meta_gradient
 from metaf2n_plugin.models.precision import resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.names import UNADAPTED
-from metaf2n_plugin.option_checks import option_group
+from metaf2n_plugin.option_checks import checked_regex, checked_value, group_or_none, option_group
 
 # The keys of the model's option groups besides adaptation's (AdaptationSettings): BasicSR's, then MetaF2N's.
 TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 'pixel_opt', 'perceptual_opt',
               'optim_d', 'gan_opt', 'net_d_iters', 'net_d_init_iters', 'first_order', 'mask_reg_weight', 'outer_chunk',
               'meta_params', 'ssg_opt', 'cache_frozen_body', 'outer_target')
+META_PARAMS_HINT = 'a regex of parameter names (e.g. ^conv_last\\.), ~ for all or false for none'
 VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision', 'held_out')
 
 
@@ -67,9 +70,14 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
 
     def __init__(self, opt):
         self.scale = opt['scale']
+        for key in ('network_g', 'network_mask', 'network_d'):
+            group_or_none(opt, key, 'a network\'s options ({type: ...})')
         val = option_group(opt, 'val', VAL_KEYS)
         if opt['is_train']:
-            option_group(opt, 'train', TRAIN_KEYS)
+            train = option_group(opt, 'train', TRAIN_KEYS)
+            checked_value('train.meta_params', train.get('meta_params'), (str, bool, type(None)),
+                          lambda v: v is not True, META_PARAMS_HINT)
+            checked_regex('train.meta_params', train.get('meta_params') or None, META_PARAMS_HINT)
             if opt.get('val') is not None and val.get('held_out', True):  # val: ~ validates nothing
                 check_options_disjoint(opt.get('datasets') or {})
         precision = val.get('precision', 'auto')
@@ -80,6 +88,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                              'net_g (experiments/<name>/models/net_mask_<iter>.pth); or network_mask: ~ to adapt '
                              'with every face pixel weighted 1 (naive face fine-tuning)')
         super().__init__(opt)  # net_g; init_training_settings() when training
+        adapted_names(self.net_g, self.adaptation.params)
         self.precision = resolve_precision(precision, self.device)
         if not self.is_train:
             self.net_mask = self.build_extra_network('mask').requires_grad_(False) if masked else None
@@ -96,7 +105,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         sets instead logged."""
         path = opt['path'].get('pretrain_network_mask') if opt.get('network_mask') is not None else None
         stored = None
-        if path is not None and os.path.isfile(path):  # a missing file is reported when MaskNet is built
+        if path is not None and os.path.exists(path):  # a missing file is reported when MaskNet is built
             stored = stored_adaptation(read_checkpoint(path, 'path.pretrain_network_mask'))
         return (stored or AdaptationSettings()).overridden(
             opt.get('adaptation'), 'the adaptation options',
@@ -140,7 +149,7 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         net = self.model_to_device(build_network(self.opt[f'network_{key}']))
         self.print_network(net)
         path = self.opt['path'].get(f'pretrain_network_{key}')
-        if path is not None and not os.path.isfile(path):
+        if path is not None and not os.path.exists(path):
             raise FileNotFoundError(f'path.pretrain_network_{key}: {path!r} does not exist (resuming expects '
                                     f'net_{key}_<iter>.pth next to net_g_<iter>.pth; set it to ~ to start from '
                                     'random weights)')
@@ -160,8 +169,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         inner = self.adaptation.params
         names = {name for name, _ in self.net_g.named_parameters() if meta_params and re.search(meta_params, name)}
         if meta_params is not False and not names:
-            raise ValueError(f'train.meta_params {meta_params!r} matches no parameter of net_g; give a regex of '
-                             'parameter names (e.g. ^conv_last\\.), ~ for all or false for none')
+            raise OptionError(
+                f'train.meta_params {meta_params!r} matches no parameter of net_g; give {META_PARAMS_HINT}',
+                option='train.meta_params',
+                value=meta_params)
         for name, param in self.net_g.named_parameters():
             adapted = inner is None or re.search(inner, name) is not None
             param.requires_grad_(name in names or adapted)
@@ -333,6 +344,9 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         forward = FastForward(net, self.scale, **self.tiling(), channels_last=False, precision=self.precision)
         self.output_unadapted = forward(None, self.lq)
         self.output = self.output_unadapted if adapted is None else forward(adapted, self.lq)
+        if adapted is not None and not self.output.isfinite().all():  # theta' finite, its output not
+            self.not_adapted_because(os.path.basename(self.item['lq_path'][0]), non_finite_output(self.adaptation))
+            self.output = self.output_unadapted
         net.train(was_training)
 
     def adapt_to_photo(self, net):
