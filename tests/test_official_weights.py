@@ -123,3 +123,22 @@ def test_a_tensorflow_checkpoint_converts_like_its_npz():
     from_checkpoint, from_npz = read_variables(prefix), read_variables(VARIABLES)
     assert sorted(from_checkpoint) == sorted(from_npz)
     assert all(np.array_equal(from_checkpoint[name], from_npz[name]) for name in from_npz)
+
+
+def test_an_npz_that_is_not_the_official_variables_is_named(tmp_path, capsys):
+    variables = read_variables(VARIABLES)
+    variables['MODEL/conv_last/weight'] = variables['MODEL/conv_last/weight'][:, :, 0, 0]  # a 2-D kernel
+    np.savez(tmp_path / 'flat.npz', **variables)
+    assert main([str(tmp_path / 'flat.npz'), '--out', str(tmp_path / 'out')]) == 2
+    assert "'" + str(tmp_path / 'flat.npz') + "': MODEL/conv_last/weight has shape [3, 3]; a weight of MetaF2N has 4 " \
+        'dimension(s) (height, width, in, out)' in capsys.readouterr().err
+    np.savez(tmp_path / 'pickled.npz', **{'MODEL/conv_last/weight': np.array([{'code': 1}], dtype=object)})
+    assert main([str(tmp_path / 'pickled.npz'), '--out', str(tmp_path / 'out')]) == 2
+    assert f"{str(tmp_path / 'pickled.npz')!r} is not an .npz of plain arrays that loads safely (Object arrays " \
+        'cannot be loaded when allow_pickle=False); it was not loaded' in capsys.readouterr().err
+    variables = read_variables(VARIABLES)
+    variables['Mask/conv1/bias'][0] = np.inf
+    np.savez(tmp_path / 'inf.npz', **variables)
+    assert main([str(tmp_path / 'inf.npz'), '--out', str(tmp_path / 'out')]) == 2
+    assert 'has NaN or infinite values in 1 tensor(s) (convs.0.bias)' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

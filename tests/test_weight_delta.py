@@ -63,3 +63,42 @@ def test_a_delta_on_another_base_is_refused_by_name(run, capsys):
     assert convert([str(root / 'delta.pth'), '--base', str(root / 'other.pth'), '--out', str(root / 'w')]) == 2
     assert 'holds other weights' in capsys.readouterr().err
     assert not (root / 'w').exists()
+
+
+def delta_variants(root, delta):
+    """Delta files a user could hand in by mistake: ``{file name: (checkpoint, the error it must give)}``."""
+    mask_wrong = {**delta, 'params_mask': {**delta['params_mask'], 'convs.0.weight': torch.zeros(4, 6, 5, 5)}}
+    no_mask = {key: value for key, value in delta.items() if key != 'params_mask'}
+    nan = {**delta, 'net_g_delta': {**delta['net_g_delta'], 'conv_last.bias': torch.full((3, ), float('nan'))}}
+    net_g = {'params': load_state_dict(root / 'base.pth')}
+    state = dict(iter=3, optimizers=[], schedulers=[])
+    bad_settings = {**delta, 'adaptation': dict(params='([')}
+    return {
+        'net_g.pth': (net_g, "is not a delta file: it holds an SR network's weights (a net_g file). A delta file "
+                      '(scripts/export_delta.py) holds net_g_delta, params_mask, base, adaptation'),
+        'state.pth': (state, 'is not a delta file: it holds a BasicSR training state'),
+        'no_mask.pth': (no_mask, "is an incomplete delta file: it has no params_mask (MaskNet's weights)"),
+        'mask_wrong.pth': (mask_wrong, '(params_mask): its MaskNet variables do not fit'),
+        'nan.pth': (nan, 'has NaN or infinite values in 1 tensor(s) (conv_last.bias)'),
+        'bad_settings.pth': (bad_settings, "(adaptation): adaptation.params '([' is not a regular expression"),
+    }
+
+
+def test_a_file_that_is_no_whole_delta_is_named_with_what_it_holds_and_nothing_is_written(run, capsys):
+    root, _ = run
+    assert export([str(root / 'run'), '--out', str(root / 'delta.pth')]) == 0
+    delta = torch.load(root / 'delta.pth', weights_only=True)
+    for name, (checkpoint, message) in delta_variants(root, delta).items():
+        torch.save(checkpoint, root / name)
+        assert convert([str(root / name), '--base', str(root / 'base.pth'), '--out', str(root / 'w')]) == 2, name
+        error = capsys.readouterr().err
+        assert message in error and 'KeyError' not in error, (name, error)
+        assert not (root / 'w').exists(), name  # no file of it, not even net_g's, under its final name
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_anything_is_read(run, capsys):
+    root, _ = run
+    (root / 'taken').write_text('')
+    assert convert([str(root / 'missing.pth'), '--out', str(root / 'taken')]) == 2
+    assert "output folder '" in (error := capsys.readouterr().err) and "taken' is a file; choose a folder with --out" \
+        in error
