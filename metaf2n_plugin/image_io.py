@@ -112,11 +112,13 @@ def write_image(path: PathLike, image: np.ndarray) -> None:
 @dataclass
 class Photo:
     """A photo as stored: ``rgb`` ``(H, W, 3)`` upright (EXIF applied), gray replicated; ``alpha`` ``(H, W)``
-    float32 in [0, 1] or None; ``gray`` when every pixel has R = G = B; ``bits`` 8 or 16 per channel."""
+    float32 in [0, 1] or None; ``gray`` when every pixel has R = G = B; ``bits`` 8 or 16 per channel; ``frames``:
+    how many frames or pages the file holds (``rgb`` is the first)."""
     rgb: np.ndarray
     alpha: Optional[np.ndarray] = None
     gray: bool = False
     bits: int = 8
+    frames: int = 1
 
     def upscaled(self, rgb: np.ndarray) -> 'Photo':
         """The photo with ``rgb`` ``(sH, sW, 3)`` (its super-resolution) as pixels, the alpha resized to match
@@ -148,7 +150,15 @@ def read_photo(path: PathLike, check_size: Optional[Callable[[int, int, int], ob
     gray = bool((colour[:, :, 0] == colour[:, :, 1]).all() and (colour[:, :, 1] == colour[:, :, 2]).all())
     alpha = pixels[:, :, 3].astype(np.float32) / peak if pixels.shape[2] == 4 else None
     rgb = np.ascontiguousarray(colour[:, :, ::-1], dtype=np.float32) / peak
-    return Photo(rgb, alpha, gray, 16 if peak > 255 else 8)
+    return Photo(rgb, alpha, gray, 16 if peak > 255 else 8, _frame_count(path))
+
+
+def _frame_count(path: str) -> int:
+    """Frames of an animation or pages of a TIFF at ``path`` (1 when OpenCV cannot count them)."""
+    try:
+        return max(int(cv2.imcount(path)), 1)
+    except cv2.error:
+        return 1
 
 
 def write_photo(path: PathLike, photo: Photo) -> None:

@@ -30,17 +30,17 @@ which. --detector picks one. The super-resolution pass runs in bf16 where the ha
 with AVX-512 BF16 or AMX), else fp32 (fp16 on GPUs without bf16); the run says which, and --fp32 or --bf16 decide.
 """
 import argparse
+import contextlib
 import glob
 import os
 import sys
-import tempfile
 import time
 
 import cv2
 import yaml
 from tqdm import tqdm
 
-from metaf2n_plugin.cli import add_face_weights_arguments, parser_from_doc
+from metaf2n_plugin.cli import add_face_weights_arguments, check_output_folder, parser_from_doc
 from metaf2n_plugin.errors import message_of
 from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, image_with_stem, is_image_file, read_image, read_photo,
@@ -51,7 +51,15 @@ from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, TIL
 from metaf2n_plugin.side_by_side import compose, face_panels
 
 # PhotoSuperResolver's arguments, as the flags that give them
-FLAG_NAMES = {'model': '--model', 'mask': '--mask', 'adaptation': 'the flags'}
+FLAG_NAMES = {
+    'model': '--model',
+    'mask': '--mask',
+    'adaptation': 'the flags',
+    'seed': '--seed',
+    'device': '--device',
+    'tile': '--tile',
+    'tile_pad': '--tile-pad'
+}
 
 
 def build_parser():
@@ -126,15 +134,23 @@ def build_parser():
 
 
 def adaptation_item(text):
-    """``KEY=VALUE`` -> ``(KEY, VALUE read as YAML)``, e.g. ``steps=2`` -> ``('steps', 2)``."""
+    """``KEY=VALUE`` -> ``(KEY, VALUE)``, e.g. ``steps=2`` -> ``('steps', 2)``: ``params``' value is taken as written
+    (a regex; ``~`` for all), the others are read as YAML, numbers such as ``1e-3`` included (YAML 1.1 reads a
+    string there)."""
     key, sep, value = text.partition('=')
+    key = key.strip()
+    if not (sep and key):
+        raise argparse.ArgumentTypeError(f'expected KEY=VALUE (e.g. steps=2), got {text!r}')
+    if key == 'params':
+        return key, None if value.strip() in ('~', 'null', '') else value
     try:
-        value = yaml.safe_load(value)
+        read = yaml.safe_load(value)
     except yaml.YAMLError as error:
         raise argparse.ArgumentTypeError(f'{text!r}: its value is not YAML ({error.problem})') from None
-    if not (sep and key.strip()):
-        raise argparse.ArgumentTypeError(f'expected KEY=VALUE (e.g. steps=2), got {text!r}')
-    return key.strip(), value
+    if isinstance(read, str):
+        with contextlib.suppress(ValueError):
+            read = float(read)
+    return key, read
 
 
 def adaptation_changes(args):
@@ -170,17 +186,6 @@ def collect_inputs(arguments):
                 seen.add(os.path.realpath(path))
                 photos.append(path)
     return photos, skipped
-
-
-def check_output_folder(folder):
-    """Create ``folder`` and prove it writable; OSError with the fix otherwise."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise OSError(f'output folder {folder!r} cannot be written ({error.strerror or error}); choose another '
-                      'with -o') from None
 
 
 def build_resolver(args):
@@ -234,6 +239,10 @@ def super_resolve(resolver, path, folder, taken, args):
     out, side_by_side = f'{stem}{OUTPUT_SUFFIX}.png', f'{stem}_side_by_side.png'
     claim([out, side_by_side] if args.side_by_side else [out], name, taken)
     photo = read_photo(path, resolver.check_size)
+    if photo.frames > 1:
+        tqdm.write(
+            f'{path}: {photo.frames} frames (an animation or a multi-page file); its first is super-resolved',
+            file=sys.stderr)
     gt = ground_truth_of(path, args.gt) if args.gt else None
     sr, report = resolver.enhance(photo.rgb, name, gt, plain=args.side_by_side)
     face_files = [f'{stem}_face{k}.png' for k in range(len(report.pairs))] if args.save_faces else []
@@ -258,15 +267,19 @@ def main(argv=None):
         if not photos:
             raise FileNotFoundError(f'no images in {", ".join(map(repr, args.inputs))} (extensions: '
                                     f'{" ".join(IMAGE_EXTENSIONS)})')
-        check_output_folder(args.out)
+        check_output_folder(args.out, '-o')
+        if args.gt and not os.path.isdir(args.gt):
+            raise NotADirectoryError(f'--gt {args.gt!r} is not a folder; give the folder of the photos\' ground '
+                                     'truth, one image per photo with the same stem')
         resolver = build_resolver(args)
+        os.makedirs(args.out, exist_ok=True)
     except (OSError, ValueError, RuntimeError) as error:
         print(f'metaf2n-infer: {message_of(error, FLAG_NAMES)}', file=sys.stderr)
         return 2
     for path in skipped:
         print(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})', file=sys.stderr)
     taken = {os.path.realpath(path): f'the input {path!r}' for path in photos}
-    failed, faces, without_faces, megapixels = [], 0, 0, 0.0
+    failed, faces, not_adapted, megapixels = [], 0, 0, 0.0
     start = time.perf_counter()
     for path in tqdm(photos, desc='metaf2n-infer', unit='photo'):
         try:
@@ -277,7 +290,7 @@ def main(argv=None):
             continue
         if resolver.adapt and not report.adapted:
             tqdm.write(f'{path}: {report.reason}; written with the plain network', file=sys.stderr)
-            without_faces += 1
+            not_adapted += 1
         faces += len(report.pairs) if report.adapted else 0
         megapixels += size
     seconds = time.perf_counter() - start
@@ -285,8 +298,7 @@ def main(argv=None):
     rate = f'{seconds / megapixels:.2f} s per LQ megapixel' if megapixels else 'no pixels processed'
     adapted = 'not adapted (--no-adapt)'
     if not args.no_adapt:
-        adapted = (f'{_count(faces, "face")} used, {_count(without_faces, "photo")} without a usable face '
-                   '(plain network)')
+        adapted = f'{_count(faces, "face")} used, {_count(not_adapted, "photo")} not adapted (plain network)'
     print(f'{done} of {len(photos)} photos super-resolved into {args.out}: {adapted}; {rate}' +
           (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
     return 1 if failed else 0

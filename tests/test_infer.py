@@ -67,7 +67,8 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
     ]
     assert infer.main(weights_args(setup, *args)) == 0
     summary = capsys.readouterr().out
-    assert '1 of 1 photos super-resolved into' in summary and '1 face used, 0 photos without a usable face' in summary
+    assert '1 of 1 photos super-resolved into' in summary
+    assert '1 face used, 0 photos not adapted (plain network)' in summary
 
     photo = str(setup / 'photos' / 'astronaut.png')
     state = torch.load(setup / 'weights' / 'net_g.pth', weights_only=True)['params']
@@ -138,7 +139,7 @@ def test_bad_photos_are_named_and_the_others_processed(setup, tmp_path, capsys, 
     cv2.imwrite(str(folder / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
     cv2.imwrite(str(folder / 'huge.png'), np.zeros((20000, 20000), np.uint8))
     (folder / 'notes.txt').write_text('not a photo')
-    monkeypatch.setattr(photo_super_resolver, 'available_memory', lambda: 16 * 2**30)
+    monkeypatch.setattr(photo_super_resolver, 'available_memory', lambda device=None: 16 * 2**30)
     assert infer.main(weights_args(setup, str(folder), '--no-adapt', '-o', str(tmp_path / 'out'))) == 1
     captured = capsys.readouterr()
     assert 'skipped ' in captured.err and 'notes.txt: not an image' in captured.err
@@ -193,9 +194,8 @@ def test_bad_adaptation_flags_stop_the_run_by_name(setup, tmp_path, capsys):
     args = weights_args(setup, str(setup / 'photos'), '-o', str(tmp_path), '--landmarks', str(setup / 'faces.json'))
     for flags, message in ((['--adaptation', 'step=2'], "the flags: unknown adaptation options ['step']"),
                            (['--adaptation', 'steps=two'], "adaptation.steps must be an integer >= 1, got str 'two'"),
-                           (['--adaptation', 'params=[1]'],
-                            'adaptation.params must be a regex'), (['--lr', '0.1', '--adaptation',
-                                                                    'lr=0.2'], 'adaptation settings given twice: lr')):
+                           (['--adaptation', 'params=(a'], "adaptation.params '(a' is not a regular expression"),
+                           (['--lr', '0.1', '--adaptation', 'lr=0.2'], 'adaptation settings given twice: lr')):
         assert infer.main(args + flags) == 2
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
@@ -231,7 +231,8 @@ def test_what_stops_a_run_before_any_photo(setup, tmp_path, capsys):
     photos = str(setup / 'photos')
     (tmp_path / 'file').write_text('')
     assert infer.main(weights_args(setup, photos, '-o', str(tmp_path / 'file'))) == 2
-    assert 'cannot be written' in capsys.readouterr().err
+    assert "output folder '" in (error :=
+                                 capsys.readouterr().err) and "file' is a file; choose a folder with -o" in error
 
     assert infer.main([photos, '--model', str(tmp_path / 'none.pth'), '-o', str(tmp_path / 'o')]) == 2
     error = capsys.readouterr().err
@@ -403,3 +404,102 @@ def test_metaf2n_infer_writes_what_basicsr_test_saves_with_the_settings_training
         inferred, one_step = (cv2.imread(str(tmp_path / sub / f'{stem}_metaf2n.png')) for sub in ('infer', 'one_step'))
         assert np.abs(tested - inferred).max() <= 1  # 8-bit rounding of two memory layouts (equal here)
         assert np.abs(tested - unadapted).max() > 5 and np.abs(tested - one_step).max() > 5
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--lr', 'inf'], 'the flags: adaptation.lr must be a finite number >= 0, got float inf'),
+    (['--adapt-params', '['], "the flags: adaptation.params '[' is not a regular expression"),
+    (['--adaptation', 'params=*'], "the flags: adaptation.params '*' is not a regular expression (nothing to repeat"),
+    (['--adaptation', 'params=nomatch'], "the flags: adaptation.params 'nomatch' matches no parameter of RRDBNet"),
+    (['--adaptation', 'patch_size=100000'], 'the flags: the adaptation step on 1 face(s) x 16 patches of 100000x'),
+    (['--seed', '-5000000000'], '--seed must be an integer from 0 to 2**63 - 1, got -5000000000'),
+    (['--tile', '1'], '--tile 1: each 1x1 tile runs with 10 pixels of context on each side, about 441x the work'),
+    (['--device', 'banana'], "--device 'banana' is not a torch device"),
+    (['--landmarks', '{tmp}'], "' is a folder; give the JSON file of the faces"),
+    (['--landmarks', '{tmp}/list.json'], "list.json' holds a JSON list; expected an object keyed by image file name"),
+    (['--gt', '{tmp}/list.json'], "--gt '"),
+    (['--model', '{tmp}'], "--model: '"),
+    (['--model', '{tmp}/nan.pth', '--no-adapt'], "nan.pth' has NaN or infinite values in 1 tensor(s) (conv_last.bias)"),
+    (['--model', '{tmp}/random.pth'], 'loaded safely (Unsupported operand'),
+])
+def test_a_flag_that_cannot_work_stops_the_run_before_any_photo_and_any_folder(setup, tmp_path, capsys, flags, message):
+    (tmp_path / 'list.json').write_text('[]')
+    nan = RRDBNet(**TINY_RRDB).state_dict()
+    nan['conv_last.bias'][0] = float('nan')
+    torch.save({'params': nan}, tmp_path / 'nan.pth')
+    (tmp_path / 'random.pth').write_bytes(np.random.default_rng(0).bytes(1000))
+    flags = [flag.format(tmp=tmp_path) for flag in flags]
+    out = tmp_path / 'out'
+    args = weights_args(setup, str(setup / 'photos'), '-o', str(out), '--landmarks', str(setup / 'faces.json'))
+    assert infer.main(args + flags) == 2
+    error = capsys.readouterr().err
+    assert message in error and not out.exists()
+    assert 'weights_only` set to `False`' not in error and 'Traceback' not in error
+
+
+def test_what_a_flag_names_when_it_is_refused(setup, tmp_path, capsys):
+    """The whole message for the refusals whose words matter most: what it is, and the fix."""
+    (tmp_path / 'random.pth').write_bytes(np.random.default_rng(0).bytes(1000))
+    args = weights_args(setup, str(setup / 'photos'), '-o', str(tmp_path / 'out'), '--no-adapt')
+    assert infer.main(args + ['--model', str(tmp_path / 'random.pth')]) == 2
+    said = capsys.readouterr().err.strip()
+    assert "random.pth' is not a PyTorch weights file that can be loaded safely (Unsupported operand " in said
+    assert said.endswith('); it was not loaded. Do not load a file of unknown origin with weights_only=False: that can '
+                         'run code in it')
+    torch.save({'params': RRDBNet(**TINY_RRDB).state_dict()}, tmp_path / 'net_g.pth')
+    assert infer.main(args + ['--model', str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"--model: '{tmp_path}' is a folder; give the weights file in it (it holds net_g.pth, random.pth)")
+    assert infer.main(args + ['--gt', str(tmp_path / 'net_g.pth')]) == 2
+    assert capsys.readouterr().err.strip().endswith('is not a folder; give the folder of the photos\' ground truth, '
+                                                    'one image per photo with the same stem')
+
+
+@pytest.mark.parametrize('item, expected', [
+    ('lr=1e-3', ('lr', 0.001)),
+    ('lr=0.5', ('lr', 0.5)),
+    ('steps=2', ('steps', 2)),
+    ('legacy_bicubic=false', ('legacy_bicubic', False)),
+    ('params=conv_last|conv_hr', ('params', 'conv_last|conv_hr')),
+    ('params=*', ('params', '*')),
+    ('params=~', ('params', None)),
+    ('params=1', ('params', '1')),
+])
+def test_adaptation_values_are_read_as_a_user_writes_them(item, expected):
+    assert infer.adaptation_item(item) == expected
+
+
+def test_a_rate_that_breaks_the_output_writes_the_plain_network_and_says_why(setup, tmp_path, capsys):
+    common = ['--landmarks', str(setup / 'faces.json'), '--tile', '0', '--fp32']
+    assert infer.main(weights_args(setup, str(setup / 'photos'), '-o', str(tmp_path / 'a'), '--lr', '1e30',
+                                   *common)) == 0
+    error, summary = capsys.readouterr()[::-1]
+    assert "astronaut.png: the adapted network's output is not finite (adaptation.lr 1e+30 too large?); written " \
+        'with the plain network' in error
+    assert '0 faces used, 1 photo not adapted (plain network)' in summary
+    assert infer.main(weights_args(setup, str(setup / 'photos'), '-o', str(tmp_path / 'b'), '--no-adapt', *common)) == 0
+    adapted, plain = (cv2.imread(str(tmp_path / name / 'astronaut_metaf2n.png')) for name in 'ab')
+    assert np.array_equal(adapted, plain)
+
+
+def test_an_animation_is_named_and_its_first_frame_super_resolved(setup, tmp_path, capsys):
+    frames = [Image.fromarray(np.full((24, 24, 3), value, np.uint8)) for value in (40, 200, 120)]
+    frames[0].save(tmp_path / 'moving.gif', save_all=True, append_images=frames[1:])
+    assert infer.main(
+        weights_args(setup, str(tmp_path / 'moving.gif'), '-o', str(tmp_path / 'out'), '--no-adapt', '--tile',
+                     '0')) == 0
+    assert 'moving.gif: 3 frames (an animation or a multi-page file); its first is super-resolved' in \
+        capsys.readouterr().err
+    first = read_photo(tmp_path / 'moving.gif').rgb
+    assert np.abs(first - 40 / 255).max() < 1e-6 and (tmp_path / 'out' / 'moving_metaf2n.png').is_file()
+
+
+def test_unicode_names_and_a_link_loop_in_a_folder_are_taken_in_their_stride(setup, tmp_path, capsys):
+    folder = tmp_path / 'фото été'
+    folder.mkdir()
+    shutil.copy(setup / 'photos' / 'astronaut.png', folder / 'пляж 海.png')
+    (folder / 'loop').symlink_to(folder / 'loop')  # a link to itself: neither file nor folder
+    (folder / 'up').symlink_to(folder)  # a link to its own folder: not walked into
+    assert infer.main(weights_args(setup, str(folder), '--no-adapt', '--tile', '0', '-o', str(folder / 'выход'))) == 0
+    assert '1 of 1 photos super-resolved' in capsys.readouterr().out
+    assert os.listdir(folder / 'выход') == ['пляж 海_metaf2n.png']

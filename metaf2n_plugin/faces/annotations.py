@@ -62,12 +62,15 @@ def faces_from_json(entry: Any, where: str) -> list[Face]:
 
 
 def _load_json(path: PathLike) -> Any:
+    if os.path.isdir(path):
+        raise ValueError(f'landmark file {str(path)!r} is a folder; give the JSON file of the faces (keyed by image '
+                         'file name), or put a <stem>.json beside each image and give no file')
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f'landmark file {str(path)!r} does not exist') from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f'landmark file {str(path)!r} is not valid JSON: {err}') from None
 
 
@@ -78,6 +81,10 @@ class LandmarkSource:
     def __init__(self, json_path: Optional[PathLike] = None) -> None:
         self.json_path = None if json_path is None else os.fspath(json_path)
         self._table = None if json_path is None else _load_json(json_path)
+        if self._table is not None and not isinstance(self._table, dict):
+            raise ValueError(f'landmark file {self.json_path!r} holds a JSON {type(self._table).__name__}; expected '
+                             'an object keyed by image file name: {"photo.jpg": {"faces": [{"landmarks": [[x, y] '
+                             'x 5]}, ...]}, ...}')
 
     def __call__(self, image: np.ndarray, image_path: Optional[PathLike]) -> list[Face]:
         """Faces of the image at ``image_path`` (``image`` itself is not looked at)."""
