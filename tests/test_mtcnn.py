@@ -1,7 +1,11 @@
 """The mtcnn face source: its box handling against naive loops, its networks against the transposed-image layout of
 the original weights, and its faces on the built-in photos with facenet-pytorch's real weights (read from the wheel,
 fetched with ``pip download`` when missing)."""
+import argparse
 import copy
+import io
+import re
+import zipfile
 
 import cv2
 import numpy as np
@@ -184,3 +188,19 @@ def test_the_mtcnn_source_is_built_from_options_on_the_device(wheel):
     source = FacePairExtractor.from_options(options, device='meta').source
     assert isinstance(source, MTCNNDetector)
     assert source.device == torch.device('meta') and next(source.onet.parameters()).device == torch.device('meta')
+
+
+def test_a_wheel_whose_weights_are_broken_or_unsafe_is_named(tmp_path):
+    from metaf2n_plugin.errors import WeightsFileError
+    from metaf2n_plugin.package_weights import load_member_state
+
+    member = 'facenet_pytorch/data/pnet.pt'
+    for name, content in (('nan', {'w': torch.tensor([float('nan')])}), ('code', {'w': argparse.Namespace(x=1)})):
+        data = io.BytesIO()
+        torch.save(content, data)
+        with zipfile.ZipFile(tmp_path / f'{name}.whl', 'w') as archive:
+            archive.writestr(member, data.getvalue())
+        with pytest.raises(WeightsFileError, match=re.escape(f"{tmp_path / name}.whl:{member}")) as error:
+            load_member_state(str(tmp_path / f'{name}.whl'), member)
+        assert ('NaN or infinite values in 1 tensor(s) (w)' if name == 'nan' else 'cannot be loaded safely') in \
+            str(error.value)
