@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 # Peak memory of the inner step per LR pixel of its patches, for Real-ESRGAN x4plus (RRDBNet, 64 features, 23 blocks)
-# with every parameter keeping its graph: 281 KiB measured (bench/step_memory.py, docs/benchmarks.md), rounded up.
+# with every parameter keeping its graph: 255-264 KiB measured (bench/step_memory.py, docs/benchmarks.md), rounded up.
 STEP_BYTES_PER_LR_PIXEL = 300 * 1024
 X4PLUS_FEATURES, X4PLUS_BLOCKS = 64, 23
 

@@ -155,3 +155,15 @@ def test_the_options_reference_names_every_key_the_model_takes():
         reference = f.read()
     keys = (*TRAIN_KEYS, *VAL_KEYS, *AdaptationSettings.names())
     assert [key for key in keys if f'`{key}`' not in reference] == [], 'document these keys in docs/options.md'
+
+
+def test_every_test_a_reliability_row_names_exists():
+    """``docs/reliability.md`` gives the test holding each bad input as ``file.py::test``, or a file: each exists."""
+    text = read('docs/reliability.md')
+    named = re.findall(r'`(test_\w+\.py)(?:::(test_\w+))?`', text)
+    assert len({test for _, test in named if test}) >= 30
+    for file, test in named:
+        path = os.path.join(REPO, 'tests', file)
+        assert os.path.isfile(path), file
+        if test:
+            assert re.search(rf'^def {test}\(', open(path, encoding='utf-8').read(), re.M), f'{file}::{test}'
