@@ -108,8 +108,10 @@ class PhotoSuperResolver:
 
     Raises (:mod:`metaf2n_plugin.errors`, whose ``describe(names)`` a front end uses to call the arguments by its
     own names) :class:`WeightsNotFoundError` for a missing weights file (saying where the official weights are),
-    :class:`WeightsFileError` for a file that holds other weights, :class:`OptionError` for an unknown adaptation
-    setting, face source or restorer, or a value of the wrong kind.
+    :class:`WeightsFileError` for a file that holds other weights (or a NaN or infinite tensor), :class:`OptionError`
+    for an unknown adaptation setting, face source or restorer, a value of the wrong kind, settings that cannot work
+    on this network (a ``params`` that matches nothing, patches that cannot fit in the memory for one face), or a
+    ``tile``, ``seed`` or ``device`` that cannot work (its ``argument`` says which).
     """
 
     def __init__(self,
@@ -295,7 +297,10 @@ def torch_device(device: Union[str, torch.device, None]) -> torch.device:
             value=device)
     if chosen.type not in ('cpu', 'cuda', 'mps', 'xpu'):
         raise OptionError(
-            f'{{argument}} {device!r}: MetaF2N runs on cpu or cuda', argument='device', option='device', value=device)
+            f'{{argument}} {device!r}: a {chosen.type} device cannot run MetaF2N; give cpu or cuda',
+            argument='device',
+            option='device',
+            value=device)
     return chosen
 
 

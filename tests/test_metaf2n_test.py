@@ -1,6 +1,7 @@
 """MetaF2NModel, Algorithm 2: adapt a copy of theta to each photo's faces, super-resolve, compare with theta."""
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -10,7 +11,7 @@ from basicsr.models import build_model
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from metaf2n_plugin import memory
+from metaf2n_plugin import OptionError, memory
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.models import precision
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo
@@ -211,6 +212,18 @@ def test_testing_without_masknet_weights_is_refused_by_name(tmp_path, mask_file)
 def test_a_network_of_another_scale_is_refused(tmp_path, mask_file):
     with pytest.raises(ValueError, match=r'network_g \(RRDBNet\) turns 16x16 into 32x32, but scale is 4'):
         model(tmp_path, mask_file, network_g=tiny_rrdbnet(scale=2))
+
+
+def test_test_time_settings_that_cannot_work_stop_the_run_before_the_first_photo(tmp_path, mask_file, monkeypatch):
+    for adaptation, message in (({
+            'patch_size': 30
+    }, 'adaptation.patch_size 30 must be a multiple of the scale 4'), ({
+            'params': 'nothing'
+    }, "adaptation.params 'nothing' matches no parameter of RRDBNet"), ({
+            'num_patches': 10**6
+    }, 'the adaptation step on 1 face(s) x 1000000 patches')):
+        with pytest.raises(OptionError, match=re.escape(message)):
+            model(tmp_path, mask_file, adaptation=adaptation)
 
 
 def test_unknown_adaptation_options_are_refused(tmp_path, mask_file):

@@ -154,6 +154,7 @@ def test_a_rate_whose_output_is_not_finite_gives_the_plain_output_with_the_reaso
     (dict(adaptation=dict(params='nomatch')), 'adaptation',
      "adaptation.params 'nomatch' matches no parameter of RRDBNet (its first: conv_first.weight"),
     (dict(adaptation=dict(patch_size=100000)), 'adaptation', 'even one patch per face does not fit'),
+    (dict(adaptation=dict(patch_size=30)), 'adaptation', 'adaptation.patch_size 30 must be a multiple of the scale 4'),
     (dict(adaptation=dict(num_patches=200000)), 'adaptation', 'GiB are available; adaptation.num_patches '),
     (dict(device='banana'), 'device', "device 'banana' is not a torch device (Expected one of cpu"),
     (dict(device='cuda:7'), 'device', "device 'cuda:7': this PyTorch sees "),

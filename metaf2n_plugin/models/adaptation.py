@@ -77,11 +77,18 @@ class AdaptationSettings:
                     )
         return settings
 
-    def check_network(self, net_g: nn.Module, scale: int, faces: int = 1) -> None:
-        """OptionError when ``params`` matches no parameter of ``net_g``, or when the step on ``faces`` faces'
-        patches needs more memory than its device has (:func:`step_memory_problem`)."""
+    def check_network(self, net_g: nn.Module, scale: int) -> None:
+        """OptionError when ``params`` matches no parameter of ``net_g``, when the step on one face's patches needs
+        more memory than its device has (:func:`step_memory_problem`), or when ``patch_size`` is no
+        multiple of ``scale``."""
         adapted_names(net_g, self.params)
-        problem = step_memory_problem(net_g, faces, self, scale)
+        if self.patch_size % scale:
+            raise OptionError(
+                f'adaptation.patch_size {self.patch_size} must be a multiple of the scale {scale} (64: '
+                f'{64 // scale}x{64 // scale} LQ pixels)',
+                option='adaptation.patch_size',
+                value=self.patch_size)
+        problem = step_memory_problem(net_g, 1, self, scale)
         if problem is not None:
             raise OptionError(problem, option='adaptation.num_patches', value=self.num_patches)
 

@@ -88,7 +88,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                              'net_g (experiments/<name>/models/net_mask_<iter>.pth); or network_mask: ~ to adapt '
                              'with every face pixel weighted 1 (naive face fine-tuning)')
         super().__init__(opt)  # net_g; init_training_settings() when training
-        adapted_names(self.net_g, self.adaptation.params)
+        if self.is_train:
+            adapted_names(self.net_g, self.adaptation.params)
+        else:  # and the test photos' patches: their size, and the memory one face's need
+            self.adaptation.check_network(self.net_g, self.scale)
         self.precision = resolve_precision(precision, self.device)
         if not self.is_train:
             self.net_mask = self.build_extra_network('mask').requires_grad_(False) if masked else None
