@@ -5,9 +5,12 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-# Peak memory of the inner step per LR pixel of its patches, for Real-ESRGAN x4plus (RRDBNet, 64 features, 23 blocks)
-# with every parameter keeping its graph: 255-264 KiB measured (bench/step_memory.py, docs/benchmarks.md), rounded up.
+# Peak memory of the inner step per LR pixel of its patches, for Real-ESRGAN x4plus (RRDBNet, 64 features, 23
+# blocks), measured by bench/step_memory.py (docs/benchmarks.md) and rounded up: with the whole network's graph
+# (every parameter adapted, or the exact step) 255-264 KiB; with the body frozen and run without a graph (the tail
+# adapted, photo_step in fp32) 29-31 KiB.
 STEP_BYTES_PER_LR_PIXEL = 300 * 1024
+TAIL_BYTES_PER_LR_PIXEL = 36 * 1024
 X4PLUS_FEATURES, X4PLUS_BLOCKS = 64, 23
 
 
@@ -24,13 +27,15 @@ def available_memory(device: Union[str, torch.device, None] = None) -> Optional[
         return None
 
 
-def step_memory(net_g: nn.Module, patches: int, patch_size: int, scale: int) -> int:
-    """Bytes the inner step needs for ``patches`` patch pairs of HQ side ``patch_size``: their data, and the
-    forward's graph, scaled from x4plus' by an RRDBNet's features and blocks (x4plus' figure for other networks)."""
+def step_memory(net_g: nn.Module, patches: int, patch_size: int, scale: int, whole: bool = True) -> int:
+    """Bytes the inner step needs for ``patches`` patch pairs of HQ side ``patch_size``: their data, and the graph,
+    scaled from x4plus' by an RRDBNet's features (and blocks, for the ``whole`` network's graph; else the tail's
+    alone); x4plus' figure for other networks."""
     lr_pixels = patches * (patch_size // scale)**2
     first, body = getattr(net_g, 'conv_first', None), getattr(net_g, 'body', None)
-    size = 1.0
+    width, depth = 1.0, 1.0
     if isinstance(first, nn.Conv2d) and isinstance(body, nn.Sequential):
-        size = first.out_channels * len(body) / (X4PLUS_FEATURES * X4PLUS_BLOCKS)
+        width, depth = first.out_channels / X4PLUS_FEATURES, len(body) / X4PLUS_BLOCKS
+    graph = STEP_BYTES_PER_LR_PIXEL * width * depth if whole else TAIL_BYTES_PER_LR_PIXEL * width
     data = 4 * patches * (3 * 2 + 1) * patch_size**2  # HQ, MaskNet's upsampled LQ, the valid mask, float32
-    return int(lr_pixels * STEP_BYTES_PER_LR_PIXEL * size) + data
+    return int(lr_pixels * graph) + data

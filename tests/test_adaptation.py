@@ -14,8 +14,9 @@ from torch.nn import functional as F
 
 from metaf2n_plugin import OptionError, adapt_to_faces, memory
 from metaf2n_plugin.archs.masknet_arch import MaskNet
-from metaf2n_plugin.models.adaptation import (AdaptationSettings, NonFiniteInnerLoss, step_memory_problem,
-                                              stored_adaptation)
+from metaf2n_plugin.models.adaptation import (AdaptationSettings, NonFiniteInnerLoss, photo_step, step_memory_problem,
+                                              step_path, stored_adaptation)
+from metaf2n_plugin.models.frozen_body import RRDBNetTail, body_features
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 
 
@@ -248,3 +249,52 @@ def test_a_parameter_the_forward_does_not_use_keeps_its_value():
     adapted = adapt_to_faces(net, mask, lq, hq)
     assert adapted['unused.weight'] is net.unused.weight
     assert not torch.equal(adapted['body.0.weight'], net.body[0].weight)
+
+
+TAIL = '^(conv_up1|conv_up2|conv_hr|conv_last)\\.'
+
+
+def step_inputs():
+    torch.manual_seed(0)
+    net = RRDBNet(3, 3, scale=4, num_feat=8, num_block=2, num_grow_ch=4)
+    lq, hq = faces(n=6, size=16)
+    valid = (torch.rand(6, 1, 64, 64, generator=torch.Generator().manual_seed(3)) > 0.2).float()
+    return net, tiny_mask().requires_grad_(False), lq, hq, valid
+
+
+def assert_same_step(adapted, expected):
+    assert torch.equal(adapted.inner_losses[0], expected.inner_losses[0])
+    assert torch.equal(adapted.mask_weights, expected.mask_weights)
+    assert_params_equal(adapted, expected)
+
+
+@pytest.mark.parametrize('params', [TAIL, None])
+def test_the_exact_switch_is_todays_step_and_in_fp32_the_fast_step_equals_it_bit_for_bit(params):
+    net, mask, lq, hq, valid = step_inputs()
+    settings = AdaptationSettings(lr=0.5, params=params)
+    today = adapt_to_faces(net, mask, lq, hq, settings, valid_mask=valid)  # 0.2's step: all in fp32, with graphs
+    assert_same_step(photo_step(net, mask, lq, hq, valid, settings, 'bf16', exact=True), today)
+    fast = photo_step(net, mask, lq, hq, valid, settings, 'fp32')
+    assert_same_step(fast, today)
+    assert fast.mask_weights.grad_fn is None  # MaskNet ran without a graph
+    tail, why = step_path(net, settings)
+    assert (tail is None, why) == ((False, None) if params else (True, '64 tensor(s) of its body change (e.g. '
+                                                                 'body.0.rdb1.conv1.bias)'))
+
+
+def test_in_bf16_the_fast_step_is_todays_step_on_the_bf16_features_and_weights():
+    """What changes in bf16, and nothing else: the body's features and MaskNet's weights are bf16's (autocast), the
+    tail's forward, its gradient and the update are fp32 as today."""
+    net, mask, lq, hq, valid = step_inputs()
+    settings = AdaptationSettings(lr=0.5, params=TAIL)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        features = body_features(net, lq).float()
+        weights = mask(torch.cat([F.interpolate(lq, scale_factor=4, mode='bicubic'), hq], 1)).float()
+    expected = adapt_to_faces(
+        RRDBNetTail(net), lambda x: weights, lq, hq, settings, valid_mask=valid, net_input=features)
+    fast = photo_step(net, mask, lq, hq, valid, settings, 'bf16')
+    assert torch.equal(fast.inner_losses[0], expected.inner_losses[0]) and torch.equal(fast.mask_weights, weights)
+    assert all(torch.equal(fast[name], value) for name, value in expected.items())
+    assert all(fast[name] is value for name, value in net.named_parameters() if name not in expected)
+    today = adapt_to_faces(net, mask, lq, hq, settings, valid_mask=valid)
+    assert 0 < (fast.inner_losses[0] - today.inner_losses[0]).abs() < 1e-3  # bf16's rounding, not another step

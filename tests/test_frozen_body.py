@@ -66,7 +66,8 @@ def test_the_tail_on_cached_body_features_gives_the_whole_networks_meta_gradient
 
 def test_no_tail_when_the_body_is_adapted_or_the_network_is_no_rrdbnet():
     net = tiny_rrdbnet()
-    assert frozen_tail(net, {'conv_last.weight', 'body.0.rdb1.conv1.weight'})[1].startswith('1 body parameter')
+    assert frozen_tail(net, {'conv_last.weight', 'body.0.rdb1.conv1.weight'
+                             })[1] == '1 tensor(s) of its body change (e.g. body.0.rdb1.conv1.weight)'
     assert 'not an RRDBNet' in frozen_tail(MaskNet(6, 4, 2), set())[1]
 
 

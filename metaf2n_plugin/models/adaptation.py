@@ -17,6 +17,8 @@ from metaf2n_plugin import memory
 from metaf2n_plugin.errors import OptionError
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.patches import PatchBatch, sample_patches
+from metaf2n_plugin.models.frozen_body import body_features, frozen_tail
+from metaf2n_plugin.models.precision import AUTOCAST_DTYPES
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 from metaf2n_plugin.option_checks import checked_regex, checked_value, option_group
 
@@ -77,10 +79,10 @@ class AdaptationSettings:
                     )
         return settings
 
-    def check_network(self, net_g: nn.Module, scale: int) -> None:
+    def check_network(self, net_g: nn.Module, scale: int, exact: bool = False) -> None:
         """OptionError when ``params`` matches no parameter of ``net_g``, when the step on one face's patches needs
         more memory than its device has (:func:`step_memory_problem`), or when ``patch_size`` is no
-        multiple of ``scale``."""
+        multiple of ``scale``. ``exact``: as :func:`photo_step`."""
         adapted_names(net_g, self.params)
         if self.patch_size % scale:
             raise OptionError(
@@ -88,7 +90,7 @@ class AdaptationSettings:
                 f'{64 // scale}x{64 // scale} LQ pixels)',
                 option='adaptation.patch_size',
                 value=self.patch_size)
-        problem = step_memory_problem(net_g, 1, self, scale)
+        problem = step_memory_problem(net_g, 1, self, scale, exact)
         if problem is not None:
             raise OptionError(problem, option='adaptation.num_patches', value=self.num_patches)
 
@@ -133,16 +135,22 @@ def adapted_names(net_g: nn.Module, params: Optional[str]) -> list[str]:
     return names
 
 
-def step_memory_problem(net_g: nn.Module, faces: int, settings: AdaptationSettings, scale: int) -> Optional[str]:
+def step_memory_problem(net_g: nn.Module,
+                        faces: int,
+                        settings: AdaptationSettings,
+                        scale: int,
+                        exact: bool = False) -> Optional[str]:
     """Why the step on ``faces`` faces' patches (``settings.num_patches`` each, of side ``settings.patch_size``)
     cannot run on ``net_g``'s device (it needs more memory than is available, :mod:`metaf2n_plugin.memory`), with
-    the ``num_patches`` that would fit; None when it fits or the memory cannot be read."""
+    the ``num_patches`` that would fit; None when it fits or the memory cannot be read. ``exact``: as
+    :func:`photo_step` (the whole network keeps its graph)."""
     available = memory.available_memory(next(net_g.parameters()).device)
+    whole = exact or step_path(net_g, settings)[0] is None
     patches = faces * settings.num_patches
-    needed = memory.step_memory(net_g, patches, settings.patch_size, scale)
+    needed = memory.step_memory(net_g, patches, settings.patch_size, scale, whole)
     if available is None or needed <= available:
         return None
-    per_face = available // max(memory.step_memory(net_g, faces, settings.patch_size, scale), 1)
+    per_face = available // max(memory.step_memory(net_g, faces, settings.patch_size, scale, whole), 1)
     fix = (f'adaptation.num_patches {per_face} would fit' if per_face else 'even one patch per face does not fit; '
            'lower adaptation.patch_size (64 by default)')
     return (f'the adaptation step on {faces} face(s) x {settings.num_patches} patches of {settings.patch_size}x'
@@ -169,13 +177,14 @@ class AdaptedParameters(dict):
 
 
 def adapt_to_faces(net_g: nn.Module,
-                   net_mask: Optional[nn.Module],
+                   net_mask: Optional[Callable[[Tensor], Tensor]],
                    lq: Tensor,
                    hq: Tensor,
                    settings: AdaptationSettings = AdaptationSettings(),
                    create_graph: bool = False,
                    valid_mask: Optional[Tensor] = None,
                    net_input: Optional[Tensor] = None,
+                   memory_format: torch.memory_format = torch.contiguous_format,
                    **removed: Any) -> AdaptedParameters:
     """``settings.steps`` plain SGD steps of ``net_g`` on face patch pairs, weighted per pixel by ``net_mask``.
 
@@ -188,6 +197,8 @@ def adapt_to_faces(net_g: nn.Module,
         valid_mask: ``(N, 1, s*h, s*w)``, 1 where ``hq`` is valid; the mean runs over valid pixels only.
         net_input: what ``net_g`` sees instead of ``lq`` (MaskNet still sees ``lq``): e.g. the cached body features
             when ``net_g`` is an :class:`~metaf2n_plugin.models.frozen_body.RRDBNetTail`.
+        memory_format: of ``net_g``'s input and 4-D parameters in the step (``torch.channels_last``: faster
+            convolutions on CPUs; the same arithmetic, its sums in another order).
         removed: the keywords of 0.1 (``lr``, ``steps``, ``params``, ``legacy_bicubic``), still taken until 0.3
             with a DeprecationWarning: they replace the fields of ``settings`` of the same names.
 
@@ -195,13 +206,16 @@ def adapt_to_faces(net_g: nn.Module,
     parameter, and :class:`NonFiniteInnerLoss` when the loss, a gradient or an adapted parameter is not finite.
     """
     settings = with_removed_keywords(settings, removed, 'adapt_to_faces')
-    theta: dict[str, Tensor] = dict(net_g.named_parameters())
+    theta: dict[str, Tensor] = {
+        name: value.contiguous(memory_format=memory_format) if value.dim() == 4 else value
+        for name, value in net_g.named_parameters()
+    }
     names = adapted_names(net_g, settings.params)
     weights: Optional[Tensor] = None
     if net_mask is not None:
         weights = net_mask(torch.cat([upsample(lq, hq.shape[-2:], settings.legacy_bicubic), hq], dim=1))
     losses: list[Tensor] = []
-    net_input = lq if net_input is None else net_input
+    net_input = (lq if net_input is None else net_input).contiguous(memory_format=memory_format)
     for _ in range(settings.steps):
         loss = inner_loss(functional_call(net_g, theta, (net_input, )), hq, weights, valid_mask)
         gradients = torch.autograd.grad(
@@ -244,20 +258,24 @@ def adapt_to_photo(
     scale: int,
     name: str,
     seed: int = 0,
-    settings: AdaptationSettings = AdaptationSettings()
+    settings: AdaptationSettings = AdaptationSettings(),
+    precision: str = 'fp32',
+    exact: bool = False,
+    memory_format: torch.memory_format = torch.contiguous_format
 ) -> tuple[Optional[AdaptedParameters], PatchBatch, Optional[str]]:
     """Algorithm 2's adaptation to one photo: ``settings.num_patches`` patch pairs of side ``settings.patch_size``
-    per face, then :func:`adapt_to_faces` with ``settings``.
+    per face, then :func:`adapt_to_faces` with ``settings``, as :func:`photo_step` runs it.
 
     ``pairs``: the photo's ``FacePair`` list; ``name``: its file name, for log lines and, with ``seed``, to seed the
     patch draw (a photo gets the same patches whatever else is processed). ``net_g`` and ``net_mask`` as in
-    :func:`adapt_to_faces`; the patches go to ``net_g``'s device.
+    :func:`adapt_to_faces`; the patches go to ``net_g``'s device. ``precision`` (of the super-resolution pass),
+    ``exact`` and ``memory_format``: as :func:`photo_step`.
 
     Returns ``(adapted, patches, reason)``: :class:`AdaptedParameters`, or None when the photo has no usable face,
     when its faces' patches would need more memory than is available, or when the loss or θ' is not finite
     (``reason`` says which); and the ``PatchBatch`` used.
     """
-    problem = step_memory_problem(net_g, len(pairs), settings, scale)
+    problem = step_memory_problem(net_g, len(pairs), settings, scale, exact)
     if problem is not None:
         return None, sample_patches([], scale, settings.num_patches, settings.patch_size), problem
     rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
@@ -267,16 +285,66 @@ def adapt_to_photo(
     device = next(net_g.parameters()).device
     with torch.enable_grad():
         try:
-            adapted = adapt_to_faces(
-                net_g,
-                net_mask,
-                patches.lq.to(device),
-                patches.hq.to(device),
-                settings,
-                valid_mask=patches.mask.to(device))
+            adapted = photo_step(net_g, net_mask, patches.lq.to(device), patches.hq.to(device), patches.mask.to(device),
+                                 settings, precision, exact, memory_format)
         except NonFiniteInnerLoss as error:
             return None, patches, str(error)
     return adapted, patches, None
+
+
+def photo_step(net_g: nn.Module,
+               net_mask: Optional[nn.Module],
+               lq: Tensor,
+               hq: Tensor,
+               valid_mask: Tensor,
+               settings: AdaptationSettings,
+               precision: str = 'fp32',
+               exact: bool = False,
+               memory_format: torch.memory_format = torch.contiguous_format) -> AdaptedParameters:
+    """The test-time step (:func:`adapt_to_faces`, no meta-gradient), with what it never differentiates run as the
+    super-resolution pass runs: without a graph, in ``precision`` (``'fp32'``, ``'bf16'``, ``'fp16'``) and in
+    ``memory_format`` (the adapted part too: ``torch.channels_last`` is faster on CPUs).
+
+    MaskNet's weights, and when ``settings.params`` leaves RRDBNet's body frozen (:func:`step_path`) the body's
+    features of the patches, are computed so; the adapted part keeps fp32 and its graph. In fp32 and the contiguous
+    format the result equals ``exact``'s bit for bit; bf16 rounds those inputs to the step, channels_last reorders
+    sums (docs/metaf2n.md#the-step-at-test-time). ``exact``: the step of 0.2, the whole network and MaskNet in fp32,
+    contiguous, with their graph. Returns the :class:`AdaptedParameters` of all of ``net_g`` (arguments as
+    :func:`adapt_to_faces`').
+    """
+    if exact:
+        return adapt_to_faces(net_g, net_mask, lq, hq, settings, valid_mask=valid_mask)
+    mask = None if net_mask is None else frozen_part(net_mask, precision, memory_format)
+    tail, _ = step_path(net_g, settings)
+    if tail is None:
+        return adapt_to_faces(net_g, mask, lq, hq, settings, valid_mask=valid_mask, memory_format=memory_format)
+    features = frozen_part(lambda x: body_features(net_g, x), precision, memory_format)(lq)
+    adapted_tail = adapt_to_faces(
+        tail, mask, lq, hq, settings, valid_mask=valid_mask, net_input=features, memory_format=memory_format)
+    adapted = AdaptedParameters({**dict(net_g.named_parameters()), **adapted_tail})
+    adapted.mask_weights, adapted.inner_losses = adapted_tail.mask_weights, adapted_tail.inner_losses
+    return adapted
+
+
+def step_path(net_g: nn.Module, settings: AdaptationSettings) -> tuple[Optional[nn.Module], Optional[str]]:
+    """``(tail, None)`` when the parameters ``settings.params`` adapts leave ``net_g``'s body frozen (an RRDBNet whose
+    tail alone is adapted: the step runs the body without a graph), else ``(None, why the whole network keeps its
+    graph)``."""
+    return frozen_tail(net_g, set(adapted_names(net_g, settings.params)))
+
+
+def frozen_part(function: Callable[[Tensor], Tensor],
+                precision: str,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Callable[[Tensor], Tensor]:
+    """``function`` run without a graph, in ``precision``'s autocast, on its input in ``memory_format``, its output
+    float32: a part of the step that is never differentiated."""
+    dtype = AUTOCAST_DTYPES[precision]
+
+    def run(x: Tensor) -> Tensor:
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return function(x.contiguous(memory_format=memory_format)).float()
+
+    return run
 
 
 def inner_loss(sr: Tensor, hq: Tensor, weights: Optional[Tensor] = None, valid_mask: Optional[Tensor] = None) -> Tensor:

@@ -38,13 +38,26 @@ class RRDBNetTail(nn.Module):
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
 
 
+class RRDBNetBody(nn.Module):
+    """RRDBNet's body, sharing ``net``'s modules and parameter names (``conv_first.weight``, ``body.0...``, ...):
+    ``(N, 3, h, w)`` in [0, 1] -> ``(N, num_feat, h', w')``, the tail's input."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.conv_first, self.body, self.conv_body = net.conv_first, net.body, net.conv_body
+        self.scale = net.scale
+
+    def forward(self, lq):
+        if self.scale in (1, 2):
+            lq = pixel_unshuffle(lq, scale=4 // self.scale)
+        feat = self.conv_first(lq)
+        return feat + self.conv_body(self.body(feat))
+
+
 @torch.no_grad()
 def body_features(net, lq):
-    """RRDBNet's body output (the tail's input): ``(N, 3, h, w)`` in [0, 1] -> ``(N, num_feat, h', w')``."""
-    if net.scale in (1, 2):
-        lq = pixel_unshuffle(lq, scale=4 // net.scale)
-    feat = net.conv_first(lq)
-    return feat + net.conv_body(net.body(feat))
+    """RRDBNet's body output (the tail's input), without a graph: :class:`RRDBNetBody`'s forward."""
+    return RRDBNetBody(net)(lq)
 
 
 def frozen_tail(net, changed):
@@ -54,7 +67,7 @@ def frozen_tail(net, changed):
         return None, f'{type(net).__name__} is not an RRDBNet (only its body/tail split is known)'
     body = sorted(name for name in changed if name.startswith(BODY))
     if body:
-        return None, f'{len(body)} body parameter tensors (e.g. {body[0]}) are adapted or meta-trained'
+        return None, f'{len(body)} tensor(s) of its body change (e.g. {body[0]})'
     return RRDBNetTail(net), None
 
 

@@ -1,8 +1,9 @@
 """The number format of the super-resolution pass: bf16 where the hardware runs it fast, fp32 elsewhere.
 
-Only the photo's forward pass f_theta'(lq) changes format (FastForward's autocast); the inner (adaptation) step
-always runs in fp32. The CPU's instructions are read with ``torch.cpu.get_capabilities()`` (cpuinfo, at run time):
-bf16 convolutions are fast with AVX-512 BF16 or AMX BF16 and emulated, far slower than fp32, without them.
+The photo's forward pass f_theta'(lq) changes format (FastForward's autocast), and so do the parts of the inner step
+that it never differentiates (``adaptation.photo_step``); its adapted part always runs in fp32. The CPU's
+instructions are read with ``torch.cpu.get_capabilities()`` (cpuinfo, at run time): bf16 convolutions are fast with
+AVX-512 BF16 or AMX BF16 and emulated, far slower than fp32, without them.
 """
 import warnings
 
