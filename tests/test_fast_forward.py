@@ -7,6 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from metaf2n_plugin.models.fast_forward import FastForward
+from metaf2n_plugin.models.frozen_body import RRDBNetBody
 from metaf2n_plugin.models.tiling import tile_windows, tiled_forward, work_per_pixel
 from tolerances import chain_bound, network_steps
 
@@ -117,3 +118,25 @@ def test_one_compilation_serves_new_weights_and_every_photo_size():
             bound = 2 * chain_bound(torch.float32, terms, magnitude)  # compiled and eager, each in its own orders
             torch.testing.assert_close(fast(theta, lq), eager(theta, lq), rtol=0, atol=bound)
     assert compiled_frames.count('_functional') == 1
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('tile', [0, 12])
+def test_a_pair_that_differs_in_the_tail_alone_equals_two_passes_from_one_body_pass(precision, tile, monkeypatch):
+    net = tiny_rrdbnet()
+    tail = ('conv_up1.', 'conv_up2.', 'conv_hr.', 'conv_last.')
+    own, perturbed = dict(net.named_parameters()), other_weights(net, 1)
+    theta = {name: perturbed[name] if name.startswith(tail) else own[name] for name in own}
+    lq = torch.rand(1, 3, 30, 26)
+    fast = FastForward(net, 4, tile=tile, tile_pad=4, precision=precision)
+    alone = fast(theta, lq), fast(None, lq)
+    bodies = []
+    forward = RRDBNetBody.forward
+    monkeypatch.setattr(RRDBNetBody, 'forward', lambda self, x: bodies.append(x.shape) or forward(self, x))
+    adapted, plain = fast.pair(theta, None, lq)
+    assert torch.equal(adapted, alone[0]) and torch.equal(plain, alone[1])
+    windows = len(tile_windows(30, tile, 4)) * len(tile_windows(26, tile, 4)) if tile else 1
+    assert not torch.equal(adapted, plain) and len(bodies) == windows  # one body pass per window
+    changed_body = other_weights(net, 2)  # every tensor differs: two whole passes, each its own
+    both = fast.pair(changed_body, None, lq)
+    assert torch.equal(both[0], fast(changed_body, lq)) and torch.equal(both[1], alone[1])

@@ -4,6 +4,7 @@ figures: docs/benchmarks.md)."""
 import torch
 from torch.func import functional_call
 
+from metaf2n_plugin.models.frozen_body import RRDBNetBody, frozen_tail
 from metaf2n_plugin.models.precision import AUTOCAST_DTYPES
 from metaf2n_plugin.models.tiling import TILE_PAD, tiled_forward
 
@@ -49,3 +50,36 @@ class FastForward:
 
         fixed = self.compiled is not None
         return tiled_forward(forward, lq, self.scale, self.tile, self.tile_pad, fixed).contiguous()
+
+    @torch.no_grad()
+    def pair(self, first, second, lq):
+        """``(f_first(lq), f_second(lq))`` (parameters as :meth:`__call__`'s ``params``), each equal to its own
+        :meth:`__call__`. When the two differ only in an RRDBNet's tail (the test-time step adapted the tail alone),
+        the body runs once per window and serves both; else, or when compiled, two passes."""
+        first = dict(self.net.named_parameters()) if first is None else first
+        second = dict(self.net.named_parameters()) if second is None else second
+        changed = {
+            name
+            for name in first if first[name] is not second[name] and not torch.equal(first[name], second[name])
+        }
+        tail, _ = frozen_tail(self.net, changed)
+        if tail is None or self.compiled is not None:
+            return self(first, lq), self(second, lq)
+        body = RRDBNetBody(self.net)
+        body_params = {name: self._prepared(first[name]) for name, _ in body.named_parameters()}
+        heads = [{
+            name: self._prepared(params[name])
+            for name, _ in tail.named_parameters()
+        } for params in (first, second)]
+
+        def forward(x):
+            with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                feat = functional_call(body, body_params, (x.contiguous(memory_format=self.memory_format), ))
+                return torch.cat([functional_call(tail, head, (feat, )).float() for head in heads], dim=1)
+
+        both = tiled_forward(forward, lq, self.scale, self.tile, self.tile_pad).contiguous()
+        return both[:, :both.size(1) // 2].contiguous(), both[:, both.size(1) // 2:].contiguous()
+
+    def _prepared(self, value):
+        value = value.detach()
+        return value.contiguous(memory_format=self.memory_format) if value.dim() == 4 else value
