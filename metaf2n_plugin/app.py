@@ -74,6 +74,7 @@ STAGES = {  # the summary's names of PhotoReport.seconds' stages
     'faces': 'faces',
     'adaptation': 'adaptation step',
     'super_resolution': 'super-resolution',
+    'super_resolution_and_plain': 'super-resolution, adapted and plain',
     'plain': 'plain network'
 }
 Y_WEIGHTS = np.array([65.481, 128.553, 24.966], np.float32) / 255  # BT.601 luma of RGB in [0, 1], as BasicSR's

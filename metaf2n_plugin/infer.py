@@ -120,6 +120,11 @@ def build_parser():
         const='bf16',
         help='bfloat16 autocast for the super-resolution pass (slow on CPUs without AVX-512 BF16 or AMX)')
     speed.add_argument(
+        '--exact-step',
+        action='store_true',
+        help='the adaptation step of 0.2: the whole network and MaskNet in fp32 with their graph (default: what the '
+        'step never differentiates runs in the pass\'s precision without a graph)')
+    speed.add_argument(
         '--compile',
         action='store_true',
         help='torch.compile the network for the tile size (needs --tile and a C++ compiler)')
@@ -209,6 +214,7 @@ def build_resolver(args):
         tile=args.tile,
         tile_pad=args.tile_pad,
         compile=args.compile,
+        exact_step=args.exact_step,
         log=lambda line: print(f'metaf2n-infer: {line}', file=sys.stderr))
 
 
@@ -279,7 +285,7 @@ def main(argv=None):
     for path in skipped:
         print(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})', file=sys.stderr)
     taken = {os.path.realpath(path): f'the input {path!r}' for path in photos}
-    failed, faces, not_adapted, megapixels = [], 0, 0, 0.0
+    failed, faces, patches, not_adapted, megapixels = [], 0, 0, 0, 0.0
     start = time.perf_counter()
     for path in tqdm(photos, desc='metaf2n-infer', unit='photo'):
         try:
@@ -292,13 +298,15 @@ def main(argv=None):
             tqdm.write(f'{path}: {report.reason}; written with the plain network', file=sys.stderr)
             not_adapted += 1
         faces += len(report.pairs) if report.adapted else 0
+        patches += report.patches
         megapixels += size
     seconds = time.perf_counter() - start
     done = len(photos) - len(failed)
     rate = f'{seconds / megapixels:.2f} s per LQ megapixel' if megapixels else 'no pixels processed'
     adapted = 'not adapted (--no-adapt)'
     if not args.no_adapt:
-        adapted = f'{_count(faces, "face")} used, {_count(not_adapted, "photo")} not adapted (plain network)'
+        adapted = (f'{_count(faces, "face")} used ({_count(patches, "patch pair")} in the step), '
+                   f'{_count(not_adapted, "photo")} not adapted (plain network)')
     print(f'{done} of {len(photos)} photos super-resolved into {args.out}: {adapted}; {rate}' +
           (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
     return 1 if failed else 0

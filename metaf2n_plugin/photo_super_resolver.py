@@ -9,6 +9,7 @@ is its command line, which adds the files: what a photo keeps, the extra images,
 """
 import contextlib
 import dataclasses
+import functools
 import inspect
 import os
 import sys
@@ -31,8 +32,8 @@ from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
 from metaf2n_plugin.faces.registry import AUTO, FACE_SOURCES
 from metaf2n_plugin.image_io import tensor_to_image
 from metaf2n_plugin.memory import available_memory
-from metaf2n_plugin.models.adaptation import (AdaptationSettings, AdaptedParameters, adapt_to_photo, non_finite_output,
-                                              stored_adaptation, upsample)
+from metaf2n_plugin.models.adaptation import (AdaptationSettings, AdaptedParameters, adapt_to_photo, frozen_part,
+                                              non_finite_output, step_path, stored_adaptation, upsample)
 from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.precision import cpu_description, resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
@@ -55,15 +56,17 @@ class PhotoReport:
     ``pairs``: its faces' :class:`~metaf2n_plugin.faces.pairs.FacePair` list (``lq`` ``(h, w, 3)`` LQ face, ``hq``
     ``(4h, 4w, 3)`` restored face, ``mask`` ``(4h, 4w)`` bool where ``hq`` is valid, ``box`` ``(x0, y0, x1, y1)`` in
     LQ pixels); [] without adaptation. ``mask_weights``: per face, MaskNet's ``(4h, 4w)`` float32 W >= 0 on the valid
-    pixels, 0 elsewhere; None without MaskNet (every face pixel weighs 1). ``adapted``: theta' made the output;
+    pixels, 0 elsewhere, computed when first read (MaskNet over each whole face: no time of the photo's own is spent
+    on what is not shown); None without MaskNet (every face pixel weighs 1). ``adapted``: theta' made the output;
     ``reason``: why not (None when adapted). ``inner_loss``: the weighted inner loss before the first step (None
     when not adapted). ``plain``: ``(4H, 4W, 3)`` float32 the plain network's output when asked (the output itself
     when not adapted), else None. ``settings``: the :class:`AdaptationSettings` used (None without adaptation);
     ``precision``: the super-resolution pass's; ``seconds``: the time of ``faces`` and ``adaptation`` (when
-    adapting), ``super_resolution`` and ``plain`` (when asked).
+    adapting), then ``super_resolution``, or ``super_resolution_and_plain`` when the plain output was asked of an
+    adapted photo (one pass gives both: :meth:`~metaf2n_plugin.models.fast_forward.FastForward.pair`), and
+    ``plain`` when it was asked of a photo not adapted; ``patches``: face patch pairs the step used (0 without).
     """
     pairs: list[FacePair]
-    mask_weights: Optional[list[np.ndarray]]
     adapted: bool
     reason: Optional[str]
     inner_loss: Optional[float]
@@ -71,6 +74,12 @@ class PhotoReport:
     settings: Optional[AdaptationSettings]
     precision: str
     seconds: dict[str, float]
+    patches: int = 0
+    face_weights: Optional[Callable[[FacePair], np.ndarray]] = dataclasses.field(default=None, repr=False)
+
+    @functools.cached_property
+    def mask_weights(self) -> Optional[list[np.ndarray]]:
+        return None if self.face_weights is None else [self.face_weights(pair) for pair in self.pairs]
 
 
 PathOrNetwork = Union[str, 'os.PathLike[str]', nn.Module]
@@ -100,7 +109,10 @@ class PhotoSuperResolver:
         seed: with the photo's name, seeds the face patches drawn for the inner step.
         device: a torch device (default: cuda when available, else cpu); the networks given are moved there.
         precision: of the super-resolution pass, as :func:`~metaf2n_plugin.models.precision.resolve_precision`
-            takes it (``'auto'``, ``'fp32'``, ``'bf16'``, ``'fp16'``); the inner step always runs in fp32.
+            takes it (``'auto'``, ``'fp32'``, ``'bf16'``, ``'fp16'``). The inner step's adapted part runs in fp32;
+            what it never differentiates (MaskNet, a frozen RRDBNet body) runs in this precision without a graph
+            (:func:`~metaf2n_plugin.models.adaptation.photo_step`).
+        exact_step: the step of 0.2 instead: the whole network and MaskNet in fp32 with their graph.
         tile, tile_pad, compile: as :class:`~metaf2n_plugin.models.fast_forward.FastForward` (tile 0: whole photo).
         log: called with each line worth telling (detector, settings, precision).
         names: deprecated (0.1's way for a front end to name the arguments in the errors; removed in 0.3): the
@@ -128,6 +140,7 @@ class PhotoSuperResolver:
                  tile: int = TILE,
                  tile_pad: int = TILE_PAD,
                  compile: bool = False,
+                 exact_step: bool = False,
                  log: Callable[[str], None] = log_to_stderr,
                  names: Optional[Mapping[str, str]] = None) -> None:
         if names is not None:
@@ -155,7 +168,7 @@ class PhotoSuperResolver:
             first = getattr(self.net_g, 'conv_first', None)
             self.num_feat = getattr(first, 'out_channels', 64)  # RRDBNet's, else x4plus'
             self.free = available_memory(self.device)
-            self.adapt, self.seed = adapt, seed
+            self.adapt, self.seed, self.exact_step = adapt, seed, exact_step
             self.settings: Optional[AdaptationSettings] = None
             self.extractor: Optional[FacePairExtractor] = None
             if adapt:
@@ -164,7 +177,8 @@ class PhotoSuperResolver:
                     stored_in = repr(os.fspath(mask))
                 self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
                 with adaptation_argument():
-                    self.settings.check_network(self.net_g, SCALE)
+                    self.settings.check_network(self.net_g, SCALE, exact_step)
+                log(f'the adaptation step: {step_description(self.net_g, self.settings, self.precision, exact_step)}')
                 source = face_source(faces, log)
                 self.extractor = FacePairExtractor.from_options({
                     'scale': SCALE,
@@ -173,7 +187,7 @@ class PhotoSuperResolver:
                 }, self.device)
                 self.extractor.load()  # missing weights stop here, before any photo
             machine = f' ({cpu_description()})' if self.device.type == 'cpu' else ''
-            log(f'super-resolution in {self.precision} on {self.device}{machine}; the adaptation step in fp32')
+            log(f'super-resolution in {self.precision} on {self.device}{machine}')
 
     def check_size(self, height: int, width: int, bits: int = 8) -> None:
         """:class:`PhotoSizeError` for a photo of ``height`` x ``width`` pixels that is smaller than a face patch or
@@ -227,35 +241,52 @@ class PhotoSuperResolver:
         pairs: list[FacePair] = []
         adapted: Optional[AdaptedParameters] = None
         reason: Optional[str] = 'not asked (adapt=False)'
-        mask_weights = None
+        used = 0
         if self.extractor is not None and self.settings is not None:  # adapt=True
             pairs = self.extractor(image, gt, image_path=name)
             seconds['faces'], start = time.perf_counter() - start, time.perf_counter()
-            adapted, _, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed, self.settings)
-            if self.net_mask is not None:
-                mask_weights = [self.face_weights(pair) for pair in pairs]
+            adapted, patches, reason = adapt_to_photo(self.net_g, self.net_mask, pairs, SCALE, name, self.seed,
+                                                      self.settings, self.precision, self.exact_step,
+                                                      self.forward.memory_format)
+            used = len(patches)
             seconds['adaptation'], start = time.perf_counter() - start, time.perf_counter()
-        output = self.forward(adapted, lq)
-        if adapted is not None and self.settings is not None and not output.isfinite().all():
+        both = plain and adapted is not None
+        sr, plain_sr = self.forward.pair(adapted, None, lq) if both else (self.forward(adapted, lq), None)
+        if adapted is not None and self.settings is not None and not sr.isfinite().all():
             adapted, reason = None, non_finite_output(self.settings)
-            output = self.forward(None, lq)
-        output = tensor_to_image(output.clamp_(0, 1))
-        seconds['super_resolution'], start = time.perf_counter() - start, time.perf_counter()
+            sr = self.forward(None, lq) if plain_sr is None else plain_sr
+        seconds['super_resolution_and_plain' if both else 'super_resolution'] = time.perf_counter() - start
+        start = time.perf_counter()
+        output = tensor_to_image(sr.clamp_(0, 1))
         unadapted = None
         if plain:
-            unadapted = output if adapted is None else tensor_to_image(self.forward(None, lq).clamp_(0, 1))
-            seconds['plain'] = time.perf_counter() - start
+            unadapted = output if adapted is None or plain_sr is None else tensor_to_image(plain_sr.clamp_(0, 1))
+            if not both:
+                seconds['plain'] = time.perf_counter() - start
         inner_loss = None if adapted is None else adapted.inner_losses[0].item()
-        return output, PhotoReport(pairs, mask_weights, adapted is not None, reason, inner_loss, unadapted,
-                                   self.settings, self.precision, seconds)
+        weigh = self.face_weights if self.net_mask is not None and self.settings is not None else None
+        return output, PhotoReport(pairs, adapted is not None, reason, inner_loss, unadapted, self.settings,
+                                   self.precision, seconds, used if adapted is not None else 0, weigh)
 
     @torch.no_grad()
     def face_weights(self, pair: FacePair) -> np.ndarray:
-        """MaskNet's ``(4h, 4w)`` float32 weights of one whole face pair, 0 outside its valid pixels."""
+        """MaskNet's ``(4h, 4w)`` float32 weights of one whole face pair, 0 outside its valid pixels, computed as the
+        step computes them (in the pass's precision, or fp32 for the exact step)."""
         assert self.net_mask is not None and self.settings is not None, 'a resolver with MaskNet'
         lq, hq = (image[None].to(self.device) for image in img2tensor([pair.lq, pair.hq], bgr2rgb=False))
-        weights = self.net_mask(torch.cat([upsample(lq, hq.shape[-2:], self.settings.legacy_bicubic), hq], dim=1))
+        masknet = frozen_part(self.net_mask, 'fp32' if self.exact_step else self.precision, self.forward.memory_format)
+        weights = masknet(torch.cat([upsample(lq, hq.shape[-2:], self.settings.legacy_bicubic), hq], dim=1))
         return weights[0, 0].cpu().numpy() * pair.mask
+
+
+def step_description(net_g: nn.Module, settings: AdaptationSettings, precision: str, exact: bool) -> str:
+    """How :func:`~metaf2n_plugin.models.adaptation.photo_step` runs for ``net_g`` and ``settings``, for the log."""
+    if exact:
+        return 'exact (the whole network and MaskNet in fp32, with their graph)'
+    tail, why = step_path(net_g, settings)
+    if tail is not None:
+        return f'the frozen body and MaskNet in {precision} without a graph, the adapted tail in fp32'
+    return f'MaskNet in {precision} without a graph; the whole network in fp32 with its graph ({why})'
 
 
 def check_tiling(tile: int, tile_pad: int) -> None:

@@ -68,7 +68,7 @@ def test_output_is_algorithm_2_done_by_hand(setup, tmp_path, capsys):
     assert infer.main(weights_args(setup, *args)) == 0
     summary = capsys.readouterr().out
     assert '1 of 1 photos super-resolved into' in summary
-    assert '1 face used, 0 photos not adapted (plain network)' in summary
+    assert '1 face used (16 patch pairs in the step), 0 photos not adapted (plain network)' in summary
 
     photo = str(setup / 'photos' / 'astronaut.png')
     state = torch.load(setup / 'weights' / 'net_g.pth', weights_only=True)['params']
@@ -476,7 +476,7 @@ def test_a_rate_that_breaks_the_output_writes_the_plain_network_and_says_why(set
     error, summary = capsys.readouterr()[::-1]
     assert "astronaut.png: the adapted network's output is not finite (adaptation.lr 1e+30 too large?); written " \
         'with the plain network' in error
-    assert '0 faces used, 1 photo not adapted (plain network)' in summary
+    assert '0 faces used (0 patch pairs in the step), 1 photo not adapted (plain network)' in summary
     assert infer.main(weights_args(setup, str(setup / 'photos'), '-o', str(tmp_path / 'b'), '--no-adapt', *common)) == 0
     adapted, plain = (cv2.imread(str(tmp_path / name / 'astronaut_metaf2n.png')) for name in 'ab')
     assert np.array_equal(adapted, plain)
@@ -503,3 +503,18 @@ def test_unicode_names_and_a_link_loop_in_a_folder_are_taken_in_their_stride(set
     assert infer.main(weights_args(setup, str(folder), '--no-adapt', '--tile', '0', '-o', str(folder / 'выход'))) == 0
     assert '1 of 1 photos super-resolved' in capsys.readouterr().out
     assert os.listdir(folder / 'выход') == ['пляж 海_metaf2n.png']
+
+
+def test_exact_step_runs_the_step_of_0_2_and_the_run_says_which_step_it_takes(setup, tmp_path, capsys):
+    common = weights_args(setup, str(setup / 'photos'), '--landmarks', str(setup / 'faces.json'), '--tile', '0',
+                          '--fp32', '--adapt-params', r'^(conv_up1|conv_up2|conv_hr|conv_last)\.')
+    said = {}
+    for flags in ([], ['--exact-step']):
+        assert infer.main(common + ['-o', str(tmp_path / str(len(flags)))] + flags) == 0
+        said[bool(flags)] = re.search(r'the adaptation step: (.*)', capsys.readouterr().err)[1]
+    assert said == {
+        False: 'the frozen body and MaskNet in fp32 without a graph, the adapted tail in fp32',
+        True: 'exact (the whole network and MaskNet in fp32, with their graph)'
+    }
+    fast, exact = (cv2.imread(str(tmp_path / name / 'astronaut_metaf2n.png')).astype(int) for name in '01')
+    assert np.abs(fast - exact).max() <= 1  # channels_last reorders the step's sums (fp32), nothing else

@@ -514,6 +514,7 @@ WRONG_OPTIONS = {  # a YAML line of options: the start of the error it must give
     'adaptation: {legacy_bicubic: 1}': 'adaptation.legacy_bicubic must be true or false, got int 1',
     'val: {tile: 0, tiles: 64}': "unknown val options ['tiles']; known: ",
     'val: {precision: fp8}': "precision 'fp8' is not one of auto, fp32, bf16, fp16",
+    "val: {exact_step: 'yes'}": "val.exact_step must be bool, got str 'yes'",
     'face_pairs: {sourse: mtcnn}': "unknown face_pairs options ['sourse']; known: ['restorer', 'source']",
     'face_pairs: {source: {type: mtcnn, threshold: 0.5}}': "unknown face source options ['threshold'] for type mtcnn",
     'face_restorer: {type: gpen, sise: 256}': "unknown restorer options ['sise'] for type gpen; known: ",

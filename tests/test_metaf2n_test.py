@@ -214,6 +214,18 @@ def test_a_network_of_another_scale_is_refused(tmp_path, mask_file):
         model(tmp_path, mask_file, network_g=tiny_rrdbnet(scale=2))
 
 
+def test_in_fp32_the_default_step_gives_what_the_exact_step_of_0_2_gives_bit_for_bit(tmp_path, mask_file, test_set):
+    item = next(iter(photos(test_set)))
+    default = run(model(tmp_path, mask_file), item)
+    exact_options = test_options(tmp_path, mask_file)
+    exact_options['val']['exact_step'] = True
+    torch.manual_seed(0)
+    exact = run(build_model(exact_options), item)
+    assert torch.equal(default['result'], exact['result']) and torch.equal(default['result_unadapted'],
+                                                                           exact['result_unadapted'])
+    assert not torch.equal(default['result'], default['result_unadapted'])
+
+
 def test_test_time_settings_that_cannot_work_stop_the_run_before_the_first_photo(tmp_path, mask_file, monkeypatch):
     for adaptation, message in (({
             'patch_size': 30

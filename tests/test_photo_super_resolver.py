@@ -85,10 +85,12 @@ def test_enhance_gives_the_adapted_output_and_what_a_page_would_show(photo, netw
     (face_weights, ) = report.mask_weights
     assert face_weights.shape == pairs[0].mask.shape and not face_weights[~pairs[0].mask].any()
     np.testing.assert_allclose(face_weights[pairs[0].mask], weights[pairs[0].mask], rtol=1e-6)
-    assert set(report.seconds) == {'faces', 'adaptation', 'super_resolution', 'plain'}
+    assert set(report.seconds) == {'faces', 'adaptation', 'super_resolution_and_plain'}
     assert all(torch.equal(before[name], value) for name, value in net_g.state_dict().items())
     assert lines[0] == f"adaptation: {settings.to_dict()} (the defaults, changed by the adaptation argument)"
-    assert lines[1].startswith('super-resolution in fp32 on cpu (')
+    assert lines[1] == ('the adaptation step: MaskNet in fp32 without a graph; the whole network in fp32 with its '
+                        'graph (34 tensor(s) of its body change (e.g. body.0.rdb1.conv1.bias))')
+    assert lines[2].startswith('super-resolution in fp32 on cpu (')
     again, _ = resolver(photo, net_g, net_mask, adaptation={'lr': 0.5}).enhance(lq, 'astronaut.png', photo[1])
     assert np.array_equal(again, output)  # uint8 is read as / 255
 

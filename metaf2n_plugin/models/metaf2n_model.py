@@ -39,7 +39,8 @@ TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 
               'optim_d', 'gan_opt', 'net_d_iters', 'net_d_init_iters', 'first_order', 'mask_reg_weight', 'outer_chunk',
               'meta_params', 'ssg_opt', 'cache_frozen_body', 'outer_target')
 META_PARAMS_HINT = 'a regex of parameter names (e.g. ^conv_last\\.), ~ for all or false for none'
-VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision', 'held_out')
+VAL_KEYS = ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'tile', 'tile_pad', 'precision', 'held_out',
+            'exact_step')
 
 
 @MODEL_REGISTRY.register()
@@ -62,8 +63,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                meta-trained runs once per pool task, frozen_body.py); outer_target (gt_usm: the USM-sharpened GT,
                Real-ESRGAN's and MetaF2N's; gt: the GT itself)
         val: tile (0: whole photo), tile_pad (10), precision of the SR pass (auto: bf16 on CUDA and on CPUs with
-             AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16); held_out (true: training refuses validation sets
-             that show a person of the training faces; false: allowed, to watch training rather than measure it)
+             AVX-512 BF16 or AMX, else fp32; fp32, bf16, fp16; the step's frozen parts run in it too); exact_step
+             (false; true: the step of 0.2, the whole network and MaskNet in fp32 with their graph); held_out
+             (true: training refuses validation sets that show a person of the training faces; false: allowed, to
+             watch training rather than measure it)
     An unknown key in any of these groups is refused by name, and so are training options whose validation sets
     show a person of the training faces (``metaf2n_plugin.data.people``).
     """
@@ -88,10 +91,11 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
                              'net_g (experiments/<name>/models/net_mask_<iter>.pth); or network_mask: ~ to adapt '
                              'with every face pixel weighted 1 (naive face fine-tuning)')
         super().__init__(opt)  # net_g; init_training_settings() when training
+        self.exact_step = checked_value('val.exact_step', val.get('exact_step', False), (bool, ))
         if self.is_train:
             adapted_names(self.net_g, self.adaptation.params)
         else:  # and the test photos' patches: their size, and the memory one face's need
-            self.adaptation.check_network(self.net_g, self.scale)
+            self.adaptation.check_network(self.net_g, self.scale, self.exact_step)
         self.precision = resolve_precision(precision, self.device)
         if not self.is_train:
             self.net_mask = self.build_extra_network('mask').requires_grad_(False) if masked else None
@@ -345,8 +349,10 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         net.eval()
         adapted = self.adapt_to_photo(net)
         forward = FastForward(net, self.scale, **self.tiling(), channels_last=False, precision=self.precision)
-        self.output_unadapted = forward(None, self.lq)
-        self.output = self.output_unadapted if adapted is None else forward(adapted, self.lq)
+        if adapted is None:
+            self.output = self.output_unadapted = forward(None, self.lq)
+        else:  # one pass gives both when the step adapted an RRDBNet's tail alone
+            self.output, self.output_unadapted = forward.pair(adapted, None, self.lq)
         if adapted is not None and not self.output.isfinite().all():  # theta' finite, its output not
             self.not_adapted_because(os.path.basename(self.item['lq_path'][0]), non_finite_output(self.adaptation))
             self.output = self.output_unadapted
@@ -356,7 +362,8 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         """theta' for the current photo, or None (logged, counted) when it has no usable face."""
         name = os.path.basename(self.item['lq_path'][0])
         adapted, _, reason = adapt_to_photo(net, self.net_mask, self.face_pairs.pairs_of_item(self.item), self.scale,
-                                            name, self.opt.get('manual_seed', 0), self.adaptation)
+                                            name, self.opt.get('manual_seed',
+                                                               0), self.adaptation, self.precision, self.exact_step)
         if adapted is None:
             self.not_adapted_because(name, reason)
         return adapted
