@@ -84,7 +84,8 @@ def read_delta(path):
             f'({"; ".join(DELTA_KEYS[key] for key in missing)}); export it again with scripts/export_delta.py',
             path=os.fspath(path),
             reason='incomplete delta file')
-    state_dict_of(checkpoint[DELTA_KEY] or {'-': torch.zeros(())}, path, f'{DELTA_KEY} of the delta file')
+    if checkpoint[DELTA_KEY] != {}:  # no difference at all: MaskNet alone was trained
+        state_dict_of(checkpoint[DELTA_KEY], path, f'{DELTA_KEY} of the delta file')
     mask = state_dict_of(checkpoint['params_mask'], path, 'params_mask of the delta file')
     network_from(mask, masknet_options(mask, f'{where} (params_mask)'), f'{where} (params_mask)')
     base = checkpoint['base']

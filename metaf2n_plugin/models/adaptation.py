@@ -17,7 +17,7 @@ from metaf2n_plugin import memory
 from metaf2n_plugin.errors import OptionError
 from metaf2n_plugin.faces.pairs import FacePair
 from metaf2n_plugin.faces.patches import PatchBatch, sample_patches
-from metaf2n_plugin.models.frozen_body import body_features, frozen_tail
+from metaf2n_plugin.models.frozen_body import RRDBNetBody, frozen_tail
 from metaf2n_plugin.models.precision import AUTOCAST_DTYPES
 from metaf2n_plugin.models.tf1_bicubic import tf1_resize_bicubic
 from metaf2n_plugin.option_checks import checked_regex, checked_value, option_group
@@ -318,7 +318,7 @@ def photo_step(net_g: nn.Module,
     tail, _ = step_path(net_g, settings)
     if tail is None:
         return adapt_to_faces(net_g, mask, lq, hq, settings, valid_mask=valid_mask, memory_format=memory_format)
-    features = frozen_part(lambda x: body_features(net_g, x), precision, memory_format)(lq)
+    features = frozen_part(RRDBNetBody(net_g), precision, memory_format)(lq)
     adapted_tail = adapt_to_faces(
         tail, mask, lq, hq, settings, valid_mask=valid_mask, net_input=features, memory_format=memory_format)
     adapted = AdaptedParameters({**dict(net_g.named_parameters()), **adapted_tail})

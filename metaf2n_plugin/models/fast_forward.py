@@ -37,10 +37,7 @@ class FastForward:
     def __call__(self, params, lq):
         """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 3, s*H, s*W)`` float32, with ``params`` (None: the network's)."""
         params = dict(self.net.named_parameters()) if params is None else params
-        params = {
-            name: value.detach().contiguous(memory_format=self.memory_format) if value.dim() == 4 else value.detach()
-            for name, value in params.items()
-        }
+        params = {name: self._prepared(value) for name, value in params.items()}
         window = (self.tile + 2 * self.tile_pad, ) * 2
 
         def forward(x):
@@ -81,5 +78,6 @@ class FastForward:
         return both[:, :both.size(1) // 2].contiguous(), both[:, both.size(1) // 2:].contiguous()
 
     def _prepared(self, value):
+        """A parameter for the pass: detached, a 4-D one in the pass's memory format."""
         value = value.detach()
         return value.contiguous(memory_format=self.memory_format) if value.dim() == 4 else value
