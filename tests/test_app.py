@@ -319,7 +319,11 @@ def test_the_page_in_chromium_shows_a_photos_faces_and_its_x4_output_and_says_wh
             browser.close()
     finally:
         server.terminate()
-        log = server.communicate(timeout=30)[0]
+        try:
+            log = server.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            pytest.fail('metaf2n-app did not exit within 30 s of SIGTERM; its output:\n' + server.communicate()[0])
     print(f'browser test: {time.perf_counter() - start:.1f} s; screenshots in {tmp_path}')
     assert summary.startswith('grace.png: 1 face used'), log[-3000:]
     assert '1 face used, restored by GPEN-BFR-256; the network took its step on them' in summary
