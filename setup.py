@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 HOOK = 'metaf2n_autoload.pth'
 HOOK_MODULE = 'metaf2n_autoload.py'
 GRADIO = 'gradio==6.31.0'  # metaf2n-app's page, pinned: Gradio changes its components between releases
+SPANDREL = 'spandrel==0.4.2'  # bare weights files of other architectures, pinned: it adds and changes detections
 VERSION = re.search(r"^__version__ = '(.+)'$", (HERE / 'metaf2n_plugin' / '__init__.py').read_text(), re.M)[1]
 
 
@@ -69,11 +70,14 @@ setup(
     # `lint`: `make lint`'s tools (style and types), pinned because they change between releases.
     # `convert`: metaf2n-convert reads the official TensorFlow checkpoint (an .npz of its variables needs nothing).
     # `app`: metaf2n-app's web page; the tests drive it in Chromium (Debian's package) with Playwright.
+    # `infer`: metaf2n-infer, the page and PhotoSuperResolver read bare weights files of architectures other than
+    # RRDBNet (SRVGGNetCompact, SwinIR, HAT, ...) through spandrel; --opt needs nothing more.
     extras_require={
-        'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3', GRADIO, 'playwright==1.65.2'],
+        'test': ['pytest>=7', 'scikit-image>=0.19', 'matplotlib>=3.3', GRADIO, 'playwright==1.65.2', SPANDREL],
         'lint': ['flake8==7.5.0', 'isort==9.0.2', 'yapf==0.43.0', 'mypy==2.4.1'],
         'convert': ['tensorflow>=2.4'],
-        'app': [GRADIO]
+        'app': [GRADIO, SPANDREL],
+        'infer': [SPANDREL]
     },
     entry_points={
         'console_scripts': [

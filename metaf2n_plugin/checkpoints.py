@@ -176,8 +176,14 @@ def network_from(state, options, where='the weights'):
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
+        lines = [
+            line.strip()[:200] + ('...' if len(line.strip()) > 200 else '') for line in str(error).splitlines()[1:]
+            if line.strip()
+        ]
+        detail = '; '.join(lines[:2]) + (f'; and {len(lines) - 2} more' if len(lines) > 2 else '')
         raise WeightsFileError(
-            f'{where}: its {options["type"]} variables do not fit {options}: {error}', reason='shapes') from None
+            f'{where}: its {options["type"]} variables do not fit {options}: {detail or error}',
+            reason='shapes') from None
     return net
 
 

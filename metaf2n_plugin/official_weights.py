@@ -53,7 +53,8 @@ from metaf2n_plugin.models.adaptation import AdaptationSettings
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE, WHEEL_MODEL, convert_ncnn
 from metaf2n_plugin.package_weights import locate_wheel, read_member
-from metaf2n_plugin.weight_delta import apply_delta, read_delta
+from metaf2n_plugin.sr_network import DIGEST_KEY
+from metaf2n_plugin.weight_delta import apply_delta, read_delta, state_digest
 
 CONVERTED_ADAPTATION = AdaptationSettings(legacy_bicubic=True).to_dict()  # MaskNet sees TF1's bicubic
 REALESRGAN_NCNN = 'realesrgan-ncnn'
@@ -157,7 +158,10 @@ def convert_delta(args):
     net_g, net_mask, adaptation, changed = apply_delta(delta, args.checkpoint, base)
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
     adaptation = AdaptationSettings.from_options({'adaptation': adaptation}, args.checkpoint).to_dict()
-    outputs = [('mask', net_mask, {'adaptation': adaptation})]  # metaf2n-infer and basicsr.test follow them
+    # metaf2n-infer and basicsr.test follow the settings; metaf2n-infer refuses the MaskNet with another net_g (the
+    # base's digest when net_g is the base file itself: base + 0 turns its -0.0s into 0.0s)
+    digest = state_digest(net_g) if changed else delta['base']['sha256']
+    outputs = [('mask', net_mask, {'adaptation': adaptation, DIGEST_KEY: [digest]})]
     if changed:
         outputs.insert(0, ('g', net_g, {}))
     else:

@@ -23,12 +23,12 @@ import torch
 from basicsr.utils import img2tensor
 from torch import nn
 
-from metaf2n_plugin.checkpoints import (load_state_dict, masknet_options, network_from, read_checkpoint,
-                                        rrdbnet_options, state_dict_of)
+from metaf2n_plugin.checkpoints import masknet_options, network_from, read_checkpoint, state_dict_of
 from metaf2n_plugin.errors import (ARGUMENT_NAMES, OptionError, PhotoError, PhotoSizeError, WeightsNotFoundError,
                                    blamed_on, worded_with)
 from metaf2n_plugin.faces import FacePair, FacePairExtractor
 from metaf2n_plugin.faces.detection import RETINAFACE_MODELS
+from metaf2n_plugin.faces.paste_back import paste_faces
 from metaf2n_plugin.faces.registry import AUTO, FACE_SOURCES
 from metaf2n_plugin.image_io import tensor_to_image
 from metaf2n_plugin.memory import available_memory
@@ -38,9 +38,10 @@ from metaf2n_plugin.models.fast_forward import FastForward
 from metaf2n_plugin.models.precision import cpu_description, resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.names import NET_G_FILE, NET_MASK_FILE, WEIGHTS_DIR
+from metaf2n_plugin.sr_network import (SCALE, TrainingOptions, check_scale, check_trained_with, network_from_file,
+                                       network_from_options, read_training_options)
 from metaf2n_plugin.weights import locate_weights
 
-SCALE = 4
 TILE = 256  # LQ tile side: memory stays bounded whatever the photo's size
 MIN_SIDE = 16  # one LR face patch (64 / 4)
 MIN_TILE = 32  # smaller tiles spend most of their work on their context (tile_pad)
@@ -64,7 +65,9 @@ class PhotoReport:
     ``precision``: the super-resolution pass's; ``seconds``: the time of ``faces`` and ``adaptation`` (when
     adapting), then ``super_resolution``, or ``super_resolution_and_plain`` when the plain output was asked of an
     adapted photo (one pass gives both: :meth:`~metaf2n_plugin.models.fast_forward.FastForward.pair`), and
-    ``plain`` when it was asked of a photo not adapted; ``patches``: face patch pairs the step used (0 without).
+    ``plain`` when it was asked of a photo not adapted, and ``paste_faces``; ``patches``: face patch pairs the step
+    used (0 without). ``before_paste``: with ``paste_faces``, the ``(4H, 4W, 3)`` output before the restored faces
+    were pasted in (None otherwise).
     """
     pairs: list[FacePair]
     adapted: bool
@@ -76,6 +79,7 @@ class PhotoReport:
     seconds: dict[str, float]
     patches: int = 0
     face_weights: Optional[Callable[[FacePair], np.ndarray]] = dataclasses.field(default=None, repr=False)
+    before_paste: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
 
     @functools.cached_property
     def mask_weights(self) -> Optional[list[np.ndarray]]:
@@ -94,10 +98,17 @@ class PhotoSuperResolver:
     """Algorithm 2 on one photo at a time (:meth:`enhance`).
 
     Args:
-        model: the SR network: an x4 RRDBNet's weights file (any size, read off its shapes; ``metaf2n-convert``'s
-            output or a training run's ``net_g_<iter>.pth``) or any x4 ``nn.Module``.
-        mask: MaskNet: its weights file (``net_mask_<iter>.pth``, whose adaptation settings are followed) or an
-            ``nn.Module``; None weighs every face pixel 1 (naive fine-tuning on the faces).
+        model: the x4 SR network: a weights file or any x4 ``nn.Module``. A file is built as ``opt``'s ``network_g``
+            says, else read off its shapes: BasicSR's RRDBNet (any size; ``metaf2n-convert``'s output, a training
+            run's ``net_g_<iter>.pth``), else any architecture spandrel detects (SRVGGNetCompact, SwinIR, HAT, ...;
+            docs/photos.md). Default: ``opt``'s weights, else ``weights/MetaF2N_net_g.pth``.
+        mask: MaskNet: its weights file (``net_mask_<iter>.pth``, whose adaptation settings are followed, and which
+            is refused with another ``net_g`` than the one it was trained with) or an ``nn.Module``; None weighs every
+            face pixel 1 (naive fine-tuning on the faces). Left at its default with ``opt``: ``opt``'s.
+        opt: a BasicSR options file (a training's, or its copy in ``experiments/<name>/``): its ``network_g`` and
+            ``network_mask`` build the networks, whose weights are ``path.pretrain_network_g`` and
+            ``path.pretrain_network_mask``, else the run's last (``experiments/<name>/models/net_*_latest.pth``);
+            its ``adaptation`` group changes the settings stored with MaskNet.
         adapt: False runs the plain network: no faces, ``mask`` not read.
         faces: the face source, as ``FacePairExtractor``'s ``source`` option (``'retinaface'``, ``'mtcnn'``,
             ``{'type': 'landmarks', 'json_path': ...}``, ...); ``'auto'`` (or ``{'type': 'auto', 'weights': ...,
@@ -113,6 +124,9 @@ class PhotoSuperResolver:
             what it never differentiates (MaskNet, a frozen RRDBNet body) runs in this precision without a graph
             (:func:`~metaf2n_plugin.models.adaptation.photo_step`).
         exact_step: the step of 0.2 instead: the whole network and MaskNet in fp32 with their graph.
+        paste_faces: the output gets each face's restoration (the pseudo GT of the step) blended back in
+            (:func:`~metaf2n_plugin.faces.paste_back.paste_faces`): MetaF2N's background with restored faces, as
+            GFPGAN users expect; needs ``adapt``.
         tile, tile_pad, compile: as :class:`~metaf2n_plugin.models.fast_forward.FastForward` (tile 0: whole photo).
         log: called with each line worth telling (detector, settings, precision).
         names: deprecated (0.1's way for a front end to name the arguments in the errors; removed in 0.3): the
@@ -127,9 +141,10 @@ class PhotoSuperResolver:
     """
 
     def __init__(self,
-                 model: PathOrNetwork = DEFAULT_MODEL,
+                 model: Optional[PathOrNetwork] = None,
                  mask: Optional[PathOrNetwork] = DEFAULT_MASK,
                  *,
+                 opt: Union[str, 'os.PathLike[str]', None] = None,
                  adapt: bool = True,
                  faces: Options = AUTO,
                  restorer: Options = DEFAULT_RESTORER,
@@ -141,6 +156,7 @@ class PhotoSuperResolver:
                  tile_pad: int = TILE_PAD,
                  compile: bool = False,
                  exact_step: bool = False,
+                 paste_faces: bool = False,
                  log: Callable[[str], None] = log_to_stderr,
                  names: Optional[Mapping[str, str]] = None) -> None:
         if names is not None:
@@ -159,7 +175,12 @@ class PhotoSuperResolver:
                     value=seed)
             self.device = torch_device(device)
             self.precision = resolve_precision(precision, self.device)
-            net_g, net_mask, stored = load_networks(model, mask if adapt else None)
+            options = None if opt is None else read_training_options(os.fspath(opt))
+            if options is not None and mask is DEFAULT_MASK:
+                mask = options.mask
+            model = model if model is not None else options.model if options is not None else DEFAULT_MODEL
+            net_g, net_mask, stored, described = load_networks(model, mask if adapt else None, options)
+            log(f'the SR network: {described}')
             self.net_g = net_g.eval().to(self.device)
             self.net_mask = None if net_mask is None else net_mask.eval().requires_grad_(False).to(self.device)
             self.tile, self.tile_pad = tile, tile_pad
@@ -168,13 +189,23 @@ class PhotoSuperResolver:
             first = getattr(self.net_g, 'conv_first', None)
             self.num_feat = getattr(first, 'out_channels', 64)  # RRDBNet's, else x4plus'
             self.free = available_memory(self.device)
-            self.adapt, self.seed, self.exact_step = adapt, seed, exact_step
+            if paste_faces and not adapt:
+                raise OptionError(
+                    '{argument} needs the faces, which adapt=False does not look for',
+                    argument='paste_faces',
+                    option='paste_faces',
+                    value=paste_faces)
+            self.adapt, self.seed, self.exact_step, self.paste_faces = adapt, seed, exact_step, paste_faces
             self.settings: Optional[AdaptationSettings] = None
             self.extractor: Optional[FacePairExtractor] = None
             if adapt:
                 stored_in = None
                 if stored is not None and isinstance(mask, (str, os.PathLike)):
                     stored_in = repr(os.fspath(mask))
+                if options is not None and options.adaptation:
+                    stored = adaptation_settings(stored, stored_in, options.adaptation, log,
+                                                 f'the adaptation group of {options.path!r}')
+                    stored_in = f'{stored_in or "the defaults"}, changed by {options.path!r}'
                 self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
                 with adaptation_argument():
                     self.settings.check_network(self.net_g, SCALE, exact_step)
@@ -263,10 +294,15 @@ class PhotoSuperResolver:
             unadapted = output if adapted is None or plain_sr is None else tensor_to_image(plain_sr.clamp_(0, 1))
             if not both:
                 seconds['plain'] = time.perf_counter() - start
+        before_paste = None
+        if self.paste_faces:
+            start, before_paste = time.perf_counter(), output
+            output = paste_faces(output, pairs, SCALE)
+            seconds['paste_faces'] = time.perf_counter() - start
         inner_loss = None if adapted is None else adapted.inner_losses[0].item()
         weigh = self.face_weights if self.net_mask is not None and self.settings is not None else None
         return output, PhotoReport(pairs, adapted is not None, reason, inner_loss, unadapted, self.settings,
-                                   self.precision, seconds, used if adapted is not None else 0, weigh)
+                                   self.precision, seconds, used if adapted is not None else 0, weigh, before_paste)
 
     @torch.no_grad()
     def face_weights(self, pair: FacePair) -> np.ndarray:
@@ -336,13 +372,18 @@ def torch_device(device: Union[str, torch.device, None]) -> torch.device:
 
 
 def load_networks(model: PathOrNetwork,
-                  mask: Optional[PathOrNetwork]) -> tuple[nn.Module, Optional[nn.Module], Optional[AdaptationSettings]]:
-    """``(net_g, net_mask, stored)``: ``model`` and ``mask`` (a weights file, an ``nn.Module`` passed through, or for
-    ``mask`` None) as networks, and the :class:`AdaptationSettings` stored in the MaskNet file (None without one).
+                  mask: Optional[PathOrNetwork],
+                  options: Optional[TrainingOptions] = None) -> tuple[nn.Module, Optional[nn.Module], Any, str]:
+    """``(net_g, net_mask, stored, description)``: ``model`` and ``mask`` (a weights file, an ``nn.Module`` passed
+    through, or for ``mask`` None) as networks, the :class:`AdaptationSettings` stored in the MaskNet file (None
+    without one) and what ``net_g`` is, in words.
 
-    An RRDBNet (x4) or MaskNet is built to fit each file's shapes. :class:`WeightsNotFoundError` for a missing file,
-    with where the official weights are and how to convert them; :class:`WeightsFileError` for a file that holds
-    other weights. Both carry the argument (``'model'`` or ``'mask'``) and the file.
+    A file is built as ``options`` (a BasicSR options file's :class:`TrainingOptions`) describe it, else as its shapes
+    say (:func:`~metaf2n_plugin.sr_network.network_from_file`: BasicSR's RRDBNet, or what spandrel detects); either
+    way it must be x4. :class:`WeightsNotFoundError` for a missing file, with where the official weights are and how
+    to convert them; :class:`WeightsFileError` for a file no loader recognises, of another scale, whose shapes
+    contradict ``options``, or a MaskNet trained with another ``net_g``. Both carry the argument (``'model'`` or
+    ``'mask'``) and the file.
     """
     given = (('model', model), ('mask', mask))
     files = {key: os.fspath(path) for key, path in given if isinstance(path, (str, os.PathLike))}
@@ -355,33 +396,40 @@ def load_networks(model: PathOrNetwork,
             advice=f'The official weights are a TensorFlow checkpoint at {OFFICIAL_WEIGHTS} (no direct download link): '
             f'download it, then `metaf2n-convert <checkpoint prefix> --out {folder}` writes {NET_G_FILE} and '
             f'{NET_MASK_FILE} there. Or point {{model}}/{{mask}} at a training run\'s '
-            'experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth.')
-    if isinstance(model, nn.Module):
-        net_g = model
-    else:
-        with blamed_on('model'):
-            state, where = load_state_dict(files['model'], '{argument}'), f'{{argument}} {files["model"]!r}'
-            net_g = network_from(state, rrdbnet_options(state, where), where)
+            'experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth' +
+            (' (or give opt the run\'s options file)' if options is None else ''))
+    with blamed_on('model'):
+        if isinstance(model, nn.Module):
+            net_g, description = model, type(model).__name__
+        elif options is not None:
+            net_g, description = network_from_options(options, files['model'])
+        else:
+            net_g, description = network_from_file(files['model'])
+        check_scale(net_g, f'{{argument}} {files.get("model", type(model).__name__)!r}')
     net_mask, stored = mask if isinstance(mask, nn.Module) else None, None
     if 'mask' in files:
         with blamed_on('mask'):
             checkpoint, where = read_checkpoint(files['mask'], '{argument}'), f'{{argument}} {files["mask"]!r}'
             state = state_dict_of(checkpoint, files['mask'], '{argument}')
-            net_mask = network_from(state, masknet_options(state, where), where)
+            mask_options = options.network_mask if options is not None and options.network_mask else None
+            net_mask = network_from(state, mask_options or masknet_options(state, where), where)
             stored = stored_adaptation(checkpoint)
-    return net_g, net_mask, stored
+            check_trained_with(net_g, checkpoint, files['mask'])
+    return net_g, net_mask, stored, description
 
 
-def adaptation_settings(stored: Optional[AdaptationSettings], stored_in: Optional[str], changes: Mapping[str, Any],
-                        log: Callable[[str], None]) -> AdaptationSettings:
+def adaptation_settings(stored: Optional[AdaptationSettings],
+                        stored_in: Optional[str],
+                        changes: Mapping[str, Any],
+                        log: Callable[[str], None],
+                        source: str = ARGUMENT_NAMES['adaptation']) -> AdaptationSettings:
     """The settings ``stored`` in the MaskNet file (``stored_in``; None: the defaults) with ``changes`` (a dict of
-    :class:`AdaptationSettings` fields, the ``adaptation`` argument), each change to stored settings logged, then
-    the settings used. :class:`OptionError` (its argument ``'adaptation'``) for an unknown field or a value of the
-    wrong kind."""
-    source = ARGUMENT_NAMES['adaptation']
+    :class:`AdaptationSettings` fields from ``source``: the ``adaptation`` argument, or an options file's group), each
+    change to stored settings logged, then the settings used. :class:`OptionError` (its argument ``'adaptation'``)
+    for an unknown field or a value of the wrong kind."""
     with adaptation_argument():
         settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
-    origin = f'stored in {stored_in}' if stored is not None else 'the defaults'
+    origin = f'stored in {stored_in}' if stored_in is not None else 'the defaults'
     log(f'adaptation: {settings.to_dict()} ({origin}{f", changed by {source}" if changes else ""})')
     return settings
 

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from metaf2n_plugin import adapt_to_faces
 from metaf2n_plugin.models.adaptation import AdaptationSettings
+from metaf2n_plugin.weight_delta import state_digest
 from conftest import task_options, tiny_rrdbnet
 
 TASKS, FACES, BACKGROUNDS = 2, 2, 2
@@ -480,7 +481,11 @@ def test_training_saves_the_adaptation_settings_with_masknet_and_testing_follows
     torch.manual_seed(0)
     build_model(model_options(tmp_path, adaptation=trained.to_dict())).save(epoch=0, current_iter=1)
     saved = torch.load(tmp_path / 'models' / 'net_mask_1.pth', weights_only=True)
-    assert saved['adaptation'] == trained.to_dict() and set(saved) == {'params', 'adaptation'}
+    assert saved['adaptation'] == trained.to_dict() and set(saved) == {'params', 'adaptation', 'net_g_sha256'}
+    net_g_file = torch.load(tmp_path / 'models' / 'net_g_1.pth', weights_only=True)  # the photo run's check
+    assert saved['net_g_sha256'] == [
+        state_digest(net_g_file[key]) for key in ('params', 'params_ema') if key in net_g_file
+    ]
     path = {'pretrain_network_g': str(tmp_path / 'models' / 'net_g_1.pth')}
     path['pretrain_network_mask'] = str(tmp_path / 'models' / 'net_mask_1.pth')
     test = model_options(tmp_path, is_train=False, path=path)

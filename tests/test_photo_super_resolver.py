@@ -87,10 +87,11 @@ def test_enhance_gives_the_adapted_output_and_what_a_page_would_show(photo, netw
     np.testing.assert_allclose(face_weights[pairs[0].mask], weights[pairs[0].mask], rtol=1e-6)
     assert set(report.seconds) == {'faces', 'adaptation', 'super_resolution_and_plain'}
     assert all(torch.equal(before[name], value) for name, value in net_g.state_dict().items())
-    assert lines[0] == f"adaptation: {settings.to_dict()} (the defaults, changed by the adaptation argument)"
-    assert lines[1] == ('the adaptation step: MaskNet in fp32 without a graph; the whole network in fp32 with its '
+    assert lines[0] == 'the SR network: RRDBNet'  # an nn.Module, as given
+    assert lines[1] == f"adaptation: {settings.to_dict()} (the defaults, changed by the adaptation argument)"
+    assert lines[2] == ('the adaptation step: MaskNet in fp32 without a graph; the whole network in fp32 with its '
                         'graph (34 tensor(s) of its body change (e.g. body.0.rdb1.conv1.bias))')
-    assert lines[2].startswith('super-resolution in fp32 on cpu (')
+    assert lines[3].startswith('super-resolution in fp32 on cpu (')
     again, _ = resolver(photo, net_g, net_mask, adaptation={'lr': 0.5}).enhance(lq, 'astronaut.png', photo[1])
     assert np.array_equal(again, output)  # uint8 is read as / 255
 
@@ -128,7 +129,8 @@ def test_files_bring_the_settings_stored_with_masknet_and_arguments_change_them_
     lines = []
     loaded = resolver(photo, *files, lines, adaptation={'steps': 1})
     assert loaded.settings == AdaptationSettings(lr=0.5, steps=1)
-    assert lines[0] == f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in {files[1]!r}"
+    assert lines[0] == 'the SR network: RRDBNet (num_feat 8, num_block 1, num_grow_ch 4)'  # read off the file
+    assert lines[1] == f"adaptation.steps: 1 from the adaptation argument, not the 2 stored in {files[1]!r}"
     assert all(torch.equal(value, net_g.state_dict()[name]) for name, value in loaded.net_g.state_dict().items())
     with pytest.raises(ValueError, match=r"the adaptation argument: unknown adaptation options \['step'\]"):
         resolver(photo, *files, adaptation={'step': 1})

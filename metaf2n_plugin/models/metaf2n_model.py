@@ -33,6 +33,7 @@ from metaf2n_plugin.models.precision import resolve_precision
 from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.names import UNADAPTED
 from metaf2n_plugin.option_checks import checked_regex, checked_value, group_or_none, option_group
+from metaf2n_plugin.sr_network import DIGEST_KEY, net_g_digest
 
 # The keys of the model's option groups besides adaptation's (AdaptationSettings): BasicSR's, then MetaF2N's.
 TRAIN_KEYS = ('total_iter', 'warmup_iter', 'scheduler', 'ema_decay', 'optim_g', 'pixel_opt', 'perceptual_opt',
@@ -397,14 +398,17 @@ class MetaF2NModel(FIDValidationMixin, SRModel):
         del self.output_unadapted, self.item
 
     def save(self, epoch, current_iter):
-        """MaskNet's weights with the adaptation settings (``net_mask_<iter>.pth``: ``params``, ``adaptation``), the
-        discriminator's, then SRModel's: net_g with its EMA and the training state."""
+        """MaskNet's weights with the adaptation settings and the digests of the net_g weights saved beside it
+        (``net_mask_<iter>.pth``: ``params``, ``adaptation``, ``net_g_sha256``: net_g's, then its EMA's, which a photo
+        run checks), the discriminator's, then SRModel's: net_g with its EMA and the training state."""
         label = 'latest' if current_iter == -1 else current_iter
         state = {key: value.cpu() for key, value in self.net_mask.state_dict().items()}
+        nets = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
         save_checkpoint(
             state,
             os.path.join(self.opt['path']['models'], f'net_mask_{label}.pth'),
-            adaptation=self.adaptation.to_dict())
+            adaptation=self.adaptation.to_dict(),
+            **{DIGEST_KEY: [net_g_digest(net) for net in nets]})
         if self.net_d is not None:
             self.save_network(self.net_d, 'net_d', current_iter)
         super().save(epoch, current_iter)
