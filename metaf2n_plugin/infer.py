@@ -31,6 +31,7 @@ with AVX-512 BF16 or AMX), else fp32 (fp16 on GPUs without bf16); the run says w
 """
 import argparse
 import contextlib
+import functools
 import glob
 import os
 import sys
@@ -40,11 +41,13 @@ import cv2
 import yaml
 from tqdm import tqdm
 
+from metaf2n_plugin.archive import REPORT, FolderBusyError, Ranks, ReportPart, folder_lock, merged, write_report
 from metaf2n_plugin.cli import add_face_weights_arguments, check_output_folder, parser_from_doc
 from metaf2n_plugin.errors import message_of
 from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, image_with_stem, is_image_file, read_image, read_photo,
                                      write_image, write_photo)
+from metaf2n_plugin.metrics.psnr_y import psnr_y
 from metaf2n_plugin.models.tiling import TILE_PAD
 from metaf2n_plugin.names import OUTPUT_SUFFIX
 from metaf2n_plugin.photo_super_resolver import DEFAULT_MASK, DEFAULT_MODEL, TILE, PhotoError, PhotoSuperResolver
@@ -53,6 +56,7 @@ from metaf2n_plugin.side_by_side import compose, face_panels
 # PhotoSuperResolver's arguments, as the flags that give them
 FLAG_NAMES = {
     'model': '--model',
+    'opt': '--opt',
     'mask': '--mask',
     'adaptation': 'the flags',
     'seed': '--seed',
@@ -69,9 +73,14 @@ def build_parser():
     weights = parser.add_argument_group('weights')
     weights.add_argument(
         '--model',
-        default=DEFAULT_MODEL,
-        help='the SR network (RRDBNet x4, any size): metaf2n-convert output or net_g_<iter>.pth')
-    weights.add_argument('--mask', default=DEFAULT_MASK, help='MaskNet: net_mask_<iter>.pth')
+        help='the x4 SR network\'s weights: metaf2n-convert output, net_g_<iter>.pth, or a bare file of any '
+        f'architecture spandrel detects (default: --opt\'s, else {DEFAULT_MODEL})')
+    weights.add_argument(
+        '--opt',
+        help='a BasicSR options file (the training\'s): network_g, network_mask and adaptation from it, the weights '
+        'from its path.pretrain_network_* or experiments/<name>/models/net_*_latest.pth')
+    weights.add_argument(
+        '--mask', default=DEFAULT_MASK, help=f'MaskNet: net_mask_<iter>.pth (default: --opt\'s, else {DEFAULT_MASK})')
     add_face_weights_arguments(weights)
     faces = parser.add_argument_group('adaptation')
     faces.add_argument('--landmarks', help='faces as JSON (keyed by file name, LQ pixels) instead of the detector')
@@ -128,7 +137,16 @@ def build_parser():
         '--compile',
         action='store_true',
         help='torch.compile the network for the tile size (needs --tile and a C++ compiler)')
-    extras = parser.add_argument_group('extra outputs')
+    extras = parser.add_argument_group('outputs')
+    extras.add_argument(
+        '--paste-faces',
+        action='store_true',
+        help='paste each face\'s restoration (the step\'s pseudo GT) into the output, blended at its edges: '
+        'MetaF2N\'s background with restored faces')
+    extras.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='redo the photos whose outputs exist (default: skip them, so that a re-run resumes)')
     extras.add_argument(
         '--save-faces', action='store_true', help='<stem>_face<k>.png: LQ face | restored face | MaskNet weights')
     extras.add_argument(
@@ -193,7 +211,7 @@ def collect_inputs(arguments):
     return photos, skipped
 
 
-def build_resolver(args):
+def build_resolver(args, ranks=None):
     """The :class:`PhotoSuperResolver` the flags describe (networks and face pipeline loaded, or the error)."""
     faces = {'type': args.detector, 'weights': args.detector_weights, 'download': args.download}
     if args.landmarks:
@@ -204,18 +222,21 @@ def build_resolver(args):
     return PhotoSuperResolver(
         args.model,
         None if args.no_mask else args.mask,
+        opt=args.opt,
         adapt=not args.no_adapt,
         faces=faces,
         restorer=restorer,
         adaptation=adaptation_changes(args),
         seed=args.seed,
-        device=args.device,
+        device=args.device if ranks is None else ranks.device,
         precision=args.precision,
         tile=args.tile,
         tile_pad=args.tile_pad,
         compile=args.compile,
         exact_step=args.exact_step,
-        log=lambda line: print(f'metaf2n-infer: {line}', file=sys.stderr))
+        paste_faces=args.paste_faces,
+        log=(lambda line: print(f'metaf2n-infer: {line}', file=sys.stderr)) if ranks is None or ranks.rank == 0 else
+        (lambda line: None))
 
 
 def ground_truth_of(path, folder):
@@ -237,13 +258,39 @@ def claim(paths, photo, taken):
     taken.update((os.path.realpath(path), f'the output of {photo!r}') for path in paths)
 
 
+def outputs_of(path, folder, args):
+    """The files of fixed name a photo gets in ``folder``: ``<stem>_metaf2n.png`` (written last), then the
+    side-by-side when asked."""
+    stem = os.path.join(folder, os.path.splitext(os.path.basename(path))[0])
+    return [f'{stem}{OUTPUT_SUFFIX}.png'] + ([f'{stem}_side_by_side.png'] if args.side_by_side else [])
+
+
+def plan(photos, args):
+    """``(claims, to_do, complete)``: each photo's claim on its outputs (None, or the PhotoError of a name taken,
+    :func:`claim`), in the same order on every rank; the photos to run, and those whose outputs all exist (skipped
+    unless ``--overwrite``)."""
+    taken = {os.path.realpath(path): f'the input {path!r}' for path in photos}
+    claims = {}
+    for path in photos:
+        try:
+            claim(outputs_of(path, args.out, args), os.path.basename(path), taken)
+            claims[path] = None
+        except PhotoError as error:
+            claims[path] = str(error)
+    complete = [] if args.overwrite else [
+        path for path in photos if claims[path] is None and all(map(os.path.isfile, outputs_of(path, args.out, args)))
+    ]
+    to_do = [path for path in photos if path not in complete]
+    return claims, taken, to_do, complete
+
+
 def super_resolve(resolver, path, folder, taken, args):
-    """One photo into ``folder``: ``<stem>_metaf2n.png`` and the extra outputs asked for, each path claimed
-    (:func:`claim`) before any is written. Returns its :class:`PhotoReport` and its LQ megapixels."""
+    """One photo into ``folder``: the extra outputs asked for, then ``<stem>_metaf2n.png`` last, so that a photo
+    whose output exists is complete (each file written atomically). Returns its :class:`PhotoReport`, its LQ
+    megapixels and its PSNR-Y (None without ``--gt``)."""
     name = os.path.basename(path)
-    stem = os.path.join(folder, os.path.splitext(name)[0])
-    out, side_by_side = f'{stem}{OUTPUT_SUFFIX}.png', f'{stem}_side_by_side.png'
-    claim([out, side_by_side] if args.side_by_side else [out], name, taken)
+    out, *extras = outputs_of(path, folder, args)
+    stem = out[:-len(f'{OUTPUT_SUFFIX}.png')]
     photo = read_photo(path, resolver.check_size)
     if photo.frames > 1:
         tqdm.write(
@@ -253,21 +300,61 @@ def super_resolve(resolver, path, folder, taken, args):
     sr, report = resolver.enhance(photo.rgb, name, gt, plain=args.side_by_side)
     face_files = [f'{stem}_face{k}.png' for k in range(len(report.pairs))] if args.save_faces else []
     claim(face_files, name, taken)
-    write_photo(out, photo.upscaled(sr))
     if args.side_by_side:
-        write_image(
-            side_by_side,
-            compose([('LQ', photo.rgb), ('plain network', report.plain), ('MetaF2N', sr)],
-                    [pair.box for pair in report.pairs]))
+        panels = [('LQ', photo.rgb), ('plain network', report.plain)]
+        if report.before_paste is not None:
+            panels += [('MetaF2N', report.before_paste), ('MetaF2N + restored faces', sr)]
+        else:
+            panels.append(('MetaF2N', sr))
+        write_image(extras[0], compose(panels, [pair.box for pair in report.pairs]))
     weights = report.mask_weights or [None] * len(report.pairs)
     for face_file, pair, face_weights in zip(face_files, report.pairs, weights):
         write_image(face_file, face_panels(pair, face_weights))
-    return report, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6
+    write_photo(out, photo.upscaled(sr))
+    psnr = psnr_y([sr], gt)[0] if gt is not None else None
+    return report, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6, psnr
+
+
+def record_of(path, report, psnr, seconds, run):
+    """The ``report.jsonl`` line of a photo done."""
+    return {
+        'photo': path,
+        'status': 'done',
+        'faces_found': len(report.pairs),
+        'faces_used': len(report.pairs) if report.adapted else 0,
+        'patches': report.patches,
+        'adapted': report.adapted,
+        'reason': report.reason,
+        'inner_loss': report.inner_loss,
+        'settings': None if report.settings is None else report.settings.to_dict(),
+        'precision': report.precision,
+        'seconds': {
+            key: round(value, 3)
+            for key, value in report.seconds.items()
+        },
+        'total_seconds': round(seconds, 3),
+        'psnr_y': None if psnr is None else round(psnr, 4),
+        **run
+    }
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        ranks = Ranks.from_environment(args.device)
+    except (RuntimeError, ValueError) as error:
+        print(f'metaf2n-infer: torchrun\'s process group could not start: {error}', file=sys.stderr)
+        return 2
+    try:
+        return run(args, ranks)
+    finally:
+        ranks.close()
+
+
+def run(args, ranks):
+    """The run of :func:`main` on this rank (returns its exit status)."""
+    say = functools.partial(print, file=sys.stderr) if ranks.rank == 0 else lambda *_, **__: None
     try:
         photos, skipped = collect_inputs(args.inputs)
         if not photos:
@@ -277,39 +364,86 @@ def main(argv=None):
         if args.gt and not os.path.isdir(args.gt):
             raise NotADirectoryError(f'--gt {args.gt!r} is not a folder; give the folder of the photos\' ground '
                                      'truth, one image per photo with the same stem')
-        resolver = build_resolver(args)
+        resolver = build_resolver(args, ranks)
         os.makedirs(args.out, exist_ok=True)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f'metaf2n-infer: {message_of(error, FLAG_NAMES)}', file=sys.stderr)
+        say(f'metaf2n-infer: {message_of(error, FLAG_NAMES)}')
         return 2
     for path in skipped:
-        print(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})', file=sys.stderr)
-    taken = {os.path.realpath(path): f'the input {path!r}' for path in photos}
-    failed, faces, patches, not_adapted, megapixels = [], 0, 0, 0, 0.0
-    start = time.perf_counter()
-    for path in tqdm(photos, desc='metaf2n-infer', unit='photo'):
-        try:
-            report, size = super_resolve(resolver, path, args.out, taken, args)
-        except (OSError, ValueError, RuntimeError, cv2.error) as error:
-            failed.append((path, message_of(error, FLAG_NAMES).splitlines()[0]))
-            tqdm.write(f'failed {path}: {failed[-1][1]}', file=sys.stderr)
-            continue
-        if resolver.adapt and not report.adapted:
-            tqdm.write(f'{path}: {report.reason}; written with the plain network', file=sys.stderr)
-            not_adapted += 1
-        faces += len(report.pairs) if report.adapted else 0
-        patches += report.patches
-        megapixels += size
-    seconds = time.perf_counter() - start
-    done = len(photos) - len(failed)
+        say(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})')
+    with contextlib.ExitStack() as stack:
+        busy = None
+        if ranks.rank == 0:
+            try:
+                stack.enter_context(folder_lock(args.out))
+                write_report(args.out)  # the lines of a killed run, and its writes' temporary files
+            except FolderBusyError as error:
+                busy = str(error)
+        busy = ranks.from_rank0(busy)
+        if busy:
+            say(f'metaf2n-infer: {busy}')
+            return 2
+        claims, taken, to_do, complete = ranks.from_rank0(plan(photos, args) if ranks.rank == 0 else None)
+        if complete:
+            say(f'{len(complete)} of {len(photos)} photos already have their outputs in {args.out} (--overwrite '
+                'redoes them)')
+        records = process(resolver, ranks.share(to_do), claims, taken, args, ranks)
+        records = ranks.gathered(records)
+        if ranks.rank != 0:
+            return 0
+        known = merged(args.out)
+        records += [{
+            'photo': path,
+            'status': 'skipped',
+            'reason': 'its outputs existed'
+        } for path in complete if path not in known]
+        write_report(args.out, records)
+        print(summary(records, len(complete), len(photos), args))
+        return 1 if any(record['status'] == 'failed' for record in records) else 0
+
+
+def process(resolver, photos, claims, taken, args, ranks):
+    """This rank's share of the photos, each one's line appended to its report part as it ends; returns the
+    lines."""
+    part = ReportPart(args.out, ranks.rank)
+    run = {'rank': ranks.rank, 'run': f'{os.uname().nodename}:{os.getpid()}'}
+    try:
+        for path in tqdm(photos, desc='metaf2n-infer', unit='photo', disable=ranks.rank != 0 or None):
+            start = time.perf_counter()
+            try:
+                if claims[path] is not None:
+                    raise PhotoError(claims[path])
+                report, size, psnr = super_resolve(resolver, path, args.out, taken, args)
+            except (OSError, ValueError, RuntimeError, cv2.error) as error:
+                reason = message_of(error, FLAG_NAMES).splitlines()[0]
+                tqdm.write(f'failed {path}: {reason}', file=sys.stderr)
+                part.add({'photo': path, 'status': 'failed', 'error': reason, **run})
+                continue
+            if resolver.adapt and not report.adapted:
+                tqdm.write(f'{path}: {report.reason}; written with the plain network', file=sys.stderr)
+            part.add(dict(record_of(path, report, psnr, time.perf_counter() - start, run), megapixels=size))
+    finally:
+        part.close()
+    return part.records
+
+
+def summary(records, complete, total, args):
+    """The run's last line(s): done, skipped, failed, not adapted, faces and speed, then each failed photo."""
+    done = [record for record in records if record['status'] == 'done']
+    failed = [record for record in records if record['status'] == 'failed']
+    seconds = sum(record['total_seconds'] for record in done)
+    megapixels = sum(record['megapixels'] for record in done)
     rate = f'{seconds / megapixels:.2f} s per LQ megapixel' if megapixels else 'no pixels processed'
     adapted = 'not adapted (--no-adapt)'
     if not args.no_adapt:
+        faces = sum(record['faces_used'] for record in done)
+        patches = sum(record['patches'] for record in done)
+        not_adapted = sum(not record['adapted'] for record in done)
         adapted = (f'{_count(faces, "face")} used ({_count(patches, "patch pair")} in the step), '
                    f'{_count(not_adapted, "photo")} not adapted (plain network)')
-    print(f'{done} of {len(photos)} photos super-resolved into {args.out}: {adapted}; {rate}' +
-          (f'; {len(failed)} failed:' if failed else '') + ''.join(f'\n  {path}: {reason}' for path, reason in failed))
-    return 1 if failed else 0
+    return (f'{len(done)} of {total} photos super-resolved into {args.out}, {complete} skipped (outputs complete), '
+            f'{len(failed)} failed: {adapted}; {rate}; {os.path.join(args.out, REPORT)} has a line per photo' +
+            ''.join(f'\n  {record["photo"]}: {record["error"]}' for record in failed))
 
 
 def _count(number, noun):

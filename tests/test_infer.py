@@ -150,7 +150,8 @@ def test_bad_photos_are_named_and_the_others_processed(setup, tmp_path, capsys, 
     assert 'dot.png: 1x1 pixels; MetaF2N needs at least 16x16' in summary
     assert 'huge.png: 20000x20000 pixels: its 80000x80000 output needs about 1' in summary
     assert '16.0 GiB are available' in summary
-    assert sorted(os.listdir(tmp_path / 'out')) == ['cmyk_metaf2n.png', 'good_metaf2n.png']  # nothing half-written
+    # nothing half-written
+    assert sorted(os.listdir(tmp_path / 'out')) == ['cmyk_metaf2n.png', 'good_metaf2n.png', 'report.jsonl']
 
 
 def test_inputs_are_never_overwritten(setup, tmp_path, capsys):
@@ -165,7 +166,7 @@ def test_inputs_are_never_overwritten(setup, tmp_path, capsys):
     assert "a.png: its output" in summary and "would overwrite the input" in summary
     assert "b.png: its output" in summary and "would overwrite the output of 'b.jpg'" in summary
     assert {name: (folder / name).read_bytes() for name in before} == before
-    assert sorted(os.listdir(folder)) == sorted([*before, 'a_metaf2n_metaf2n.png', 'b_metaf2n.png'])
+    assert sorted(os.listdir(folder)) == sorted([*before, 'a_metaf2n_metaf2n.png', 'b_metaf2n.png', 'report.jsonl'])
 
 
 def test_no_side_by_side_or_face_image_replaces_an_input_and_such_a_photo_writes_nothing(setup, tmp_path, capsys):
@@ -187,7 +188,7 @@ def test_no_side_by_side_or_face_image_replaces_an_input_and_such_a_photo_writes
         f'{stem}{end}'
         for stem in ('x_side_by_side', 'y_face0')
         for end in ('_metaf2n.png', '_side_by_side.png', '_face0.png')
-    }
+    } | {'report.jsonl'}
 
 
 def test_bad_adaptation_flags_stop_the_run_by_name(setup, tmp_path, capsys):
@@ -502,7 +503,7 @@ def test_unicode_names_and_a_link_loop_in_a_folder_are_taken_in_their_stride(set
     (folder / 'up').symlink_to(folder)  # a link to its own folder: not walked into
     assert infer.main(weights_args(setup, str(folder), '--no-adapt', '--tile', '0', '-o', str(folder / 'выход'))) == 0
     assert '1 of 1 photos super-resolved' in capsys.readouterr().out
-    assert os.listdir(folder / 'выход') == ['пляж 海_metaf2n.png']
+    assert sorted(os.listdir(folder / 'выход')) == ['report.jsonl', 'пляж 海_metaf2n.png']
 
 
 def test_exact_step_runs_the_step_of_0_2_and_the_run_says_which_step_it_takes(setup, tmp_path, capsys):

@@ -1,8 +1,11 @@
 """Paste a restored aligned face back into the image at ``scale`` times its size (MetaF2N's step 3)."""
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
 
 from metaf2n_plugin.faces.alignment import compose_affine, invert_affine, upscale_map
+from metaf2n_plugin.faces.pairs import FacePair
 
 
 def paste_back(restored: np.ndarray, matrix: np.ndarray, box: tuple[int, int, int, int],
@@ -51,7 +54,7 @@ def blend_weights(mask: np.ndarray) -> np.ndarray:
     return np.clip(weights, 0, 1)
 
 
-def paste_faces(image: np.ndarray, pairs, scale: int) -> np.ndarray:
+def paste_faces(image: np.ndarray, pairs: Iterable[FacePair], scale: int) -> np.ndarray:
     """``image`` ``(sH, sW, 3)`` float32 (a photo's super-resolution) with each pair's restored face (``pair.hq`` at
     ``pair.box``) blended in by :func:`blend_weights`, in the pairs' order (a later face over an earlier one where
     they overlap); a new array. Pairs without a box (read from folders) are skipped."""
