@@ -1,6 +1,6 @@
 """metaf2n-app: MetaF2N in a web page on your computer. Drop a photo or pick a built-in one, and see the faces found,
 their restoration, MaskNet's weights on them, and the photo super-resolved x4 by the network adapted to them, against
-the plain network.
+the plain network; optionally with the restored faces pasted in.
 
 Examples:
     # the page at http://127.0.0.1:7860, with the weights found in weights/
@@ -48,6 +48,7 @@ from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.faces.restoration import GPEN_URL
 from metaf2n_plugin.image_io import (IMAGE_EXTENSIONS, images_in, is_image_file, read_image, read_photo, write_image,
                                      write_photo)
+from metaf2n_plugin.metrics.psnr_y import psnr_y
 from metaf2n_plugin.models.precision import resolve_precision
 from metaf2n_plugin.names import OUTPUT_SUFFIX, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE
@@ -75,9 +76,9 @@ STAGES = {  # the summary's names of PhotoReport.seconds' stages
     'adaptation': 'adaptation step',
     'super_resolution': 'super-resolution',
     'super_resolution_and_plain': 'super-resolution, adapted and plain',
-    'plain': 'plain network'
+    'plain': 'plain network',
+    'paste_faces': 'pasting the faces'
 }
-Y_WEIGHTS = np.array([65.481, 128.553, 24.966], np.float32) / 255  # BT.601 luma of RGB in [0, 1], as BasicSR's
 HIDDEN_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, cv2.error)  # shown in the page, not as a traceback
 
 
@@ -171,21 +172,11 @@ def difference(ours, plain):
     return heat_map(gap / peak), f'|MetaF2N - plain network|, black 0 to yellow {peak * 255:.1f} grey levels'
 
 
-def psnr_y(images, gt):
-    """PSNR-Y in dB of each ``(H, W, 3)`` RGB image in [0, 1] of ``images`` against ``gt``: BasicSR's
-    ``calculate_psnr(..., crop_border=4, test_y_channel=True)`` (docs/results.md), many times faster (Y in float32, the
-    GT's once; docs/benchmarks.md)."""
-    target = gt[4:-4, 4:-4] @ Y_WEIGHTS  # Y's offset of 16 cancels in the differences
-    return [
-        10 * np.log10(1 / np.mean(np.square(image[4:-4, 4:-4] @ Y_WEIGHTS - target, dtype=np.float64)))
-        for image in images
-    ]
-
-
 @dataclasses.dataclass
 class PageResult:
     """What the page shows for one request: image files, the face gallery ``[(file, caption)]``, the slider's
-    ``(plain file, MetaF2N file)``, the markdown ``summary`` (an error's message when it failed) and the output PNG."""
+    ``(plain file, MetaF2N file)``, the markdown ``summary`` (an error's message when it failed), the output PNG, and
+    with the faces pasted the second slider's ``(MetaF2N file, output PNG)`` (else None)."""
     summary: str
     boxed: Optional[str] = None
     faces: Optional[list] = None
@@ -193,6 +184,7 @@ class PageResult:
     difference: Optional[str] = None
     difference_caption: Optional[str] = None
     download: Optional[str] = None
+    pasted: Optional[tuple] = None
 
 
 class Page:
@@ -266,10 +258,12 @@ class Page:
         gpen = {'type': 'gpen', 'size': size, 'weights': self.restorer_weights, 'download': self.download}
         return gpen, f'GPEN-BFR-{size}'
 
-    def resolver(self, choice, detector, precision, tile, lr, restorer):
+    def resolver(self, choice, detector, precision, tile, lr, restorer, paste_faces=False):
         """The :class:`PhotoSuperResolver` of these settings and the lines it logged, loaded once and kept among the
-        :data:`KEPT_RESOLVERS` most recently used."""
-        key = (choice, detector, precision, tile, lr, repr(restorer))
+        :data:`KEPT_RESOLVERS` most recently used; ``paste_faces`` is dropped without a ``restorer`` (no face to
+        paste)."""
+        paste_faces = paste_faces and restorer is not None
+        key = (choice, detector, precision, tile, lr, repr(restorer), paste_faces)
         if key in self.resolvers:
             self.resolvers.move_to_end(key)
             return self.resolvers[key]
@@ -291,6 +285,7 @@ class Page:
             device=self.device,
             precision=precision,
             tile=tile,
+            paste_faces=paste_faces,
             log=log)
         self.resolvers[key] = resolver, lines
         while len(self.resolvers) > KEPT_RESOLVERS:
@@ -306,14 +301,24 @@ class Page:
         os.makedirs(folder)
         return folder
 
-    def run(self, photo_path, gt_path, weights, lr=None, tile=TILE, half=True, detector=AUTO, progress=None):
+    def run(self,
+            photo_path,
+            gt_path,
+            weights,
+            lr=None,
+            tile=TILE,
+            half=True,
+            detector=AUTO,
+            paste_faces=False,
+            progress=None):
         """One photo through the page: a :class:`PageResult`, whose summary holds the reason when it failed.
 
         ``photo_path``/``gt_path``: the uploaded files (``gt_path`` None: no GT); ``weights``: a label of
         :attr:`choices`; ``lr``: the inner learning rate (None: the stored one); ``tile``: LQ tile side (0: whole
         photo; None: 256); ``half``: half precision for the super-resolution pass; ``detector``: one of
-        :func:`~metaf2n_plugin.faces.registry.detector_choices`; ``progress(fraction, text)``, if given, hears each
-        stage.
+        :func:`~metaf2n_plugin.faces.registry.detector_choices`; ``paste_faces``: the output PNG gets the restored
+        faces blended in (:attr:`PageResult.pasted` shows it against MetaF2N's); ``progress(fraction, text)``, if
+        given, hears each stage.
         """
         progress = progress or (lambda fraction, text: None)
         start = time.perf_counter()
@@ -329,7 +334,7 @@ class Page:
             restorer, restored_by = self.restorer(gt is not None)
             precision = half_precision(self.device) if half else 'fp32'
             tile = TILE if tile is None else int(tile)  # None: the box emptied
-            resolver, lines = self.resolver(choice, detector, precision, tile, lr, restorer)
+            resolver, lines = self.resolver(choice, detector, precision, tile, lr, restorer, paste_faces)
             progress(0.2, 'reading the photo')
             photo = read_uploaded_photo(photo_path, resolver.check_size)
             height, width = photo.rgb.shape[:2]
@@ -345,7 +350,7 @@ class Page:
             message = message.replace(photo_path, name) if photo_path else message
             return PageResult(f'**{name or "The request"} could not be processed.** {message}')
         seconds = time.perf_counter() - start
-        result.summary = summary(name, photo, report, choice, restored_by, lines, gt, output, seconds)
+        result.summary = summary(name, photo, report, choice, restored_by, lines, gt, output, seconds, paste_faces)
         return result
 
     def show(self, name, photo, output, report, restorer):
@@ -355,7 +360,8 @@ class Page:
         stem = os.path.splitext(name)[0]
         files = {key: os.path.join(folder, f'{key}.png') for key in ('boxed', 'difference')}
         write_image(files['boxed'], boxed_photo(photo.rgb, [pair.box for pair in report.pairs]))
-        shown, caption = difference(output, report.plain)
+        metaf2n = output if report.before_paste is None else report.before_paste
+        shown, caption = difference(metaf2n, report.plain)
         write_image(files['difference'], shown)
         restored = 'GT' if restorer and restorer['type'] == 'oracle' else 'restored'
         faces = []
@@ -365,11 +371,17 @@ class Page:
             write_image(path, face_panels(pair, face_weights, restored))
             x0, y0, x1, y1 = pair.box
             faces.append((path, f'face {number}: ({x0}, {y0})-({x1}, {y1}), {x1 - x0}x{y1 - y0} LQ pixels'))
-        # the slider shows the output PNG itself, and the plain network's written as it is (bits, alpha, gray)
+        # the slider shows the output PNG itself (with the faces pasted: MetaF2N's before it), and the plain network's,
+        # each written as the output PNG is (bits, alpha, gray)
         download, plain = (os.path.join(folder, f'{stem}{end}.png') for end in (OUTPUT_SUFFIX, '_plain'))
         write_photo(download, photo.upscaled(output))
         write_photo(plain, photo.upscaled(report.plain))
-        return PageResult('', files['boxed'], faces, (plain, download), files['difference'], caption, download)
+        if report.before_paste is None:
+            return PageResult('', files['boxed'], faces, (plain, download), files['difference'], caption, download)
+        before = os.path.join(folder, f'{stem}_before_paste.png')
+        write_photo(before, photo.upscaled(report.before_paste))
+        return PageResult('', files['boxed'], faces, (plain, before), files['difference'], caption, download,
+                          (before, download))
 
 
 def read_uploaded_photo(path, check_size):
@@ -393,10 +405,10 @@ def read_ground_truth(path):
         raise ValueError(f'the ground truth: {error}') from None
 
 
-def summary(name, photo, report, choice, restored_by, lines, gt, output, seconds):
+def summary(name, photo, report, choice, restored_by, lines, gt, output, seconds, paste_faces=False):
     """The page's markdown summary of the photo ``name`` (a :class:`~metaf2n_plugin.image_io.Photo`) processed:
-    faces used (or why none), the weights, the time, the settings and precision logged by its resolver
-    (``lines``), and both outputs' PSNR-Y against ``gt`` when given."""
+    faces used (or why none), the faces pasted when ``paste_faces`` asked for them, the weights, the time, the
+    settings and precision logged by its resolver (``lines``), and the outputs' PSNR-Y against ``gt`` when given."""
     height, width = photo.rgb.shape[:2]
     used = len(report.pairs)
     found = f'{used} face{"s" * (used != 1)}'
@@ -415,16 +427,32 @@ def summary(name, photo, report, choice, restored_by, lines, gt, output, seconds
         f'### {name}: {heading}',
         f'- **photo**: {width}x{height} pixels, {", ".join(kind)} -> {SCALE * width}x{SCALE * height}',
         f'- **faces**: {faces}',
+        *([f'- **faces pasted**: {pasted_faces(report)}'] if paste_faces else []),
         f'- **weights**: {choice.label}',
         f'- **time**: {seconds:.1f} s on the server ({stages})',
         '- **settings**, as loaded:',
         *(f'  - `{line}`' for line in lines),
     ]
     if gt is not None:
-        ours, plain = psnr_y([output, report.plain], gt)
-        rows.append(f'- **PSNR-Y against the ground truth**: MetaF2N {ours:.2f} dB, plain network {plain:.2f} dB '
-                    f'({ours - plain:+.2f} dB)')
+        pasted = report.before_paste is not None
+        images = [report.before_paste, report.plain, output] if pasted else [output, report.plain]
+        ours, plain, *with_faces = psnr_y(images, gt)
+        row = (f'- **PSNR-Y against the ground truth**: MetaF2N {ours:.2f} dB, plain network {plain:.2f} dB '
+               f'({ours - plain:+.2f} dB)')
+        if with_faces:
+            row += f'; MetaF2N with the faces pasted {with_faces[0]:.2f} dB'
+        rows.append(row)
     return '\n'.join(rows)
+
+
+def pasted_faces(report):
+    """The summary's words for the faces pasted into the output, or why none were."""
+    if report.before_paste is None:
+        return 'none: no face was restored'
+    pasted = sum(pair.box is not None for pair in report.pairs)
+    if not pasted:
+        return 'none: no face was found'
+    return f'{pasted} restored face{"s" * (pasted != 1)} blended into MetaF2N\'s output: the output PNG'
 
 
 QUEUE_POLL, PROGRESS_POLL = 0.02, 0.2  # seconds between the Gradio queue's checks (see serve)
@@ -459,6 +487,7 @@ def build_blocks(page):
                         label=f'half precision ({half_precision(page.device)}) for the super-resolution pass')
                     detector = gr.Radio(
                         detector_choices(), value=AUTO, label='face detector (auto: RetinaFace if found)')
+                paste = gr.Checkbox(False, label='paste the restored faces into the output PNG', elem_id='paste')
                 run = gr.Button('Super-resolve', variant='primary', elem_id='run')
             with gr.Column(scale=2):
                 summary_box = gr.Markdown(elem_id='summary')
@@ -475,18 +504,26 @@ def build_blocks(page):
         with gr.Row():
             slider = gr.ImageSlider(label='plain network | MetaF2N', type='filepath', format='png', elem_id='slider')
             gap = gr.Image(label='difference', type='filepath', format='png', elem_id='difference')
+        with gr.Row():
+            pasted = gr.ImageSlider(
+                label='MetaF2N | MetaF2N with the restored faces pasted',
+                type='filepath',
+                format='png',
+                visible=False,
+                elem_id='pasted')
 
-        def process(photo, gt, weights, lr, tile, half, detector, progress=gr.Progress()):
-            inputs = (photo, gt, weights, lr, tile, half, detector, lambda done, text: progress(done, text))
+        def process(photo, gt, weights, lr, tile, half, detector, paste, progress=gr.Progress()):
+            inputs = (photo, gt, weights, lr, tile, half, detector, paste, lambda done, text: progress(done, text))
             # on the thread in Page.work, in this event's context (progress reaches the page through it)
             result = page.submit(contextvars.copy_context().run, page.run, *inputs).result()
             shown_gap = gr.Image(result.difference, label=result.difference_caption or 'difference')
-            return result.summary, result.download, result.boxed, result.faces, result.slider, shown_gap
+            shown_pasted = gr.ImageSlider(result.pasted, visible=result.pasted is not None)
+            return result.summary, result.download, result.boxed, result.faces, result.slider, shown_gap, shown_pasted
 
         work = dict(
             fn=process,
-            inputs=[photo, gt, weights, lr, tile, half, detector],
-            outputs=[summary_box, download, boxed, faces, slider, gap],
+            inputs=[photo, gt, weights, lr, tile, half, detector, paste],
+            outputs=[summary_box, download, boxed, faces, slider, gap, pasted],
             concurrency_limit=1,
             concurrency_id='metaf2n')  # one photo at a time, whichever event asks
         run.click(**work, api_name='super_resolve')  # the endpoint of bench/app.py

@@ -1,5 +1,6 @@
-"""metaf2n-app: the page's work on a photo (faces, MaskNet's weights, both outputs, the PNG metaf2n-infer writes), its
-errors said in the page, one photo at a time, nothing sent off this machine, and the page in Chromium (e2e)."""
+"""metaf2n-app: the page's work on a photo (faces, MaskNet's weights, both outputs, the PNG metaf2n-infer writes, the
+restored faces pasted in), its errors said in the page, one photo at a time, nothing sent off this machine, and the page
+in Chromium (e2e)."""
 import os
 import re
 import shutil
@@ -105,6 +106,28 @@ def test_a_photo_shows_its_faces_weights_both_outputs_and_downloads_what_metaf2n
         assert np.array_equal(read_photo(shown).rgb, read_photo(tmp_path / folder / 'grace_metaf2n.png').rgb)
 
 
+def test_with_the_faces_pasted_the_output_png_is_metaf2n_with_the_restored_face_blended_in_and_a_slider_shows_both(
+        page, setup):
+    photo = str(setup / 'grace.png')
+    metaf2n = page.run(photo, None, tiny(page), half=HALF)
+    result = page.run(photo, None, tiny(page), half=HALF, paste_faces=True)
+    assert metaf2n.pasted is None
+    assert result.pasted == (result.slider[1], result.download)  # the slider stays plain | MetaF2N
+    assert [os.path.basename(path) for path in result.pasted] == ['grace_before_paste.png', 'grace_metaf2n.png']
+    before, after = (read_photo(path).rgb for path in result.pasted)
+    assert np.array_equal(before, read_photo(metaf2n.download).rgb)
+    assert result.difference_caption == metaf2n.difference_caption  # MetaF2N against the plain network
+    (_, caption), = result.faces
+    x0, y0, x1, y1 = (4 * int(value) for value in re.search(r'\((\d+), (\d+)\)-\((\d+), (\d+)\)', caption).groups())
+    face = np.zeros(before.shape[:2], bool)
+    face[y0:y1, x0:x1] = True
+    gap = np.abs(after - before).mean(axis=2)
+    assert gap[~face].max() == 0  # away from the face, MetaF2N's pixels
+    assert gap[(y0 + y1) // 2, (x0 + x1) // 2] > 0.02 and gap[face].mean() > 0.02  # on it, GPEN's
+    assert "- **faces pasted**: 1 restored face blended into MetaF2N's output: the output PNG\n" in result.summary
+    assert re.search(r'super-resolution, adapted and plain [0-9.]+ s, pasting the faces [0-9.]+ s\)', result.summary)
+
+
 def test_the_output_png_keeps_16_bits_alpha_and_orientation_as_metaf2n_infer_writes_them(page, setup, tmp_path):
     rng = np.random.default_rng(0)
     bgra16 = rng.integers(0, 65536, (20, 24, 4), dtype=np.uint16)
@@ -137,6 +160,15 @@ def test_with_its_ground_truth_and_no_gpen_the_faces_are_cut_from_it_and_both_ps
     assert "The output is the plain network's" in without.summary and without.faces == []
     assert np.array_equal(cv2.imread(without.download), cv2.imread(without.slider[0]))
     assert without.difference_caption == 'MetaF2N - plain network: identical (no face step)'
+    asked = page.run(lq, None, tiny(page), half=HALF, paste_faces=True)  # nothing to paste: said, no second slider
+    assert '- **faces pasted**: none: no face was restored\n' in asked.summary and asked.pasted is None
+
+    pasted = page.run(lq, gt, tiny(page), half=HALF, paste_faces=True)  # the GT's own face pasted: closer to the GT
+    psnr_pasted = re.search(r'MetaF2N ([0-9.]+) dB, .*; MetaF2N with the faces pasted ([0-9.]+) dB$', pasted.summary)
+    assert psnr_pasted[1] == psnr[1]
+    assert float(psnr_pasted[2]) == pytest.approx(
+        calculate_psnr(cv2.imread(pasted.download), truth, 4, test_y_channel=True), abs=0.05)
+    assert float(psnr_pasted[2]) > float(psnr[1]) + 0.1
 
 
 def test_what_cannot_be_processed_is_said_in_the_page(page, setup, tmp_path, monkeypatch):
@@ -293,13 +325,14 @@ def test_the_page_in_chromium_shows_a_photos_faces_and_its_x4_output_and_says_wh
             view = browser.new_page(viewport={'width': 1280, 'height': 1400})
             view.on('request', lambda request: requests.append(request.url))
             view.goto(url)
+            hidden = not view.locator('#pasted').is_visible()  # the second slider waits for the checkbox
+            view.check('#paste input')
             view.locator('#photo input[type=file]').set_input_files(str(setup / 'grace.png'))
             view.wait_for_selector('#summary h3', timeout=60000)
             summary = view.inner_text('#summary')
-            view.wait_for_function("document.querySelectorAll('#slider img').length == 2 && "
-                                   "[...document.querySelectorAll('#slider img')].every(i => i.naturalWidth > 0)")
-            sizes = view.evaluate("[...document.querySelectorAll('#slider img')].map(i => [i.naturalWidth, "
-                                  'i.naturalHeight])')
+            loaded = "[...document.querySelectorAll('#slider img, #pasted img')]"
+            view.wait_for_function(f'{loaded}.length == 4 && {loaded}.every(i => i.naturalWidth > 0)')
+            sizes = view.evaluate(f'{loaded}.map(i => [i.naturalWidth, i.naturalHeight])')
             faces = view.locator('#faces img').count()
             with view.expect_download() as download:
                 view.click('#download a')
@@ -327,7 +360,8 @@ def test_the_page_in_chromium_shows_a_photos_faces_and_its_x4_output_and_says_wh
     print(f'browser test: {time.perf_counter() - start:.1f} s; screenshots in {tmp_path}')
     assert summary.startswith('grace.png: 1 face used'), log[-3000:]
     assert '1 face used, restored by GPEN-BFR-256; the network took its step on them' in summary
-    assert sizes == [[4 * SIDE, 4 * SIDE]] * 2 and faces == 1
+    assert "faces pasted: 1 restored face blended into MetaF2N's output: the output PNG" in summary
+    assert hidden and sizes == [[4 * SIDE, 4 * SIDE]] * 4 and faces == 1
     assert cv2.imread(str(tmp_path / 'downloaded.png')).shape == (4 * SIDE, 4 * SIDE, 3)
     assert error == "notes.txt could not be processed. 'notes.txt' is not an image (.txt); the page reads photos: " \
         '.png .jpg .jpeg .bmp .tif .tiff .webp'
