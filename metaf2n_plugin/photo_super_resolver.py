@@ -202,10 +202,11 @@ class PhotoSuperResolver:
                 stored_in = None
                 if stored is not None and isinstance(mask, (str, os.PathLike)):
                     stored_in = repr(os.fspath(mask))
-                if options is not None and options.adaptation:
-                    stored = adaptation_settings(stored, stored_in, options.adaptation, log,
-                                                 f'the adaptation group of {options.path!r}')
-                    stored_in = f'{stored_in or "the defaults"}, changed by {options.path!r}'
+                if options is not None and options.adaptation:  # between the MaskNet file's and the argument's
+                    group = f'the adaptation group of {options.path!r}'
+                    with adaptation_argument():
+                        stored = (stored or AdaptationSettings()).overridden(options.adaptation, group, stored_in, log)
+                    stored_in = f'{stored_in} and {group}' if stored_in else group
                 self.settings = adaptation_settings(stored, stored_in, adaptation or {}, log)
                 with adaptation_argument():
                     self.settings.check_network(self.net_g, SCALE, exact_step)
@@ -418,15 +419,13 @@ def load_networks(model: PathOrNetwork,
     return net_g, net_mask, stored, description
 
 
-def adaptation_settings(stored: Optional[AdaptationSettings],
-                        stored_in: Optional[str],
-                        changes: Mapping[str, Any],
-                        log: Callable[[str], None],
-                        source: str = ARGUMENT_NAMES['adaptation']) -> AdaptationSettings:
+def adaptation_settings(stored: Optional[AdaptationSettings], stored_in: Optional[str], changes: Mapping[str, Any],
+                        log: Callable[[str], None]) -> AdaptationSettings:
     """The settings ``stored`` in the MaskNet file (``stored_in``; None: the defaults) with ``changes`` (a dict of
-    :class:`AdaptationSettings` fields from ``source``: the ``adaptation`` argument, or an options file's group), each
-    change to stored settings logged, then the settings used. :class:`OptionError` (its argument ``'adaptation'``)
-    for an unknown field or a value of the wrong kind."""
+    :class:`AdaptationSettings` fields, the ``adaptation`` argument), each change to stored settings logged, then
+    the settings used. :class:`OptionError` (its argument ``'adaptation'``) for an unknown field or a value of the
+    wrong kind."""
+    source = ARGUMENT_NAMES['adaptation']
     with adaptation_argument():
         settings = (stored or AdaptationSettings()).overridden(changes, source, stored_in, log)
     origin = f'stored in {stored_in}' if stored_in is not None else 'the defaults'

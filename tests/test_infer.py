@@ -519,3 +519,17 @@ def test_exact_step_runs_the_step_of_0_2_and_the_run_says_which_step_it_takes(se
     }
     fast, exact = (cv2.imread(str(tmp_path / name / 'astronaut_metaf2n.png')).astype(int) for name in '01')
     assert np.abs(fast - exact).max() <= 1  # channels_last reorders the step's sums (fp32), nothing else
+
+
+def test_paste_faces_writes_metaf2n_with_the_restored_face_and_a_fourth_panel(setup, tmp_path):
+    common = [str(setup / 'photos'), '--landmarks', str(setup / 'faces.json'), '--tile', '0', '--side-by-side']
+    assert infer.main(weights_args(setup, *common, '-o', str(tmp_path / 'pasted'), '--paste-faces')) == 0
+    assert infer.main(weights_args(setup, *common, '-o', str(tmp_path / 'plain'))) == 0
+    pasted, metaf2n = (
+        cv2.imread(str(tmp_path / sub / 'astronaut_metaf2n.png')).astype(int) for sub in ('pasted', 'plain'))
+    face = json.loads((setup / 'faces.json').read_text())['astronaut.png']['faces'][0]['landmarks']
+    x, y = (4 * round(value) for value in np.mean(face, axis=0))
+    assert np.abs(pasted[y - 8:y + 8, x - 8:x + 8] - metaf2n[y - 8:y + 8, x - 8:x + 8]).mean() > 2  # the face replaced
+    assert np.array_equal(pasted[-16:, -16:], metaf2n[-16:, -16:])  # a corner far from the face: MetaF2N's
+    widths = [cv2.imread(str(tmp_path / sub / 'astronaut_side_by_side.png')).shape[1] for sub in ('pasted', 'plain')]
+    assert widths == [4 * 4 * SIDE, 3 * 4 * SIDE]  # LQ | plain | MetaF2N (| MetaF2N + restored faces)

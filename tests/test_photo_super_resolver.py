@@ -11,6 +11,7 @@ from torch.func import functional_call
 from metaf2n_plugin import OptionError, memory
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import FacePairExtractor, LandmarkSource, builtin_photo
+from metaf2n_plugin.faces.paste_back import blend_weights
 from metaf2n_plugin.faces.restoration import OracleRestorer
 from metaf2n_plugin.models.adaptation import AdaptationSettings, adapt_to_photo, upsample
 from metaf2n_plugin.photo_super_resolver import PhotoError, PhotoSuperResolver
@@ -185,3 +186,28 @@ def test_a_photo_whose_faces_need_more_memory_than_there_is_gets_the_plain_netwo
     output, report = photos.enhance(photo[0], 'astronaut.png', photo[1], plain=True)
     assert not report.adapted and np.array_equal(output, report.plain)
     assert report.reason.startswith('the adaptation step on 1 face(s) x 16 patches of 64x64 pixels needs about')
+
+
+def test_with_the_oracle_the_pasted_faces_are_their_gt_crops_inside_the_blend_mask_and_metaf2n_elsewhere(
+        photo, networks):
+    output, report = resolver(photo, *networks, paste_faces=True).enhance(photo[0], 'astronaut.png', gt=photo[1])
+    assert report.adapted and report.before_paste is not None and 'paste_faces' in report.seconds
+    (pair, ) = report.pairs
+    x0, y0, x1, y1 = (4 * value for value in pair.box)
+    blend = blend_weights(pair.mask)
+    inside = blend == 1
+    assert 0.5 < inside.mean() < pair.mask.mean()  # most of the face, not the band at its edge
+    region = output[y0:y1, x0:x1]
+    assert np.array_equal(region[inside], pair.hq[inside])  # the restored face itself
+    # the oracle's restored face is the GT's aligned crop warped back: its GT crop, up to those two resamplings
+    error = np.mean(np.square(region[inside] - photo[1][y0:y1, x0:x1][inside]))
+    assert 10 * np.log10(1 / error) > 30
+    untouched = np.ones(output.shape[:2], bool)
+    untouched[y0:y1, x0:x1] = blend == 0
+    assert np.array_equal(output[untouched], report.before_paste[untouched])  # MetaF2N's background
+    band = (blend > 0) & (blend < 1)
+    low, high = np.minimum(pair.hq, report.before_paste[y0:y1, x0:x1]), np.maximum(pair.hq, report.before_paste[y0:y1,
+                                                                                                                x0:x1])
+    assert np.all((low[band] - 1e-6 <= region[band]) & (region[band] <= high[band] + 1e-6))  # a blend of the two
+    with pytest.raises(OptionError, match='paste_faces needs the faces, which adapt=False does not look for'):
+        resolver(photo, *networks, paste_faces=True, adapt=False)
