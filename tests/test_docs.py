@@ -35,6 +35,10 @@ SKIPPED = {
     'extract_face_pairs.py --lq data/LQ': 'needs your photos and GPEN / RetinaFace weights (test_face_script.py)',
     'make_testset.py --input datasets/FFHQ_test': 'needs FFHQ, CelebA-HQ and DIV2K (test_make_testset.py)',
     'pip install ".[convert]"': 'needs TensorFlow and the official checkpoint (test_official_weights.py)',
+    'train_my_swinir.yml': 'needs your options file; test_any_network.py meta-trains a SwinIR and runs it with --opt',
+    'metaf2n-infer photos/ -o out --side-by-side    # killed': 'needs your photos; test_archive.py kills and re-runs',
+    'torchrun --standalone --nproc_per_node 2 -m metaf2n_plugin.infer':
+    'needs your photos, GPUs or machines; test_archive.py runs two CPU processes',
     'metaf2n-convert MetaF2N_ckpt/model-400000':
     'needs the official checkpoint, GPEN and FFHQ (test_official_weights.py)',
 }
