@@ -14,6 +14,12 @@ Examples:
     metaf2n-infer photo.jpg --model weights/RealESRGAN_x4plus.pth --no-mask --lr 0.001 --detector mtcnn
     # two inner steps instead of the number stored with MaskNet
     metaf2n-infer photo.jpg --adaptation steps=2
+    # a network you trained with BasicSR (any architecture), built from its options file
+    metaf2n-infer photos/ --opt experiments/my_run/my_run.yml
+    # the restored faces pasted into MetaF2N's output
+    metaf2n-infer photos/ --paste-faces
+    # the photos shared out over 4 processes (GPUs), the report gathered by the first
+    torchrun --standalone --nproc_per_node 4 -m metaf2n_plugin.infer photos/ -o out
 
 MetaF2N's weights come from metaf2n-convert (the official TensorFlow checkpoint) or from a training run
 (experiments/<name>/models/net_g_<iter>.pth and net_mask_<iter>.pth). The inner step's settings are those stored in
@@ -22,7 +28,8 @@ change one each, and the run says so. The output keeps the photo's alpha (upscal
 bits, and is written upright (EXIF orientation applied) as <stem>_metaf2n.png. No file the run writes replaces an
 input or another photo's output: such a photo fails by name before anything of it is written. A photo that fails is
 named with the reason, the others are still processed, and the exit status is then 1 (2: nothing could start,
-e.g. missing weights).
+e.g. missing weights). Running the same command again skips the photos whose outputs exist (--overwrite redoes
+them); <out>/report.jsonl has a line per photo; one run at a time writes an output folder (docs/archive.md).
 
 Faces are found by RetinaFace when its weights are found (or --download), else by MTCNN with the weights in
 facenet-pytorch's wheel (weights/wheels/, or fetched from the package registry with --download); the run says
@@ -266,9 +273,9 @@ def outputs_of(path, folder, args):
 
 
 def plan(photos, args):
-    """``(claims, to_do, complete)``: each photo's claim on its outputs (None, or the PhotoError of a name taken,
-    :func:`claim`), in the same order on every rank; the photos to run, and those whose outputs all exist (skipped
-    unless ``--overwrite``)."""
+    """``(claims, taken, to_do, complete)``: each photo's claim on its outputs (None, or the message of the
+    PhotoError for a name taken, :func:`claim`) and the paths claimed (inputs and outputs), the same on every rank;
+    the photos to run, and those whose outputs all exist (skipped unless ``--overwrite``)."""
     taken = {os.path.realpath(path): f'the input {path!r}' for path in photos}
     claims = {}
     for path in photos:
