@@ -7,17 +7,19 @@ Examples:
     metaf2n-app
     # a training run's weights added to the page's weights menu
     metaf2n-app --model experiments/run/models/net_g_5000.pth --mask experiments/run/models/net_mask_5000.pth
+    # a network trained with BasicSR (any architecture), built from its options file, its last weights
+    metaf2n-app --opt experiments/run/train_run.yml
     # GPEN-BFR-256 from a folder of yours, on another port
     metaf2n-app --restorer-weights ~/gpen --restorer-size 256 --port 7861
 
 The page is served on 127.0.0.1 only, with no analytics, no share link and nothing fetched from the internet (its
 fonts are the system's). The weights menu lists each weights/<name>_net_mask.pth with weights/<name>_net_g.pth (else
 Real-ESRGAN x4plus, weights/RealESRGAN_x4plus.pth), x4plus without MaskNet (every face pixel weighs 1), and --model
-with --mask; a missing file is named with the command that makes it. Faces are restored by GPEN when its weights are
-found (--download fetches them), else, for a photo given with its ground truth, cut out of the ground truth (the
-oracle); without either the page shows the plain network's output and says why. One photo is processed at a time
-(others wait in the queue), the networks staying loaded between photos. The output PNG keeps the photo's bits,
-alpha and grayness, upright, as metaf2n-infer writes it.
+with --mask (built from --opt when given); a missing file is named with the command that makes it. Faces are
+restored by GPEN when its weights are found (--download fetches them), else, for a photo given with its ground
+truth, cut out of the ground truth (the oracle); without either the page shows the plain network's output and says
+why. One photo is processed at a time (others wait in the queue), the networks staying loaded between photos. The
+output PNG keeps the photo's bits, alpha and grayness, upright, as metaf2n-infer writes it.
 """
 import atexit
 import contextvars
@@ -42,7 +44,7 @@ import numpy as np
 import torch
 
 from metaf2n_plugin.cli import add_face_weights_arguments, parser_from_doc
-from metaf2n_plugin.errors import message_of
+from metaf2n_plugin.errors import OptionError, message_of
 from metaf2n_plugin.faces import builtin_photo
 from metaf2n_plugin.faces.registry import AUTO, detector_choices
 from metaf2n_plugin.faces.restoration import GPEN_URL
@@ -54,6 +56,7 @@ from metaf2n_plugin.names import OUTPUT_SUFFIX, WEIGHTS_DIR
 from metaf2n_plugin.ncnn_weights import OUTPUT_FILE
 from metaf2n_plugin.photo_super_resolver import SCALE, TILE, PhotoError, PhotoSuperResolver
 from metaf2n_plugin.side_by_side import BOX_COLOUR, face_panels, heat_map
+from metaf2n_plugin.sr_network import read_training_options
 from metaf2n_plugin.weights import locate_weights
 
 HOST, PORT = '127.0.0.1', 7860
@@ -84,10 +87,12 @@ HIDDEN_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, cv2.error)  # s
 
 @dataclasses.dataclass(frozen=True)
 class WeightsChoice:
-    """One entry of the weights menu: the SR network's file and MaskNet's (None: every face pixel weighs 1)."""
+    """One entry of the weights menu: the SR network's file and MaskNet's (None: every face pixel weighs 1), and the
+    BasicSR options file that builds them (None: read off the files)."""
     label: str
     model: str
     mask: Optional[str]
+    opt: Optional[str] = None
 
     def missing(self):
         """Why the choice cannot run (its missing files, each with the command that makes it), or None."""
@@ -102,12 +107,19 @@ class WeightsChoice:
         return f'Weights not found: {"; ".join(advice)}. Then press Super-resolve again.'
 
 
-def weights_choices(model=None, mask=None, folder=WEIGHTS_DIR):
-    """The weights menu, in order: ``model`` with ``mask`` (the flags; None: none), each ``<name>_net_mask.pth`` of
-    ``folder`` with ``<name>_net_g.pth`` (else x4plus), and x4plus without MaskNet. Without any MaskNet file the
-    committed MaskNet's conversion is offered, so that the page says how to make it; missing files are labelled."""
+def weights_choices(model=None, mask=None, folder=WEIGHTS_DIR, opt=None):
+    """The weights menu, in order: ``model`` with ``mask`` (the flags; None: none), built as the BasicSR options file
+    ``opt`` says when given (its weights when ``model``/``mask`` are None), each ``<name>_net_mask.pth`` of ``folder``
+    with ``<name>_net_g.pth`` (else x4plus), and x4plus without MaskNet. Without any MaskNet file the committed
+    MaskNet's conversion is offered, so that the page says how to make it; missing files are labelled. OptionError
+    for an ``opt`` that is no options file."""
     x4plus = os.path.join(folder, OUTPUT_FILE)
     choices = [WeightsChoice(f'{model} + {mask or "no MaskNet (W = 1)"}', model, mask)] if model else []
+    if opt:
+        options = read_training_options(opt)
+        model, mask = model or options.model, mask or options.mask
+        built = f'{options.network_g["type"]} of {opt}: {model} + {mask or "no MaskNet (W = 1)"}'
+        choices = [WeightsChoice(built, model, mask, opt)]
     masks = sorted(glob.glob(os.path.join(glob.escape(folder), '*' + MASK_END)))
     for path in masks or [os.path.join(folder, X4PLUS_MASKNET)]:
         name = os.path.basename(path)[:-len(MASK_END)]
@@ -191,7 +203,8 @@ class Page:
     """The page's work, without Gradio: the weights menu, the built-in photos, and :meth:`run` on one photo with
     the resolvers kept loaded.
 
-    ``model``, ``mask``: weights files added first to the menu (:func:`weights_choices`); ``restorer_weights``,
+    ``model``, ``mask``: weights files added first to the menu (:func:`weights_choices`), built as the BasicSR
+    options file ``opt`` says when given; ``restorer_weights``,
     ``restorer_size``: GPEN's file (or folder) and size; ``detector_weights``: RetinaFace's or MTCNN's;
     ``download``: fetch the missing ones; ``seed``: of the face patches; ``device``: torch's (None: cuda when
     available, else cpu).
@@ -201,6 +214,7 @@ class Page:
                  model: Optional[str] = None,
                  mask: Optional[str] = None,
                  *,
+                 opt: Optional[str] = None,
                  restorer_weights: Optional[str] = None,
                  restorer_size: int = 512,
                  detector_weights: Optional[str] = None,
@@ -212,7 +226,7 @@ class Page:
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')  # as PhotoSuperResolver's
         self.folder = tempfile.mkdtemp(prefix='metaf2n-app-')
         atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
-        self.choices = {choice.label: choice for choice in weights_choices(model, mask)}
+        self.choices = {choice.label: choice for choice in weights_choices(model, mask, opt=opt)}
         self.builtins = builtin_photos(os.path.join(self.folder, 'builtin'))
         # key -> (PhotoSuperResolver, the lines it logged)
         self.resolvers: OrderedDict[tuple, tuple[PhotoSuperResolver, list[str]]] = OrderedDict()
@@ -277,6 +291,7 @@ class Page:
         resolver = PhotoSuperResolver(
             choice.model,
             choice.mask,
+            opt=choice.opt,
             adapt=restorer is not None,
             faces=faces,
             restorer=restorer,
@@ -540,8 +555,14 @@ def build_parser():
     parser = parser_from_doc(__doc__, 'metaf2n-app')
     parser.add_argument('--port', type=int, default=PORT, help=f'port on 127.0.0.1 (default {PORT})')
     weights = parser.add_argument_group('weights')
-    weights.add_argument('--model', help='an SR network (RRDBNet x4) to add to the weights menu, first')
-    weights.add_argument('--mask', help='its MaskNet (default: none, every face pixel weighs 1)')
+    weights.add_argument(
+        '--model',
+        help='an x4 SR network to add to the weights menu, first: an RRDBNet, or any architecture spandrel detects')
+    weights.add_argument('--mask', help='its MaskNet (default: none, every face pixel weighs 1; with --opt, its)')
+    weights.add_argument(
+        '--opt',
+        help='the BasicSR options file a network was trained with: the menu\'s first entry is built from it, its '
+        'weights those it names or the run\'s last (docs/photos.md)')
     add_face_weights_arguments(weights)
     parser.add_argument('--seed', type=int, default=0, help='seed of the face patches drawn for the inner step')
     parser.add_argument('--device', help='torch device (default: cuda when available, else cpu)')
@@ -553,6 +574,7 @@ def page_of(args):
     return Page(
         args.model,
         args.mask,
+        opt=args.opt,
         restorer_weights=args.restorer_weights,
         restorer_size=args.restorer_size,
         detector_weights=args.detector_weights,
@@ -597,10 +619,13 @@ def serve(page, port, wait=True):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.mask and not args.model:
-        parser.error('--mask needs --model')
+    if args.mask and not (args.model or args.opt):
+        parser.error('--mask needs --model (or --opt)')
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl-C: the temporary files go
-    page = page_of(args)
+    try:
+        page = page_of(args)
+    except OptionError as error:
+        parser.error(message_of(error, {'opt': '--opt'}))
     print(f'metaf2n-app: the page is at http://{HOST}:{args.port} (this computer only); Ctrl-C stops it', flush=True)
     serve(page, args.port)
     return 0

@@ -75,8 +75,10 @@ class Ranks:
         if world == 1:
             return cls(device=device)
         cuda = device is None and torch.cuda.is_available() or str(device).startswith('cuda')
-        if cuda and device in (None, 'cuda'):
-            device = f'cuda:{int(os.environ.get("LOCAL_RANK", "0"))}'
+        if cuda:
+            if device in (None, 'cuda'):
+                device = f'cuda:{int(os.environ.get("LOCAL_RANK", "0"))}'
+            torch.cuda.set_device(torch.device(str(device)))  # NCCL's collectives run on the current device
         if not dist.is_initialized():
             dist.init_process_group('nccl' if cuda else 'gloo')
         return cls(dist.get_rank(), dist.get_world_size(), device)

@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.metrics import calculate_psnr
 from PIL import Image
 from test_infer import TINY_RRDB
 
-from metaf2n_plugin import app, infer, photo_super_resolver
+from metaf2n_plugin import OptionError, app, infer, photo_super_resolver
 from metaf2n_plugin.archs.gpen_arch import GPEN
 from metaf2n_plugin.archs.masknet_arch import MaskNet
 from metaf2n_plugin.faces import builtin_photo
@@ -385,3 +386,32 @@ def wait_for_server(server, url, timeout=120):
         except OSError:
             time.sleep(0.5)
     pytest.fail(f'metaf2n-app did not answer at {url} within {timeout} s')
+
+
+def test_an_options_file_puts_its_network_first_in_the_menu_and_the_page_builds_it(tmp_path):
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+
+    network = {'type': 'SRVGGNetCompact', 'num_feat': 8, 'num_conv': 2, 'upscale': 4}
+    (tmp_path / 'models').mkdir()
+    torch.save({'params': SRVGGNetCompact(**{
+        k: v
+        for k, v in network.items() if k != 'type'
+    }).state_dict()}, tmp_path / 'models' / 'net_g.pth')
+    options = tmp_path / 'run.yml'
+    options.write_text(
+        yaml.safe_dump({
+            'scale': 4,
+            'network_g': network,
+            'network_mask': None,
+            'path': {
+                'pretrain_network_g': str(tmp_path / 'models' / 'net_g.pth')
+            }
+        }))
+    page = app.Page(opt=str(options), device='cpu')
+    first = next(iter(page.choices.values()))
+    assert first.label == f"SRVGGNetCompact of {options}: {tmp_path / 'models' / 'net_g.pth'} + no MaskNet (W = 1)"
+    resolver, lines = page.resolver(first, 'mtcnn', 'fp32', 0, None, None)
+    assert type(resolver.net_g).__name__ == 'SRVGGNetCompact' and 'the SR network: SRVGGNetCompact (' in lines[0]
+    options.write_text('name: not a training\n')
+    with pytest.raises(OptionError, match="opt '.*run.yml' has no network_g"):
+        app.Page(opt=str(options), device='cpu')
