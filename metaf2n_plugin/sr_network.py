@@ -58,20 +58,8 @@ def read_training_options(path: str) -> TrainingOptions:
     if opt.get('scale', SCALE) != SCALE:
         raise OptionError(
             f'{where}: scale {opt["scale"]}; {scale_advice()}', argument='opt', option='scale', value=opt['scale'])
-    mask_options = opt.get('network_mask')
-    if mask_options is not None and not isinstance(mask_options, dict):
-        raise OptionError(
-            f'{where}: network_mask must be {{type: MaskNet, ...}} or ~, got {mask_options!r}',
-            argument='opt',
-            option='network_mask',
-            value=mask_options)
-    adaptation = opt.get('adaptation') or {}
-    if not isinstance(adaptation, dict):
-        raise OptionError(
-            f'{where}: adaptation must be a group of settings, got {adaptation!r}',
-            argument='opt',
-            option='adaptation',
-            value=adaptation)
+    mask_options = options_group(opt, 'network_mask', '{type: MaskNet, ...}', where)
+    adaptation = options_group(opt, 'adaptation', 'a group of settings', where) or {}
     paths = opt.get('path') or {}
     run = os.path.join('experiments', str(opt.get('name', '')), 'models')
     model = paths.get('pretrain_network_g') or os.path.join(run, 'net_g_latest.pth')
@@ -80,6 +68,14 @@ def read_training_options(path: str) -> TrainingOptions:
         mask = paths.get('pretrain_network_mask') or os.path.join(run, 'net_mask_latest.pth')
     return TrainingOptions(
         os.fspath(path), dict(opt['network_g']), mask_options and dict(mask_options), dict(adaptation), model, mask)
+
+
+def options_group(opt: dict[str, Any], key: str, what: str, where: str) -> Optional[dict[str, Any]]:
+    """``opt[key]``, a dict or None; OptionError naming ``where`` and the key for anything else."""
+    value = opt.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise OptionError(f'{where}: {key} must be {what} or ~, got {value!r}', argument='opt', option=key, value=value)
+    return value
 
 
 def network_from_options(options: TrainingOptions, model: str) -> tuple[nn.Module, str]:
