@@ -67,8 +67,8 @@ def test_the_readmes_offline_metaf2n_infer_example_finds_faces_with_mtcnn(first_
     cwd = first_and_second_run[0]
     proc = run_doc_block('metaf2n-infer datasets/real/', cwd)
     assert 'faces are found by MTCNN' in proc.stderr
-    assert re.search(r'2 of 2 photos super-resolved into results/infer_x4plus, 0 skipped \(outputs complete\), 0 failed: '
-                     r'[12] faces? used', proc.stdout)
+    summary = r'2 of 2 photos super-resolved into results/infer_x4plus, 0 skipped \(outputs complete\), 0 failed: '
+    assert re.search(summary + r'[12] faces? used', proc.stdout)
     for stem in ('astronaut', 'grace_hopper'):
         assert (cwd / 'results' / 'infer_x4plus' / f'{stem}_side_by_side.png').is_file()
 
