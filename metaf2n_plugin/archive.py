@@ -124,13 +124,17 @@ def read_lines(path: str) -> list[dict[str, Any]]:
     return records
 
 
+def parts_in(folder: str) -> list[str]:
+    """The report parts in ``folder`` (this run's, or those a killed run left), by name."""
+    return sorted(name for name in os.listdir(folder) if name.startswith('.report.rank') and name.endswith('.jsonl'))
+
+
 def merged(folder: str, records: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
-    """``photo -> record``: ``report.jsonl``'s, then the parts left by killed runs, then ``records``; a later
-    record of a photo replaces an earlier one."""
-    parts = sorted(path for path in os.listdir(folder) if path.startswith('.report.rank') and path.endswith('.jsonl'))
+    """``photo -> record``: ``report.jsonl``'s, then the parts', then ``records``; a later record of a photo replaces
+    an earlier one."""
     report: dict[str, dict[str, Any]] = {}
-    for path in [REPORT] + parts:
-        for record in read_lines(os.path.join(folder, path)):
+    for name in [REPORT] + parts_in(folder):
+        for record in read_lines(os.path.join(folder, name)):
             report[record['photo']] = record
     for record in records:
         report[record['photo']] = record
@@ -138,14 +142,15 @@ def merged(folder: str, records: Sequence[dict[str, Any]] = ()) -> dict[str, dic
 
 
 def write_report(folder: str, records: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
-    """Merge (:func:`merged`) into ``report.jsonl``, written atomically, then remove the parts and the temporary
-    files of writes a killed run left; returns the merged report. Call it holding the folder's lock."""
+    """Merge (:func:`merged`) the parts and ``records`` into ``report.jsonl``, written atomically (left as it is
+    when there are neither), then remove the parts and the temporary files of writes a killed run left; returns the
+    merged report. Call it holding the folder's lock."""
+    parts = parts_in(folder)
     report = merged(folder, records)
-    if report or os.path.exists(os.path.join(folder, REPORT)):
+    if parts or records:
         write_atomically(os.path.join(folder, REPORT), ''.join(json.dumps(r) + '\n' for r in report.values()))
-    for name in os.listdir(folder):
-        if name.startswith('.report.rank') and name.endswith('.jsonl'):
-            os.unlink(os.path.join(folder, name))
+    for name in parts:
+        os.unlink(os.path.join(folder, name))
     for path in leftovers(folder):
         os.unlink(path)
     return report

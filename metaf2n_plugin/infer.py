@@ -48,7 +48,7 @@ import cv2
 import yaml
 from tqdm import tqdm
 
-from metaf2n_plugin.archive import REPORT, FolderBusyError, Ranks, ReportPart, folder_lock, merged, write_report
+from metaf2n_plugin.archive import REPORT, FolderBusyError, Ranks, ReportPart, folder_lock, write_report
 from metaf2n_plugin.cli import add_face_weights_arguments, check_output_folder, parser_from_doc
 from metaf2n_plugin.errors import message_of
 from metaf2n_plugin.faces.registry import AUTO, detector_choices
@@ -322,7 +322,7 @@ def super_resolve(resolver, path, folder, taken, args):
     return report, photo.rgb.shape[0] * photo.rgb.shape[1] / 1e6, psnr
 
 
-def record_of(path, report, psnr, seconds, run):
+def record_of(path, report, megapixels, psnr, seconds, run):
     """The ``report.jsonl`` line of a photo done."""
     return {
         'photo': path,
@@ -341,6 +341,7 @@ def record_of(path, report, psnr, seconds, run):
         },
         'total_seconds': round(seconds, 3),
         'psnr_y': None if psnr is None else round(psnr, 4),
+        'megapixels': megapixels,
         **run
     }
 
@@ -379,11 +380,11 @@ def run(args, ranks):
     for path in skipped:
         say(f'skipped {path}: not an image (extensions: {" ".join(IMAGE_EXTENSIONS)})')
     with contextlib.ExitStack() as stack:
-        busy = None
+        busy, known = None, {}
         if ranks.rank == 0:
             try:
                 stack.enter_context(folder_lock(args.out))
-                write_report(args.out)  # the lines of a killed run, and its writes' temporary files
+                known = write_report(args.out)  # with the lines of a killed run; its writes' temporary files go
             except FolderBusyError as error:
                 busy = str(error)
         busy = ranks.from_rank0(busy)
@@ -398,7 +399,6 @@ def run(args, ranks):
         records = ranks.gathered(records)
         if ranks.rank != 0:
             return 0
-        known = merged(args.out)
         records += [{
             'photo': path,
             'status': 'skipped',
@@ -428,7 +428,7 @@ def process(resolver, photos, claims, taken, args, ranks):
                 continue
             if resolver.adapt and not report.adapted:
                 tqdm.write(f'{path}: {report.reason}; written with the plain network', file=sys.stderr)
-            part.add(dict(record_of(path, report, psnr, time.perf_counter() - start, run), megapixels=size))
+            part.add(record_of(path, report, size, psnr, time.perf_counter() - start, run))
     finally:
         part.close()
     return part.records
