@@ -197,6 +197,7 @@ def test_with_the_oracle_the_pasted_faces_are_their_gt_crops_inside_the_blend_ma
     blend = blend_weights(pair.mask)
     inside = blend == 1
     assert 0.5 < inside.mean() < pair.mask.mean()  # most of the face, not the band at its edge
+    assert not blend[~pair.mask].any()  # nothing of the restored face where it is not valid
     region = output[y0:y1, x0:x1]
     assert np.array_equal(region[inside], pair.hq[inside])  # the restored face itself
     # the oracle's restored face is the GT's aligned crop warped back: its GT crop, up to those two resamplings
@@ -211,3 +212,16 @@ def test_with_the_oracle_the_pasted_faces_are_their_gt_crops_inside_the_blend_ma
     assert np.all((low[band] - 1e-6 <= region[band]) & (region[band] <= high[band] + 1e-6))  # a blend of the two
     with pytest.raises(OptionError, match='paste_faces needs the faces, which adapt=False does not look for'):
         resolver(photo, *networks, paste_faces=True, adapt=False)
+
+
+def test_blend_weights_are_zero_where_the_restored_face_is_not_valid_one_deep_inside_and_feathered_between():
+    mask = np.zeros((200, 240), np.uint8)  # a tilted face's warped square, not filling its box
+    cv2.fillConvexPoly(mask, np.array([[120, 10], [225, 100], [130, 195], [20, 105]], np.int32), 1)
+    mask = mask.astype(bool)
+    weights = blend_weights(mask)
+    assert weights.dtype == np.float32 and not weights[~mask].any()
+    depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_C, 3)  # square steps to the nearest invalid pixel
+    reach = 4 + 2 * 8  # the margin (2% of the side, 200) and the blur's radius (4%) on either side of its edge
+    assert np.all(weights[depth > reach] == 1)  # the restored face itself
+    band = (weights > 0) & (weights < 1)
+    assert band.any() and depth[band].max() <= reach and depth[weights > 0].min() > 4
