@@ -36,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, Optional
 
 import cv2
@@ -241,16 +241,20 @@ class Page:
         return future
 
     def work(self):
-        """Run the submitted jobs one after the other, forever. Gradio runs each event on a thread of its pool, but
-        torch processed a photo faster from the main thread (docs/benchmarks.md): :func:`serve` gives
+        """Run the submitted jobs one after the other until Ctrl-C or SIGTERM: their KeyboardInterrupt is raised
+        again, the job it stopped cancelled (its Future raises CancelledError). Gradio runs each event on a thread of
+        its pool, but torch processed a photo faster from the main thread (docs/benchmarks.md): :func:`serve` gives
         the main thread this loop."""
         while True:
             future, function, args = self.jobs.get()
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(function(*args))
-                except BaseException as error:  # the caller's to raise
+                except Exception as error:  # the caller's to raise
                     future.set_exception(error)
+                except BaseException:
+                    future.set_exception(CancelledError())
+                    raise
 
     def restorer(self, with_gt):
         """``(FacePairExtractor's restorer option or None, what restores the faces)``: GPEN when its weights are
@@ -530,7 +534,10 @@ def build_blocks(page):
         def process(photo, gt, weights, lr, tile, half, detector, paste, progress=gr.Progress()):
             inputs = (photo, gt, weights, lr, tile, half, detector, paste, lambda done, text: progress(done, text))
             # on the thread in Page.work, in this event's context (progress reaches the page through it)
-            result = page.submit(contextvars.copy_context().run, page.run, *inputs).result()
+            try:
+                result = page.submit(contextvars.copy_context().run, page.run, *inputs).result()
+            except CancelledError:
+                result = PageResult('**metaf2n-app was stopped** before this photo was done.')
             shown_gap = gr.Image(result.difference, label=result.difference_caption or 'difference')
             shown_pasted = gr.ImageSlider(result.pasted, visible=result.pasted is not None)
             return result.summary, result.download, result.boxed, result.faces, result.slider, shown_gap, shown_pasted

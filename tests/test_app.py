@@ -302,6 +302,45 @@ def test_two_requests_at_once_run_one_after_the_other_and_nothing_leaves_the_mac
     assert most == [1, 1] and outside == []
 
 
+# metaf2n-app whose page takes an hour over a photo (Page.run sleeps), in a process of its own
+ENDLESS_APP = ("import sys, time; from metaf2n_plugin import app; "
+               "app.Page.run = lambda *_: (print('processing', flush=True), time.sleep(3600)); "
+               "sys.exit(app.main(sys.argv[1:]))")
+
+
+def test_sigterm_while_a_photo_is_processed_stops_the_page_at_once_and_ends_the_request(
+        page, setup, tmp_path, monkeypatch):
+    from gradio_client import Client, client, handle_file
+
+    monkeypatch.setattr(client, 'build_hf_headers', lambda **_: {})  # as in the test above
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != 'PYTHONPATH'}
+    server = subprocess.Popen([sys.executable, '-c', ENDLESS_APP, '--port',
+                               str(port), *app_flags(setup)],
+                              cwd=tmp_path,
+                              env=env,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT,
+                              text=True)
+    url = f'http://{app.HOST}:{port}/'
+    try:
+        wait_for_server(server, url)
+        user = Client(url, verbose=False, analytics_enabled=False)
+        job = user.submit(
+            handle_file(str(setup / 'grace.png')), None, tiny(page), None, 256, HALF, 'auto', api_name='/super_resolve')
+        seen = []
+        for line in server.stdout:  # until the page has taken the photo
+            if line == 'processing\n':
+                break
+            seen.append(line)
+    finally:
+        log = stop(server)
+    assert server.returncode == 0 and 'Traceback' not in log, ''.join(seen) + log
+    with pytest.raises(Exception) as ended:  # the request ends with the page, not 30 s later
+        job.result(timeout=30)
+    assert not isinstance(ended.value, TimeoutError)
+
+
 @pytest.mark.e2e
 def test_the_page_in_chromium_shows_a_photos_faces_and_its_x4_output_and_says_what_is_not_a_photo(setup, tmp_path):
     if not os.path.isfile(CHROMIUM):
@@ -352,12 +391,7 @@ def test_the_page_in_chromium_shows_a_photos_faces_and_its_x4_output_and_says_wh
             builtin = view.inner_text('#summary')
             browser.close()
     finally:
-        server.terminate()
-        try:
-            log = server.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            server.kill()
-            pytest.fail('metaf2n-app did not exit within 30 s of SIGTERM; its output:\n' + server.communicate()[0])
+        log = stop(server)
     print(f'browser test: {time.perf_counter() - start:.1f} s; screenshots in {tmp_path}')
     assert summary.startswith('grace.png: 1 face used'), log[-3000:]
     assert '1 face used, restored by GPEN-BFR-256; the network took its step on them' in summary
@@ -370,6 +404,16 @@ def test_the_page_in_chromium_shows_a_photos_faces_and_its_x4_output_and_says_wh
     elsewhere = sorted({request for request in requests if not request.startswith((url, 'data:', 'blob:'))})
     assert elsewhere == [], 'the page asked for something off this machine'
     assert len(requests) > 10  # the page's scripts and styles, seen
+
+
+def stop(server):
+    """SIGTERM metaf2n-app's process ``server``; its output, or a failure when it is still running 30 s later."""
+    server.terminate()
+    try:
+        return server.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        server.kill()
+        pytest.fail('metaf2n-app did not exit within 30 s of SIGTERM; its output:\n' + server.communicate()[0])
 
 
 def wait_for_server(server, url, timeout=120):
