@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from metaf2n_plugin.atomic_write import leftovers, write_atomically
+from metaf2n_plugin.compat import init_process_group
 
 REPORT = 'report.jsonl'
 LOCK = '.metaf2n-infer.lock'
@@ -80,7 +81,7 @@ class Ranks:
                 device = f'cuda:{int(os.environ.get("LOCAL_RANK", "0"))}'
             torch.cuda.set_device(torch.device(str(device)))  # NCCL's collectives run on the current device
         if not dist.is_initialized():
-            dist.init_process_group('nccl' if cuda else 'gloo')
+            init_process_group('nccl' if cuda else 'gloo')
         return cls(dist.get_rank(), dist.get_world_size(), device)
 
     def share(self, items: list[Any]) -> list[Any]:

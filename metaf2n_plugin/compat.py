@@ -1,4 +1,5 @@
-"""Every workaround for BasicSR 1.4.2 on today's PyTorch and torchvision, each acting only where needed.
+"""Every workaround for BasicSR 1.4.2 on today's PyTorch and torchvision (and one for torchrun's restarts), each
+acting only where needed.
 
 :func:`apply` runs them; ``metaf2n_plugin/__init__.py`` calls it before anything else touches ``basicsr``.
 What each fixes and why: docs/basicsr.md (numbered as the fixes here).
@@ -125,7 +126,17 @@ def init_dist(launcher, backend=None, **kwargs):
         mp.set_start_method('spawn')
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', os.environ['RANK'])) % torch.cuda.device_count())
-    dist.init_process_group(backend=backend, **kwargs)  # None: gloo for CPU tensors, NCCL for CUDA ones
+    init_process_group(backend, **kwargs)  # None: gloo for CPU tensors, NCCL for CUDA ones
+
+
+def init_process_group(backend=None, **kwargs):
+    """Fix 9: join torchrun's process group (``env://``) with store keys of this restart's own. Torchrun keeps one
+    store across ``--max-restarts``, so a restarted group read the addresses its killed predecessor had left there,
+    then failed to connect or hung (pytorch/pytorch#135712)."""
+    store, rank, world = next(dist.rendezvous('env://'))
+    attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
+    dist.init_process_group(
+        backend, store=dist.PrefixStore(f'attempt{attempt}', store), rank=rank, world_size=world, **kwargs)
 
 
 def build_fid_inception(output_block, state_dict):

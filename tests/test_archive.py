@@ -1,9 +1,10 @@
 """metaf2n-infer on an archive: re-runs skip complete photos, SIGKILL at any moment loses nothing and writes nothing
-twice, report.jsonl has a line per photo, one run per output folder, and torchrun's processes write what one
-process writes."""
+twice, report.jsonl has a line per photo, one run per output folder, torchrun's processes write what one process
+writes, and a rank killed half-way is restarted with its group (--max-restarts) to the same files."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -176,3 +177,45 @@ def test_two_torchrun_processes_write_the_files_of_one_process_and_one_report(ar
     assert sorted(line['photo'] for line in report) == [line['photo'] for line in alone]
     assert {line['rank'] for line in report} == {0, 1}
     assert sorted(line['psnr_y'] for line in report) == sorted(line['psnr_y'] for line in alone)
+
+
+def test_a_torchrun_rank_killed_half_way_is_restarted_with_its_group_and_every_share_finished(
+        archive, reference, tmp_path):
+    out = tmp_path / 'out'
+    command = [
+        sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '--max-restarts', '1',
+        '-m', 'metaf2n_plugin.infer', *flags(archive, out)
+    ]
+    agent = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while agent.poll() is None and not (out / 'photo03_metaf2n.png').exists():  # rank 1's second photo
+            time.sleep(0.005)
+        kept = {name: os.stat(out / name) for name in outputs(out)}
+        os.kill(worker(agent.pid, rank=1), signal.SIGKILL)  # torchrun stops rank 0, then starts both again
+        stdout, stderr = agent.communicate(timeout=600)
+    finally:
+        agent.kill()
+    assert agent.returncode == 0, stderr[-3000:]
+    assert files_of(out) == files_of(reference)
+    for name, stat in kept.items():
+        assert (os.stat(out / name).st_ino, os.stat(out / name).st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    report = report_of(out)
+    assert sorted(line['photo'] for line in report) == [line['photo'] for line in report_of(reference)]
+    assert len({line['run'] for line in report}) == 4, 'both ranks of both attempts wrote photos'
+    counts = re.search(rf'(\d+) of {PHOTOS} photos super-resolved into .*, (\d+) skipped', stdout)  # the restart's
+    done, skipped = map(int, counts.groups())
+    assert done + skipped == PHOTOS and skipped >= len(kept) >= 2
+
+
+def worker(agent, rank):
+    """The pid of torchrun ``agent``'s worker process of ``rank`` (of its first attempt)."""
+    for entry in os.listdir('/proc'):
+        try:
+            with open(f'/proc/{entry}/stat') as stat, open(f'/proc/{entry}/environ', 'rb') as environ:
+                parent = int(stat.read().rsplit(')', 1)[1].split()[1])
+                variables = environ.read().split(b'\0')
+        except (OSError, ValueError):
+            continue
+        if parent == agent and f'RANK={rank}'.encode() in variables:
+            return int(entry)
+    raise AssertionError(f'torchrun (pid {agent}) has no worker of rank {rank}')

@@ -1,7 +1,9 @@
 """Each BasicSR 1.4.2 fix: needed on today's stack, and doing exactly its job."""
 import importlib.util
 import os
+import subprocess
 import sys
+import time
 import types
 
 import basicsr.train
@@ -146,7 +148,7 @@ def test_launcher_pytorch_lets_torch_pick_gloo_or_nccl_and_sets_a_cuda_device_on
     import basicsr.utils.options
     assert basicsr.utils.options.init_dist is compat.init_dist
     calls = []
-    monkeypatch.setattr(compat.dist, 'init_process_group', lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(compat, 'init_process_group', lambda backend: calls.append({'backend': backend}))
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(torch.cuda, 'set_device', lambda device: calls.append(('set_device', device)))
     monkeypatch.setattr(compat.mp, 'get_start_method', lambda allow_none: 'spawn')
@@ -160,6 +162,37 @@ def test_launcher_pytorch_lets_torch_pick_gloo_or_nccl_and_sets_a_cuda_device_on
     assert calls[1:] == [('set_device', 1), {'backend': None}]
     with pytest.raises(ValueError, match='Invalid launcher type'):  # other launchers: BasicSR's own code
         compat.init_dist('mpi')
+
+
+# a rank of torchrun's group: joins it, adds 1 over the group, prints the sum and exits
+RANK_PROCESS = ('import datetime, torch, torch.distributed as dist; from metaf2n_plugin import compat; '
+                "compat.init_process_group('gloo', timeout=datetime.timedelta(seconds=20)); "
+                'one = torch.ones(1); dist.all_reduce(one); print(int(one))')
+
+
+def test_a_group_restarted_by_torchrun_joins_with_keys_of_its_own_not_its_predecessors(tmp_path):
+    """Fix 9: the store outlives a restart (torchrun's agent holds it); a rank of the new group that reads it before
+    its peer has joined finds the dead group's addresses unless each attempt has keys of its own."""
+    from datetime import timedelta
+
+    agent = torch.distributed.TCPStore(
+        '127.0.0.1', 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
+    env = {
+        **os.environ, 'MASTER_ADDR': '127.0.0.1',
+        'MASTER_PORT': str(agent.port),
+        'WORLD_SIZE': '2',
+        'TORCHELASTIC_USE_AGENT_STORE': 'True'
+    }
+    for attempt, delay in ((0, 0), (1, 3)):  # the second time, rank 1 joins 3 s after rank 0
+        ranks = []
+        for rank in range(2):
+            time.sleep(delay * rank)
+            env.update(RANK=str(rank), TORCHELASTIC_RESTART_COUNT=str(attempt))
+            output = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            ranks.append(subprocess.Popen([sys.executable, '-c', RANK_PROCESS], cwd=tmp_path, env=env, **output))
+        outputs = [process.communicate(timeout=120)[0] for process in ranks]
+        assert [process.returncode for process in ranks] == [0, 0], outputs
+        assert [output.split()[-1] for output in outputs] == ['2', '2']
 
 
 class Payload:
