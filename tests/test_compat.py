@@ -164,10 +164,12 @@ def test_launcher_pytorch_lets_torch_pick_gloo_or_nccl_and_sets_a_cuda_device_on
         compat.init_dist('mpi')
 
 
-# a rank of torchrun's group: joins it, adds 1 over the group, prints the sum and exits
+# a rank of torchrun's group: joins it, adds 1 over the group, prints the sum and leaves (a process that exits in
+# the group can abort in gloo's threads)
 RANK_PROCESS = ('import datetime, torch, torch.distributed as dist; from metaf2n_plugin import compat; '
                 "compat.init_process_group('gloo', timeout=datetime.timedelta(seconds=20)); "
-                'one = torch.ones(1); dist.all_reduce(one); print(int(one))')
+                'one = torch.ones(1); dist.all_reduce(one); print(int(one)); dist.barrier(); '
+                'dist.destroy_process_group()')
 
 
 def test_a_group_restarted_by_torchrun_joins_with_keys_of_its_own_not_its_predecessors(tmp_path):
