@@ -12,6 +12,7 @@ included, into a fresh output folder; the variants alternate for --rounds rounds
 """
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def command(root, out, processes, threads=None):
 
 
 def files(folder):
-    return {name: open(os.path.join(folder, name), 'rb').read() for name in os.listdir(folder) if name.endswith('.png')}
+    return {path.name: path.read_bytes() for path in pathlib.Path(folder).glob('*.png')}
 
 
 def main():

@@ -114,12 +114,13 @@ def weights_choices(model=None, mask=None, folder=WEIGHTS_DIR, opt=None):
     MaskNet's conversion is offered, so that the page says how to make it; missing files are labelled. OptionError
     for an ``opt`` that is no options file."""
     x4plus = os.path.join(folder, OUTPUT_FILE)
-    choices = [WeightsChoice(f'{model} + {mask or "no MaskNet (W = 1)"}', model, mask)] if model else []
+    choices, built_by = [], ''
     if opt:
         options = read_training_options(opt)
         model, mask = model or options.model, mask or options.mask
-        built = f'{options.network_g["type"]} of {opt}: {model} + {mask or "no MaskNet (W = 1)"}'
-        choices = [WeightsChoice(built, model, mask, opt)]
+        built_by = f'{options.network_g["type"]} of {opt}: '
+    if model:
+        choices.append(WeightsChoice(f'{built_by}{model} + {mask or "no MaskNet (W = 1)"}', model, mask, opt))
     masks = sorted(glob.glob(os.path.join(glob.escape(folder), '*' + MASK_END)))
     for path in masks or [os.path.join(folder, X4PLUS_MASKNET)]:
         name = os.path.basename(path)[:-len(MASK_END)]

@@ -130,24 +130,18 @@ def parts_in(folder: str) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name.startswith('.report.rank') and name.endswith('.jsonl'))
 
 
-def merged(folder: str, records: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
-    """``photo -> record``: ``report.jsonl``'s, then the parts', then ``records``; a later record of a photo replaces
-    an earlier one."""
+def write_report(folder: str, records: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
+    """``photo -> record`` of ``report.jsonl``, then of the parts (this run's, or a killed run's), then ``records``,
+    a later record of a photo replacing an earlier one. With parts or ``records``, written into ``report.jsonl``
+    (atomically), the parts then removed; the temporary files of writes a killed run left go too. Call it holding
+    the folder's lock."""
+    parts = parts_in(folder)
     report: dict[str, dict[str, Any]] = {}
-    for name in [REPORT] + parts_in(folder):
+    for name in [REPORT] + parts:
         for record in read_lines(os.path.join(folder, name)):
             report[record['photo']] = record
     for record in records:
         report[record['photo']] = record
-    return report
-
-
-def write_report(folder: str, records: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
-    """Merge (:func:`merged`) the parts and ``records`` into ``report.jsonl``, written atomically (left as it is
-    when there are neither), then remove the parts and the temporary files of writes a killed run left; returns the
-    merged report. Call it holding the folder's lock."""
-    parts = parts_in(folder)
-    report = merged(folder, records)
     if parts or records:
         write_atomically(os.path.join(folder, REPORT), ''.join(json.dumps(r) + '\n' for r in report.values()))
     for name in parts:

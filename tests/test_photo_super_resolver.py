@@ -207,8 +207,8 @@ def test_with_the_oracle_the_pasted_faces_are_their_gt_crops_inside_the_blend_ma
     untouched[y0:y1, x0:x1] = blend == 0
     assert np.array_equal(output[untouched], report.before_paste[untouched])  # MetaF2N's background
     band = (blend > 0) & (blend < 1)
-    low, high = np.minimum(pair.hq, report.before_paste[y0:y1, x0:x1]), np.maximum(pair.hq, report.before_paste[y0:y1,
-                                                                                                                x0:x1])
+    metaf2n = report.before_paste[y0:y1, x0:x1]
+    low, high = np.minimum(pair.hq, metaf2n), np.maximum(pair.hq, metaf2n)
     assert np.all((low[band] - 1e-6 <= region[band]) & (region[band] <= high[band] + 1e-6))  # a blend of the two
     with pytest.raises(OptionError, match='paste_faces needs the faces, which adapt=False does not look for'):
         resolver(photo, *networks, paste_faces=True, adapt=False)
