@@ -201,7 +201,9 @@ def test_a_torchrun_rank_killed_half_way_is_restarted_with_its_group_and_every_s
         assert (os.stat(out / name).st_ino, os.stat(out / name).st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
     report = report_of(out)
     assert sorted(line['photo'] for line in report) == [line['photo'] for line in report_of(reference)]
-    assert len({line['run'] for line in report}) >= 3, 'rank 1, then both ranks of the restarted group wrote photos'
+    # a photo whose output was renamed into place just before the kill, its line not yet written, is 'skipped'
+    runs = {line['run'] for line in report if 'run' in line}
+    assert len(runs) >= 3, 'rank 1, then both ranks of the restarted group wrote photos'
     counts = re.search(rf'(\d+) of {PHOTOS} photos super-resolved into .*, (\d+) skipped', stdout)  # the restart's
     done, skipped = map(int, counts.groups())
     assert done + skipped == PHOTOS and skipped >= len(kept) >= 2
